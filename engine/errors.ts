@@ -1,0 +1,29 @@
+// Typed errors the engine throws. Messages name the op, what it received and what it expected.
+
+/** Bad shapes given to an op: `matmul: inner dims differ: a is [4, 8], b is [7, 3]`. */
+export class ShapeError extends Error {
+  override name = "ShapeError";
+}
+
+/** A backend was asked for but cannot be used here (no WebGPU adapter, a limit exceeded). */
+export class BackendUnavailableError extends Error {
+  override name = "BackendUnavailableError";
+}
+
+/** A WGSL kernel failed to compile or validate; carries WGSL's messages and the source. */
+export class ShaderCompileError extends Error {
+  override name = "ShaderCompileError";
+  constructor(readonly kernel: string, readonly messages: string, readonly source: string) {
+    super(`kernel '${kernel}' failed to compile: ${messages.trim()}`);
+  }
+}
+
+/** The GPU device reported an error or was lost. */
+export class DeviceError extends Error {
+  override name = "DeviceError";
+}
+
+/** Shapes as `[4, 8]` in messages. */
+export function fmtShape(shape: readonly number[]): string {
+  return `[${shape.join(", ")}]`;
+}

@@ -1,0 +1,79 @@
+// Adapter and device acquisition: request the adapter's own maxima for the limits the engine
+// uses, watch for uncaptured errors and device loss, and describe what was chosen in one line.
+
+import { BackendUnavailableError } from "../errors.ts";
+
+/** The limits the engine raises to the adapter's maxima. */
+export const USED_LIMITS = [
+  "maxStorageBufferBindingSize",
+  "maxBufferSize",
+  "maxComputeWorkgroupStorageSize",
+  "maxComputeInvocationsPerWorkgroup",
+  "maxComputeWorkgroupSizeX",
+  "maxComputeWorkgroupSizeY",
+  "maxComputeWorkgroupSizeZ",
+  "maxStorageBuffersPerShaderStage",
+  "maxComputeWorkgroupsPerDimension",
+] as const;
+
+/** An acquired device with what we learned about its adapter. */
+export interface GpuContext {
+  adapter: GPUAdapter;
+  device: GPUDevice;
+  info: GPUAdapterInfo;
+  limits: Record<(typeof USED_LIMITS)[number], number>;
+  /** WGSL `packed_4x8_integer_dot_product` (dot4I8Packed) is available. */
+  hasDot4I8: boolean;
+  isFallback: boolean;
+}
+
+/** Is a WebGPU adapter available at all? */
+export async function hasWebGPUAdapter(): Promise<boolean> {
+  if (typeof navigator === "undefined" || !("gpu" in navigator)) return false;
+  try {
+    return (await navigator.gpu.requestAdapter()) !== null;
+  } catch {
+    return false;
+  }
+}
+
+/** Acquire the default adapter and a device with raised limits. */
+export async function acquireDevice(): Promise<GpuContext> {
+  if (typeof navigator === "undefined" || !("gpu" in navigator)) {
+    throw new BackendUnavailableError("webgpu: navigator.gpu is not available in this runtime");
+  }
+  const adapter = await navigator.gpu.requestAdapter({ powerPreference: "high-performance" });
+  if (!adapter) {
+    throw new BackendUnavailableError(
+      "webgpu: no adapter found (install a GPU driver, or Mesa's llvmpipe: " +
+        "apt-get install libegl1 libegl-mesa0 libgl1-mesa-dri), or use --backend cpu",
+    );
+  }
+  const requiredLimits: Record<string, number> = {};
+  for (const k of USED_LIMITS) requiredLimits[k] = adapter.limits[k];
+  const device = await adapter.requestDevice({ requiredLimits });
+  const limits = {} as GpuContext["limits"];
+  for (const k of USED_LIMITS) limits[k] = device.limits[k];
+  const features = navigator.gpu.wgslLanguageFeatures;
+  return {
+    adapter,
+    device,
+    info: adapter.info,
+    limits,
+    hasDot4I8: features?.has("packed_4x8_integer_dot_product") ?? false,
+    isFallback: (adapter.info as { isFallbackAdapter?: boolean }).isFallbackAdapter ?? false,
+  };
+}
+
+const MiB = 1024 * 1024;
+
+/** One line naming the adapter and the limits that matter. */
+export function describeContext(ctx: GpuContext): string {
+  const i = ctx.info;
+  const name = i.description || [i.vendor, i.architecture, i.device].filter(Boolean).join(" ");
+  return `webgpu: ${name}${ctx.isFallback ? " (software fallback adapter)" : ""}; ` +
+    `max binding ${Math.floor(ctx.limits.maxStorageBufferBindingSize / MiB)} MiB, ` +
+    `max buffer ${Math.floor(ctx.limits.maxBufferSize / MiB)} MiB, ` +
+    `workgroup storage ${ctx.limits.maxComputeWorkgroupStorageSize / 1024} KiB, ` +
+    `dot4I8Packed ${ctx.hasDot4I8 ? "yes" : "no"}`;
+}

@@ -1,0 +1,18 @@
+// The op list: every tensor function the engine offers, one line per kernels/ file.
+
+import { registerGradOps } from "../engine/autograd.ts";
+import { full } from "../engine/creation.ts";
+import { copyOf } from "../engine/op.ts";
+import { add } from "./binary.ts";
+
+export * from "./unary.ts";
+export * from "./binary.ts";
+export * from "./view.ts";
+export * from "./reduce.ts";
+export * from "./matmul.ts";
+
+registerGradOps({
+  add: (a, b) => add(a, b),
+  onesLike: (t) => full(t.shape, 1, { dtype: t.dtype, backend: t.backend }),
+  clone: (t) => copyOf(t),
+});

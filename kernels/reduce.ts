@@ -1,0 +1,150 @@
+// Reductions over axes: sum, mean, max (with keepdim) and argmax. The reduced axes are permuted
+// last (a view) so the kernel sees contiguous rows: x [R, L] -> y [R]. WGSL: one workgroup of
+// 64 per row (rows beyond 65,535 use the grid's second dimension); each invocation sums a
+// strided part of the row, then a tree reduction in workgroup memory. Sums accumulate in f32.
+
+import type { Tensor } from "../engine/tensor.ts";
+import { apply, defineOp } from "../engine/op.ts";
+import { isGradEnabled } from "../engine/autograd.ts";
+import { normAxis } from "../engine/shape.ts";
+import { wgslType } from "../engine/dtype.ts";
+import { grid1d } from "../engine/webgpu/codegen.ts";
+import { div, eq, mul } from "./binary.ts";
+import { expand, permute, reshape } from "./view.ts";
+
+type Kind = "sum" | "max" | "argmax";
+interface RowParams {
+  kind: Kind;
+  rowLen: number;
+}
+
+const WG = 64;
+
+function reduceWgsl(kind: Kind, t: string, outT: string, rows: number, rowLen: number): string {
+  const init = kind === "sum" ? `${t}(0)` : "-3.402823e38";
+  const better = "v > best || (v == best && j < bi)";
+  return `
+@group(0) @binding(0) var<storage, read> x: array<${t}>;
+@group(0) @binding(1) var<storage, read_write> y: array<${outT}>;
+var<workgroup> sv: array<${kind === "sum" ? t : "f32"}, ${WG}>;
+var<workgroup> si: array<u32, ${WG}>;
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let row = wid.x + wid.y * 65535u;
+  let inRange = row < ${rows}u;
+  let base = row * ${rowLen}u;
+  var best = ${init};
+  var bi = 0xffffffffu;
+  if (inRange) {
+    for (var j = lid.x; j < ${rowLen}u; j += ${WG}u) {
+      let v = ${kind === "sum" ? "x[base + j]" : "f32(x[base + j])"};
+      ${kind === "sum" ? "best += v;" : `if (${better}) { best = v; bi = j; }`}
+    }
+  }
+  sv[lid.x] = best;
+  si[lid.x] = bi;
+  workgroupBarrier();
+  for (var s = ${WG / 2}u; s > 0u; s >>= 1u) {
+    if (lid.x < s) {
+      ${
+    kind === "sum"
+      ? "sv[lid.x] += sv[lid.x + s];"
+      : `let v = sv[lid.x + s]; let j = si[lid.x + s]; let best = sv[lid.x]; let bi = si[lid.x];
+      if (${better}) { sv[lid.x] = v; si[lid.x] = j; }`
+  }
+    }
+    workgroupBarrier();
+  }
+  if (lid.x == 0u && inRange) {
+    y[row] = ${kind === "argmax" ? "i32(si[0])" : kind === "max" ? `${outT}(sv[0])` : "sv[0]"};
+  }
+}`;
+}
+
+/** Row reduction x [R, L] -> y [R]. */
+export const reduceRowsOp = defineOp<RowParams>({
+  name: "reduce_rows",
+  shape: ([x], { rowLen }) => [rowLen === 0 ? x.size : x.size / rowLen],
+  dtype: ([x], { kind }) => (kind === "argmax" ? "i32" : x.dtype),
+  cpu([x], [y], { kind, rowLen }) {
+    const d = x.data;
+    for (let r = 0; r < y.length; r++) {
+      const base = r * rowLen;
+      if (kind === "sum") {
+        let s = 0;
+        for (let j = 0; j < rowLen; j++) s += d[base + j];
+        y[r] = s;
+      } else {
+        let best = -Infinity;
+        let bi = 0;
+        for (let j = 0; j < rowLen; j++) {
+          if (d[base + j] > best) {
+            best = d[base + j];
+            bi = j;
+          }
+        }
+        y[r] = kind === "max" ? best : bi;
+      }
+    }
+  },
+  wgsl([x], [y], { kind, rowLen }) {
+    const rows = y.shape[0];
+    return {
+      source: reduceWgsl(kind, wgslType(x.dtype), wgslType(y.dtype), rows, rowLen),
+      grid: grid1d(rows, 1),
+    };
+  },
+  backward(dy, [x], _y, { kind }) {
+    if (kind !== "sum") return [null]; // max's gradient is formed in `max` below
+    return [expand(reshape(dy, [...dy.shape, 1]), x.shape)]; // d sum = 1 for every element
+  },
+});
+
+function normAxes(op: string, x: Tensor, axes?: number | number[]): number[] {
+  if (axes === undefined) return x.shape.map((_, i) => i);
+  const list = (typeof axes === "number" ? [axes] : axes).map((a) => normAxis(op, a, x.ndim));
+  return [...new Set(list)].sort((a, b) => a - b);
+}
+
+function reduce(kind: Kind, x: Tensor, axes: number[], keepdim: boolean): Tensor {
+  const kept = x.shape.map((_, i) => i).filter((i) => !axes.includes(i));
+  const rowLen = axes.reduce((n, a) => n * x.shape[a], 1);
+  const rows = permute(x, [...kept, ...axes]);
+  const flat = reshape(rows, [kept.reduce((n, a) => n * x.shape[a], 1), rowLen]);
+  const y = apply(reduceRowsOp, [flat], { kind, rowLen });
+  const shape = keepdim
+    ? x.shape.map((d, i) => (axes.includes(i) ? 1 : d))
+    : kept.map((a) => x.shape[a]);
+  return reshape(y, shape);
+}
+
+/** Sum over `axes` (default all). */
+export function sum(x: Tensor, axes?: number | number[], keepdim = false): Tensor {
+  return reduce("sum", x, normAxes("sum", x, axes), keepdim);
+}
+
+/** Mean over `axes` (default all). */
+export function mean(x: Tensor, axes?: number | number[], keepdim = false): Tensor {
+  const a = normAxes("mean", x, axes);
+  const n = a.reduce((k, i) => k * x.shape[i], 1);
+  return div(sum(x, a, keepdim), n);
+}
+
+/** Max over `axes` (default all); the gradient is shared equally among tied maxima. */
+export function max(x: Tensor, axes?: number | number[], keepdim = false): Tensor {
+  const a = normAxes("max", x, axes);
+  const m = reduce("max", x, a, true);
+  let out = m;
+  if (x.requiresGrad && isGradEnabled()) {
+    // Route the gradient: y = sum(x · mask / count) has value max and the amax gradient.
+    const mask = eq(x, expand(m, x.shape));
+    const weights = div(mask, expand(reduce("sum", mask, a, true), x.shape));
+    out = reduce("sum", mul(x, weights), a, true);
+  }
+  return keepdim ? out : reshape(out, x.shape.filter((_, i) => !a.includes(i)));
+}
+
+/** Index of the (first) maximum along `axis` (i32, no gradient). */
+export function argmax(x: Tensor, axis = -1, keepdim = false): Tensor {
+  return reduce("argmax", x, [normAxis("argmax", axis, x.ndim)], keepdim);
+}
