@@ -129,3 +129,21 @@ export function bytesOf(shape: readonly number[], dtype: DType): number {
 }
 
 export { contiguousStrides };
+
+/**
+ * Run a kernel writing into existing tensors (in-place updates such as the optimizer's): no
+ * shape rule, no autograd. Outputs must be row-major at offset 0.
+ */
+export function launch<P>(kernel: Kernel<P>, inputs: Tensor[], outputs: Tensor[], params: P): void {
+  const backend = (inputs[0] ?? outputs[0]).backend;
+  for (const t of [...inputs, ...outputs]) {
+    t.assertAlive(kernel.name);
+    if (t.backend !== backend) throw new Error(`${kernel.name}: tensors on different backends`);
+  }
+  for (const o of outputs) {
+    if (!o.isContiguous() || o.offset !== 0) {
+      throw new Error(`${kernel.name}: in-place output must be contiguous at offset 0`);
+    }
+  }
+  backend.run(kernel, inputs.map(bind), outputs.map(bind), params);
+}
