@@ -91,7 +91,7 @@ export async function resolveDataset(
     );
   }
   try {
-    await download(known.url, target, opts.fetch ?? globalThis.fetch);
+    await download(known.url, localDir, target, opts.fetch ?? globalThis.fetch);
   } catch (e) {
     throw new DataError(
       `dataset '${nameOrPath}': ${known.file} is not in ${where} and downloading ${known.url} ` +
@@ -101,14 +101,17 @@ export async function resolveDataset(
   return target;
 }
 
-/** Fetch `url` into `target` through a temporary file in the same directory. */
-async function download(url: string, target: string, fetchFn: typeof fetch): Promise<void> {
+/** Fetch `url` into `target` (in `dir`) through a temporary file in the same directory. */
+async function download(
+  url: string,
+  dir: string,
+  target: string,
+  fetchFn: typeof fetch,
+): Promise<void> {
   const res = await fetchFn(url);
   if (!res.ok) throw new Error(`HTTP ${res.status} ${res.statusText}`.trim());
   const bytes = new Uint8Array(await res.arrayBuffer());
   if (bytes.length === 0) throw new Error("the server sent an empty file");
-  const dir = target.slice(0, Math.max(0, target.lastIndexOf("/"), target.lastIndexOf("\\"))) ||
-    ".";
   await Deno.mkdir(dir, { recursive: true });
   const tmp = `${target}.download-${crypto.randomUUID().slice(0, 8)}.tmp`;
   try {
@@ -128,10 +131,12 @@ export function decodeText(bytes: Uint8Array, path: string): string {
   try {
     return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
   } catch {
+    const at = firstInvalidUtf8(bytes);
+    const where = at === bytes.length
+      ? "the file ends inside a character"
+      : `first bad byte at offset ${at}`;
     throw new DataError(
-      `dataset file '${path}' is not valid UTF-8 (first bad byte at offset ${
-        firstInvalidUtf8(bytes)
-      }); convert it to UTF-8 text`,
+      `dataset file '${path}' is not valid UTF-8 (${where}); convert it to UTF-8 text`,
     );
   }
 }
