@@ -16,3 +16,13 @@ registerGradOps({
   onesLike: (t) => full(t.shape, 1, { dtype: t.dtype, backend: t.backend }),
   clone: (t) => copyOf(t),
 });
+export * from "./concat.ts";
+export * from "./softmax.ts";
+export * from "./sample.ts";
+export * from "./gelu.ts";
+export * from "./cross_entropy.ts";
+export * from "./norm.ts";
+export * from "./dropout.ts";
+export * from "./embedding.ts";
+export * from "./where.ts";
+export * from "./causal.ts";

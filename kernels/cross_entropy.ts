@@ -1,0 +1,239 @@
+// Fused cross-entropy loss: mean over non-ignored rows of logsumexp(logits[r]) − logits[r, t_r],
+// as PyTorch's F.cross_entropy(logits, targets, ignore_index). Probabilities are never stored.
+// Shapes (dims legend N rows, V classes): logits [..., V] float, targets [...] i32 -> loss [].
+// Forward, two dispatches: (1) one workgroup of 64 per row (rows of a 50k vocabulary are long):
+// max and Σexp reduced in workgroup memory, writing stats[r] = (lse_r, loss_r) [N, 2];
+// (2) one workgroup sums the row losses and counts the non-ignored rows into sums [2] =
+// (mean, count); the loss is a view of sums[0]. Backward, one dispatch, one invocation per
+// logit: dlogits[r, j] = (exp(logits[r, j] − lse_r) − [j = t_r])·dy/count, 0 on ignored rows.
+// All rows ignored: loss 0 and zero gradient (PyTorch returns NaN; a fully padded batch should
+// not poison training). Targets outside [0, V) other than ignoreIndex: the CPU throws naming
+// the row and target; WebGPU cannot throw, so that row's loss and gradient are NaN, which makes
+// the mean NaN.
+
+import type { Kernel } from "../engine/backend.ts";
+import type { Tensor } from "../engine/tensor.ts";
+import { isFloat, wgslType } from "../engine/dtype.ts";
+import { fmtShape, ShapeError } from "../engine/errors.ts";
+import { sameShape, sizeOf } from "../engine/shape.ts";
+import { grid1d, linearIndex } from "../engine/webgpu/codegen.ts";
+import { ROW_WG, ROW_WGSL, rowGrid, runKernel, withGrad } from "./row_kernel.ts";
+
+interface CeParams {
+  rows: number;
+  classes: number;
+  ignoreIndex: number;
+}
+
+const NAN_BITS = 0x7fc00000; // passed in the uniform block: a NaN constant would not compile
+
+function uniforms({ rows, classes, ignoreIndex }: CeParams): Uint32Array {
+  return new Uint32Array([rows, classes, ignoreIndex >>> 0, NAN_BITS]);
+}
+
+const HEADER = (t: string, bindings: string[]) =>
+  bindings.map((b, i) => {
+    const [mode, decl] = b.split(/ (.*)/);
+    return `@group(0) @binding(${i}) var<storage, ${mode}> ${decl};`;
+  }).join("\n") + `
+struct U { rows: u32, len: u32, ignore: i32, nan: u32 }
+@group(0) @binding(${bindings.length}) var<uniform> u: U;
+fn bad_target(t: i32) -> bool { return t != u.ignore && (t < 0 || u32(t) >= u.len); }
+alias F = ${t};`;
+
+/** stats[r] = (logsumexp of row r, its loss or 0 when ignored): logits [N, V], targets [N]. */
+export const crossEntropyRowsKernel: Kernel<CeParams> = {
+  name: "cross_entropy_rows",
+  cpu([logits, targets], [stats], { rows, classes: V, ignoreIndex }) {
+    const x = logits.data;
+    const t = targets.data;
+    for (let r = 0; r < rows; r++) {
+      const base = r * V;
+      let m = -Infinity;
+      for (let j = 0; j < V; j++) m = Math.max(m, x[base + j]);
+      let s = 0;
+      for (let j = 0; j < V; j++) s += Math.exp(x[base + j] - m);
+      const lse = m + Math.log(s);
+      const target = t[r];
+      if (target !== ignoreIndex && (target < 0 || target >= V)) {
+        throw new RangeError(
+          `crossEntropy: target ${target} at row ${r} is out of range [0, ${V}) ` +
+            `(ignoreIndex ${ignoreIndex})`,
+        );
+      }
+      stats[2 * r] = lse;
+      stats[2 * r + 1] = target === ignoreIndex ? 0 : lse - x[base + target];
+    }
+  },
+  wgsl([logits], _out, p) {
+    return {
+      source: `${
+        HEADER(wgslType(logits.dtype), [
+          "read x: array<F>",
+          "read targets: array<i32>",
+          "read_write stats: array<F>",
+        ])
+      }
+${ROW_WGSL}
+@compute @workgroup_size(${ROW_WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l: vec3<u32>) {
+  let row = row_of(wid);
+  if (row >= u.rows) { return; }
+  let lid = l.x;
+  let base = row * u.len;
+  var m = -3.402823e38;
+  for (var j = lid; j < u.len; j += WG) { m = max(m, x[base + j]); }
+  m = wg_max(m, lid);
+  var s = 0.0;
+  for (var j = lid; j < u.len; j += WG) { s += exp(x[base + j] - m); }
+  s = wg_sum(s, lid);
+  if (lid == 0u) {
+    let lse = m + log(s);
+    let t = targets[row];
+    var loss = 0.0;
+    if (bad_target(t)) { loss = bitcast<f32>(u.nan); } else if (t != u.ignore) {
+      loss = lse - x[base + u32(t)];
+    }
+    stats[2u * row] = lse;
+    stats[2u * row + 1u] = loss;
+  }
+}`,
+      grid: rowGrid(p.rows),
+      uniforms: uniforms(p),
+    };
+  },
+};
+
+/** sums = (mean loss over non-ignored rows, their count) from stats [N, 2] and targets [N]. */
+export const crossEntropyMeanKernel: Kernel<CeParams> = {
+  name: "cross_entropy_mean",
+  cpu([stats, targets], [sums], { rows, ignoreIndex }) {
+    let s = 0;
+    let count = 0;
+    for (let r = 0; r < rows; r++) {
+      if (targets.data[r] === ignoreIndex) continue;
+      s += stats.data[2 * r + 1];
+      count++;
+    }
+    sums[0] = s / Math.max(count, 1);
+    sums[1] = count;
+  },
+  wgsl([stats], _out, p) {
+    return {
+      source: `${
+        HEADER(wgslType(stats.dtype), [
+          "read stats: array<F>",
+          "read targets: array<i32>",
+          "read_write sums: array<F>",
+        ])
+      }
+${ROW_WGSL}
+@compute @workgroup_size(${ROW_WG})
+fn main(@builtin(local_invocation_id) l: vec3<u32>) {
+  let lid = l.x;
+  var acc = vec2<f32>(0.0, 0.0);
+  for (var r = lid; r < u.rows; r += WG) {
+    if (targets[r] != u.ignore) { acc += vec2<f32>(stats[2u * r + 1u], 1.0); }
+  }
+  acc = wg_sum2(acc, lid);
+  if (lid == 0u) {
+    sums[0] = acc.x / max(acc.y, 1.0);
+    sums[1] = acc.y;
+  }
+}`,
+      grid: [1, 1, 1],
+      uniforms: uniforms(p),
+    };
+  },
+};
+
+/** dlogits [N, V] from logits, targets, stats, sums (for the count) and dy (a scalar). */
+export const crossEntropyBackwardKernel: Kernel<CeParams> = {
+  name: "cross_entropy_backward",
+  cpu([logits, targets, stats, sums, dy], [dx], { rows, classes: V, ignoreIndex }) {
+    const g = dy.data[dy.offset] / Math.max(sums.data[1], 1);
+    for (let r = 0; r < rows; r++) {
+      const t = targets.data[r];
+      const lse = stats.data[2 * r];
+      for (let j = 0; j < V; j++) {
+        const i = r * V + j;
+        dx[i] = t === ignoreIndex ? 0 : (Math.exp(logits.data[i] - lse) - (j === t ? 1 : 0)) * g;
+      }
+    }
+  },
+  wgsl([logits], _out, p) {
+    return {
+      source: `${
+        HEADER(wgslType(logits.dtype), [
+          "read x: array<F>",
+          "read targets: array<i32>",
+          "read stats: array<F>",
+          "read sums: array<F>",
+          "read dy: array<F>",
+          "read_write dx: array<F>",
+        ])
+      }
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let i = ${linearIndex()};
+  if (i >= u.rows * u.len) { return; }
+  let r = i / u.len;
+  let t = targets[r];
+  if (t == u.ignore) { dx[i] = 0.0; return; }
+  let g = dy[0] / max(sums[1], 1.0);
+  let p = exp(x[i] - stats[2u * r]);
+  let v = select(p, p - 1.0, i - r * u.len == u32(t));
+  dx[i] = select(v * g, bitcast<f32>(u.nan), bad_target(t));
+}`,
+      grid: grid1d(p.rows * p.classes),
+      uniforms: uniforms(p),
+    };
+  },
+};
+
+function check(logits: Tensor, targets: Tensor): void {
+  const expected = logits.shape.slice(0, -1);
+  if (logits.ndim < 1 || logits.shape[logits.ndim - 1] === 0) {
+    throw new ShapeError(
+      `crossEntropy: logits must be [..., V] with V > 0, got ${fmtShape(logits.shape)}`,
+    );
+  }
+  if (!isFloat(logits.dtype)) {
+    throw new TypeError(`crossEntropy: logits must be float, got ${logits.dtype}`);
+  }
+  if (targets.dtype !== "i32") {
+    throw new TypeError(`crossEntropy: targets must be i32 class indices, got ${targets.dtype}`);
+  }
+  if (!sameShape(targets.shape, expected)) {
+    throw new ShapeError(
+      `crossEntropy: targets ${fmtShape(targets.shape)} do not match logits ` +
+        `${fmtShape(logits.shape)} (expected targets ${fmtShape(expected)})`,
+    );
+  }
+}
+
+/**
+ * Mean cross-entropy of `logits` [..., V] against class indices `targets` [...] (i32), skipping
+ * rows whose target is `ignoreIndex`; one fused op with a one-pass backward kernel.
+ */
+export function crossEntropy(logits: Tensor, targets: Tensor, ignoreIndex = -1): Tensor {
+  check(logits, targets);
+  const classes = logits.shape[logits.ndim - 1];
+  const rows = sizeOf(logits.shape) / classes;
+  const p: CeParams = { rows, classes, ignoreIndex };
+  const [stats] = runKernel(crossEntropyRowsKernel, [logits, targets], [{ shape: [rows, 2] }], p);
+  const [sums] = runKernel(crossEntropyMeanKernel, [stats, targets], [{ shape: [2] }], p);
+  const loss = sums.withLayout([], [], 0);
+  const out = withGrad(loss, "crossEntropy", [logits], (dy) => {
+    const inputs = [logits, targets, stats, sums, dy];
+    const [dx] = runKernel(crossEntropyBackwardKernel, inputs, [{ shape: logits.shape }], p);
+    stats.dispose();
+    sums.dispose();
+    return [dx];
+  });
+  if (!out.requiresGrad) {
+    stats.dispose();
+    sums.dispose();
+  }
+  return out;
+}

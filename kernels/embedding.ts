@@ -1,0 +1,129 @@
+// Embedding lookup: out[..., c] = weight[ids[...], c] (PyTorch's F.embedding), with a
+// deterministic scatter-add backward. Shapes (V rows, C channels, N = number of ids):
+// weight [V, C] float, ids [...] i32 -> out [..., C]; all row-major (apply copies views).
+// Forward: one invocation per output element (workgroup 64). Backward: dWeight [V, C] by one
+// workgroup of 64 per vocabulary row v, which scans all N ids in order and, for each k with
+// ids[k] = v, adds dy[k, :] into its row (each invocation owns channels lid, lid + 64, ...).
+// No atomics, and every row is summed in position order, so the result is deterministic and
+// in the CPU loop's order. Cost: V·N id comparisons (broadcast loads of one id per step) plus
+// N·C adds; for GPT-2 (V = 50257) and N = 8192 tokens that is 4e8 comparisons per step (not yet
+// timed on a real GPU); a sort-based CSR build would need O(N log N) work but several extra
+// dispatches. Out-of-range ids: the CPU throws naming the id and its position; WebGPU cannot
+// throw, so such a position's output row is NaN (the loss turns NaN) and adds no gradient.
+
+import type { Tensor } from "../engine/tensor.ts";
+import { isFloat, wgslType } from "../engine/dtype.ts";
+import { fmtShape, ShapeError } from "../engine/errors.ts";
+import { apply, defineOp } from "../engine/op.ts";
+import { sizeOf } from "../engine/shape.ts";
+import { grid1d, linearIndex } from "../engine/webgpu/codegen.ts";
+import { ROW_WG, rowGrid } from "./row_kernel.ts";
+import { reshape } from "./view.ts";
+
+interface EmbeddingParams {
+  V: number;
+  C: number;
+}
+
+const NAN_BITS = 0x7fc00000;
+
+function uniforms(n: number, { V, C }: EmbeddingParams): Uint32Array {
+  return new Uint32Array([n, V, C, NAN_BITS]);
+}
+
+const UNIFORM_STRUCT = "struct U { n: u32, V: u32, C: u32, nan: u32 }";
+
+/** out [N, C] = weight[ids[k]] row by row: inputs weight [V, C], ids [...]. */
+export const embeddingOp = defineOp<EmbeddingParams>({
+  name: "embedding",
+  shape: ([w, ids]) => [...ids.shape, w.shape[1]],
+  cpu([w, ids], [out], { V, C }) {
+    for (let k = 0; k < sizeOf(ids.shape); k++) {
+      const id = ids.data[k];
+      if (id < 0 || id >= V) {
+        throw new RangeError(
+          `embedding: id ${id} at position ${k} is out of range [0, ${V}) for weight ` +
+            `${fmtShape(w.shape)}`,
+        );
+      }
+      out.set(w.data.subarray(id * C, (id + 1) * C), k * C);
+    }
+  },
+  wgsl([w, ids], _out, p) {
+    const n = sizeOf(ids.shape) * p.C;
+    return {
+      source: `${UNIFORM_STRUCT}
+@group(0) @binding(0) var<storage, read> w: array<${wgslType(w.dtype)}>;
+@group(0) @binding(1) var<storage, read> ids: array<i32>;
+@group(0) @binding(2) var<storage, read_write> out: array<${wgslType(w.dtype)}>;
+@group(0) @binding(3) var<uniform> u: U;
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let i = ${linearIndex()};
+  if (i >= u.n) { return; }
+  let k = i / u.C;
+  let id = ids[k];
+  if (id < 0 || u32(id) >= u.V) { out[i] = bitcast<f32>(u.nan); return; }
+  out[i] = w[u32(id) * u.C + (i - k * u.C)];
+}`,
+      grid: grid1d(n),
+      uniforms: uniforms(n, p),
+    };
+  },
+  backward(dy, [_w, ids], _out, p) {
+    const rows = reshape(dy, [ids.size, p.C]);
+    return [apply(embeddingBackwardOp, [rows, reshape(ids, [ids.size])], p), null];
+  },
+});
+
+/** dWeight [V, C] from dy [N, C] and ids [N]: dWeight[v] = Σ_{k: ids[k] = v} dy[k]. */
+export const embeddingBackwardOp = defineOp<EmbeddingParams>({
+  name: "embedding_backward",
+  shape: (_inputs, { V, C }) => [V, C],
+  cpu([dy, ids], [dw], { V, C }) {
+    dw.fill(0);
+    for (let k = 0; k < ids.shape[0]; k++) {
+      const id = ids.data[k];
+      if (id < 0 || id >= V) continue;
+      for (let c = 0; c < C; c++) dw[id * C + c] += dy.data[k * C + c];
+    }
+  },
+  wgsl([dy, ids], _out, p) {
+    const t = wgslType(dy.dtype);
+    return {
+      source: `${UNIFORM_STRUCT}
+@group(0) @binding(0) var<storage, read> dy: array<${t}>;
+@group(0) @binding(1) var<storage, read> ids: array<i32>;
+@group(0) @binding(2) var<storage, read_write> dw: array<${t}>;
+@group(0) @binding(3) var<uniform> u: U;
+@compute @workgroup_size(${ROW_WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l: vec3<u32>) {
+  let v = wid.x + wid.y * 65535u;
+  if (v >= u.V) { return; }
+  let base = v * u.C;
+  for (var c = l.x; c < u.C; c += ${ROW_WG}u) { dw[base + c] = 0.0; }
+  for (var k = 0u; k < u.n; k++) {
+    if (ids[k] != i32(v)) { continue; }
+    for (var c = l.x; c < u.C; c += ${ROW_WG}u) { dw[base + c] += dy[k * u.C + c]; }
+  }
+}`,
+      grid: rowGrid(p.V),
+      uniforms: uniforms(ids.shape[0], p),
+    };
+  },
+});
+
+/** Rows of `weight` [V, C] picked by `ids` [...] (i32): the result is [..., C]. */
+export function embedding(weight: Tensor, ids: Tensor): Tensor {
+  if (weight.ndim !== 2) {
+    throw new ShapeError(`embedding: weight must be [V, C], got ${fmtShape(weight.shape)}`);
+  }
+  if (!isFloat(weight.dtype)) {
+    throw new TypeError(`embedding: weight must be float, got ${weight.dtype}`);
+  }
+  if (ids.dtype !== "i32") {
+    throw new TypeError(`embedding: ids must be i32, got ${ids.dtype} ${fmtShape(ids.shape)}`);
+  }
+  const [V, C] = weight.shape;
+  return apply(embeddingOp, [weight, ids], { V, C });
+}

@@ -1,0 +1,310 @@
+// LayerNorm (Ba et al., arXiv 1607.06450) and RMSNorm (Zhang & Sennrich, arXiv 1910.07467) over
+// the last dim, as PyTorch's F.layer_norm / nn.RMSNorm (biased variance, eps inside the sqrt):
+//   layer: y = (x − mean)·rstd·w + b,  rstd = 1/sqrt(var + eps)
+//   rms:   y = x·rstd·w,               rstd = 1/sqrt(mean(x²) + eps)
+// Shapes (N rows, C channels): x [..., C], weight/bias [C] -> y [..., C]; stats [N, 2] (mean,
+// rstd) or [N] (rstd) are saved for backward. Rows row-major (views are copied once).
+// Forward: one fused row kernel writing y and stats; one workgroup of 64 per row, reductions in
+// workgroup memory (row_kernel.ts). Backward: dx in one row kernel, with g = dy·w and
+// x̂ = (x − mean)·rstd: dx = rstd·(g − mean(g) − x̂·mean(g·x̂)) (rms: without the mean(g) term);
+// dweight = Σ_rows dy·x̂ and dbias = Σ_rows dy in two steps: partial sums over blocks of 64 rows
+// (grid C/64 × N/64, so there is parallelism when C is small and N large), then a sum over blocks.
+
+import type { Kernel } from "../engine/backend.ts";
+import type { Tensor } from "../engine/tensor.ts";
+import { wgslType } from "../engine/dtype.ts";
+import { fmtShape, ShapeError } from "../engine/errors.ts";
+import { ceilDiv } from "../engine/shape.ts";
+import { grid1d, linearIndex } from "../engine/webgpu/codegen.ts";
+import { ROW_WG, ROW_WGSL, rowGrid, rowsOf, runKernel, withGrad } from "./row_kernel.ts";
+
+type Kind = "layer" | "rms";
+interface NormParams {
+  kind: Kind;
+  rows: number;
+  len: number;
+  eps: number;
+  hasBias: boolean;
+}
+
+/** Rows summed per invocation by the dweight/dbias partial kernel. */
+const ROW_BLOCK = 64;
+
+function uniforms({ rows, len, eps }: NormParams, extra = 0): Uint32Array {
+  const u = new Uint32Array([rows, len, 0, extra]);
+  new Float32Array(u.buffer).set([eps], 2);
+  return u;
+}
+
+function bindings(t: string, names: string[], outputs: number): string {
+  return names.map((n, i) =>
+    `@group(0) @binding(${i}) var<storage, ${
+      i < names.length - outputs ? "read" : "read_write"
+    }> ${n}: array<${t}>;`
+  ).join("\n") + `
+struct U { rows: u32, len: u32, eps: f32, blocks: u32 }
+@group(0) @binding(${names.length}) var<uniform> u: U;`;
+}
+
+/** Row r's mean (0 for rms) and rstd, as a CPU loop. */
+function rowStats(x: ArrayLike<number>, base: number, len: number, p: NormParams) {
+  let mean = 0;
+  if (p.kind === "layer") {
+    for (let j = 0; j < len; j++) mean += x[base + j];
+    mean /= len;
+  }
+  let ss = 0;
+  for (let j = 0; j < len; j++) ss += (x[base + j] - mean) ** 2;
+  return { mean, rstd: 1 / Math.sqrt(ss / len + p.eps) };
+}
+
+/** y and stats from x, weight (and bias). */
+export const normForwardKernel: Kernel<NormParams> = {
+  name: "norm_forward",
+  cpu([x, w, b], [y, stats], p) {
+    for (let r = 0; r < p.rows; r++) {
+      const base = r * p.len;
+      const { mean, rstd } = rowStats(x.data, base, p.len, p);
+      for (let j = 0; j < p.len; j++) {
+        const v = (x.data[base + j] - mean) * rstd * w.data[j];
+        y[base + j] = p.hasBias ? v + b.data[j] : v;
+      }
+      if (p.kind === "layer") stats.set([mean, rstd], 2 * r);
+      else stats[r] = rstd;
+    }
+  },
+  wgsl([x], _out, p) {
+    const layer = p.kind === "layer";
+    const names = ["x", "w", ...(p.hasBias ? ["b"] : []), "y", "stats"];
+    return {
+      source: `${bindings(wgslType(x.dtype), names, 2)}
+${ROW_WGSL}
+@compute @workgroup_size(${ROW_WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l: vec3<u32>) {
+  let row = row_of(wid);
+  if (row >= u.rows) { return; }
+  let lid = l.x;
+  let base = row * u.len;
+  let n = f32(u.len);
+  var mean = 0.0;
+  ${
+        layer
+          ? `for (var j = lid; j < u.len; j += WG) { mean += x[base + j]; }
+  mean = wg_sum(mean, lid) / n;`
+          : ""
+      }
+  var ss = 0.0;
+  for (var j = lid; j < u.len; j += WG) { let d = x[base + j] - mean; ss += d * d; }
+  let rstd = inverseSqrt(wg_sum(ss, lid) / n + u.eps);
+  for (var j = lid; j < u.len; j += WG) {
+    y[base + j] = (x[base + j] - mean) * rstd * w[j]${p.hasBias ? " + b[j]" : ""};
+  }
+  if (lid == 0u) {
+    ${layer ? "stats[2u * row] = mean; stats[2u * row + 1u] = rstd;" : "stats[row] = rstd;"}
+  }
+}`,
+      grid: rowGrid(p.rows),
+      uniforms: uniforms(p),
+    };
+  },
+};
+
+/** dx from dy, x, weight and stats. */
+export const normBackwardKernel: Kernel<NormParams> = {
+  name: "norm_backward",
+  cpu([dy, x, w, stats], [dx], p) {
+    const layer = p.kind === "layer";
+    for (let r = 0; r < p.rows; r++) {
+      const base = r * p.len;
+      const mean = layer ? stats.data[2 * r] : 0;
+      const rstd = layer ? stats.data[2 * r + 1] : stats.data[r];
+      let sg = 0;
+      let sgx = 0;
+      for (let j = 0; j < p.len; j++) {
+        const g = dy.data[base + j] * w.data[j];
+        sg += g;
+        sgx += g * (x.data[base + j] - mean) * rstd;
+      }
+      const a = layer ? sg / p.len : 0;
+      const c = sgx / p.len;
+      for (let j = 0; j < p.len; j++) {
+        const xhat = (x.data[base + j] - mean) * rstd;
+        dx[base + j] = rstd * (dy.data[base + j] * w.data[j] - a - xhat * c);
+      }
+    }
+  },
+  wgsl([dy], _out, p) {
+    const layer = p.kind === "layer";
+    return {
+      source: `${bindings(wgslType(dy.dtype), ["dy", "x", "w", "stats", "dx"], 1)}
+${ROW_WGSL}
+@compute @workgroup_size(${ROW_WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l: vec3<u32>) {
+  let row = row_of(wid);
+  if (row >= u.rows) { return; }
+  let lid = l.x;
+  let base = row * u.len;
+  let mean = ${layer ? "stats[2u * row]" : "0.0"};
+  let rstd = ${layer ? "stats[2u * row + 1u]" : "stats[row]"};
+  var acc = vec2<f32>(0.0, 0.0);
+  for (var j = lid; j < u.len; j += WG) {
+    let g = dy[base + j] * w[j];
+    acc += vec2<f32>(g, g * (x[base + j] - mean) * rstd);
+  }
+  acc = wg_sum2(acc, lid) / f32(u.len);
+  let a = ${layer ? "acc.x" : "0.0"};
+  for (var j = lid; j < u.len; j += WG) {
+    let xhat = (x[base + j] - mean) * rstd;
+    dx[base + j] = rstd * (dy[base + j] * w[j] - a - xhat * acc.y);
+  }
+}`,
+      grid: rowGrid(p.rows),
+      uniforms: uniforms(p),
+    };
+  },
+};
+
+/** part[blk, k, c]: Σ over rows of block blk of dy·x̂ (k = 0) and dy (k = 1, with a bias). */
+export const normParamPartialKernel: Kernel<NormParams> = {
+  name: "norm_param_partial",
+  cpu([dy, x, stats], [part], p) {
+    const layer = p.kind === "layer";
+    const k = p.hasBias ? 2 : 1;
+    part.fill(0);
+    for (let r = 0; r < p.rows; r++) {
+      const blk = Math.floor(r / ROW_BLOCK);
+      const mean = layer ? stats.data[2 * r] : 0;
+      const rstd = layer ? stats.data[2 * r + 1] : stats.data[r];
+      for (let c = 0; c < p.len; c++) {
+        const i = r * p.len + c;
+        part[blk * k * p.len + c] += dy.data[i] * (x.data[i] - mean) * rstd;
+        if (p.hasBias) part[(blk * k + 1) * p.len + c] += dy.data[i];
+      }
+    }
+  },
+  wgsl([dy], _out, p) {
+    const layer = p.kind === "layer";
+    const k = p.hasBias ? 2 : 1;
+    return {
+      source: `${bindings(wgslType(dy.dtype), ["dy", "x", "stats", "part"], 1)}
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let c = gid.x;
+  let blk = gid.y;
+  if (c >= u.len) { return; }
+  let r1 = min(u.rows, (blk + 1u) * ${ROW_BLOCK}u);
+  var gw = 0.0;
+  var gb = 0.0;
+  for (var r = blk * ${ROW_BLOCK}u; r < r1; r++) {
+    let i = r * u.len + c;
+    let mean = ${layer ? "stats[2u * r]" : "0.0"};
+    let rstd = ${layer ? "stats[2u * r + 1u]" : "stats[r]"};
+    gw += dy[i] * (x[i] - mean) * rstd;
+    gb += dy[i];
+  }
+  part[blk * ${k}u * u.len + c] = gw;
+  ${p.hasBias ? "part[(blk * 2u + 1u) * u.len + c] = gb;" : "_ = gb;"}
+}`,
+      grid: [ceilDiv(p.len, 64), ceilDiv(p.rows, ROW_BLOCK), 1],
+      uniforms: uniforms(p),
+    };
+  },
+};
+
+/** dweight (and dbias) [C]: the partial sums summed over blocks. */
+export const normParamSumKernel: Kernel<NormParams> = {
+  name: "norm_param_sum",
+  cpu([part], outs, p) {
+    const blocks = ceilDiv(p.rows, ROW_BLOCK);
+    outs.forEach((o, k) => {
+      for (let c = 0; c < p.len; c++) {
+        let s = 0;
+        for (let blk = 0; blk < blocks; blk++) s += part.data[(blk * outs.length + k) * p.len + c];
+        o[c] = s;
+      }
+    });
+  },
+  wgsl([part], outs, p) {
+    const k = outs.length;
+    const names = ["part", "dw", ...(k === 2 ? ["db"] : [])];
+    return {
+      source: `${bindings(wgslType(part.dtype), names, k)}
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let c = ${linearIndex()};
+  if (c >= u.len) { return; }
+  var sw = 0.0;
+  var sb = 0.0;
+  for (var blk = 0u; blk < u.blocks; blk++) {
+    sw += part[blk * ${k}u * u.len + c];
+    ${k === 2 ? "sb += part[(blk * 2u + 1u) * u.len + c];" : ""}
+  }
+  dw[c] = sw;
+  ${k === 2 ? "db[c] = sb;" : ""}
+}`,
+      grid: grid1d(p.len),
+      uniforms: uniforms(p, ceilDiv(p.rows, ROW_BLOCK)),
+    };
+  },
+};
+
+function checkParam(op: string, x: Tensor, t: Tensor | null, what: string): void {
+  if (!t) return;
+  const C = x.shape[x.ndim - 1];
+  if (t.ndim !== 1 || t.shape[0] !== C) {
+    throw new ShapeError(
+      `${op}: ${what} is ${fmtShape(t.shape)}, expected [${C}] for x ${fmtShape(x.shape)}`,
+    );
+  }
+  if (t.dtype !== x.dtype) {
+    throw new TypeError(`${op}: ${what} is ${t.dtype}, x is ${x.dtype}`);
+  }
+}
+
+function norm(op: string, kind: Kind, x: Tensor, w: Tensor, b: Tensor | null, eps: number) {
+  if (x.ndim < 1) throw new ShapeError(`${op}: x must have at least one dim, got []`);
+  checkParam(op, x, w, "weight");
+  checkParam(op, x, b, "bias");
+  const [rows, len] = rowsOf(x.shape);
+  const p: NormParams = { kind, rows, len, eps, hasBias: b !== null };
+  const statsShape = kind === "layer" ? [rows, 2] : [rows];
+  const inputs = b ? [x, w, b] : [x, w];
+  const [y, stats] = runKernel(normForwardKernel, inputs, [
+    { shape: x.shape },
+    { shape: statsShape },
+  ], p);
+  withGrad(y, op, inputs, (dy) => {
+    const dx = x.requiresGrad
+      ? runKernel(normBackwardKernel, [dy, x, w, stats], [{ shape: x.shape }], p)[0]
+      : null;
+    let params: (Tensor | null)[] = [null, null];
+    if (w.requiresGrad || b?.requiresGrad) {
+      const k = b ? 2 : 1;
+      const blocks = ceilDiv(rows, ROW_BLOCK);
+      const [part] = runKernel(normParamPartialKernel, [dy, x, stats], [{
+        shape: [blocks, k, len],
+      }], p);
+      params = runKernel(normParamSumKernel, [part], Array(k).fill({ shape: [len] }), p);
+      part.dispose();
+    }
+    stats.dispose();
+    return [dx, ...params].slice(0, inputs.length);
+  });
+  if (!y.requiresGrad) stats.dispose();
+  return y;
+}
+
+/** LayerNorm over the last dim: (x − mean)/sqrt(var + eps)·weight + bias (bias may be null). */
+export function layerNorm(
+  x: Tensor,
+  weight: Tensor,
+  bias: Tensor | null = null,
+  eps = 1e-5,
+): Tensor {
+  return norm("layerNorm", "layer", x, weight, bias, eps);
+}
+
+/** RMSNorm over the last dim: x/sqrt(mean(x²) + eps)·weight. */
+export function rmsNorm(x: Tensor, weight: Tensor, eps = 1e-6): Tensor {
+  return norm("rmsNorm", "rms", x, weight, null, eps);
+}

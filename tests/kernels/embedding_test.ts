@@ -1,0 +1,90 @@
+// embedding: lookup and scatter-add backward by hand, errors, float64 gradient checks with
+// repeated ids and views, WebGPU-vs-CPU parity, and the documented GPU out-of-range behaviour.
+
+import { deepStrictEqual, throws } from "node:assert/strict";
+import { tensor } from "../../engine/creation.ts";
+import { Generator } from "../../engine/random.ts";
+import type { Backend } from "../../engine/backend.ts";
+import { embedding, transpose } from "../../kernels/mod.ts";
+import { assertClose, cpu, freshSeed, gpu, gradCheck, hasWebGPU, t64, values } from "../util.ts";
+import { poisonPool } from "./gpu_helpers.ts";
+
+const ids = (v: number[], shape = [v.length], backend: Backend = cpu) =>
+  tensor(Int32Array.from(v), shape, { backend });
+
+Deno.test("embedding picks rows and scatter-adds the gradient", async () => {
+  const w = t64([1, 2, 3, 4, 5, 6], [3, 2], cpu, true);
+  const y = embedding(w, ids([2, 0, 0, 1], [2, 2]));
+  deepStrictEqual(y.shape, [2, 2, 2]);
+  deepStrictEqual(Array.from(await values(y)), [5, 6, 1, 2, 1, 2, 3, 4]);
+  y.backward(t64([1, 2, 10, 20, 100, 200, 1000, 2000], [2, 2, 2]));
+  // Row 0 gets positions 1 and 2, row 1 position 3, row 2 position 0.
+  deepStrictEqual(Array.from(await values(w.grad!)), [110, 220, 1000, 2000, 1, 2]);
+  deepStrictEqual(embedding(w, ids([1], [])).shape, [2]);
+});
+
+Deno.test("embedding errors name the op, the id and the shapes", () => {
+  const w = t64([1, 2, 3, 4, 5, 6], [3, 2]);
+  throws(
+    () => embedding(w, ids([0, 3])),
+    /embedding: id 3 at position 1 is out of range \[0, 3\) for weight \[3, 2\]/,
+  );
+  throws(() => embedding(w, ids([-1])), /embedding: id -1 at position 0/);
+  throws(() => embedding(w, t64([0], [1])), /embedding: ids must be i32, got f64 \[1\]/);
+  throws(
+    () => embedding(t64([1, 2], [2]), ids([0])),
+    /embedding: weight must be \[V, C\], got \[2\]/,
+  );
+});
+
+Deno.test("embedding gradcheck (float64, repeated ids, size-1 dims, transposed weight)", async () => {
+  await gradCheck((w) => embedding(w, ids([4, 1, 4, 0, 4, 2], [2, 3])), [{ shape: [5, 3] }]);
+  await gradCheck((w) => embedding(w, ids([0, 0])), [{ shape: [1, 1] }]);
+  await gradCheck((w) => embedding(transpose(w), ids([2, 1, 2])), [{ shape: [3, 4] }]);
+});
+
+async function lookup(b: Backend, wv: Float64Array, idv: number[], V: number, C: number) {
+  const w = t64(wv, [V, C], b, true);
+  const i = ids(idv, [idv.length], b);
+  poisonPool(b, idv.length * C * 4);
+  const y = embedding(w, i);
+  const dy = t64(new Generator(7).normal(idv.length * C), [idv.length, C], b);
+  poisonPool(b, V * C * 4);
+  y.backward(dy);
+  return { y: await values(y), dw: await values(w.grad!) };
+}
+
+Deno.test({
+  name: "embedding webgpu matches cpu (V, C, N in 1..129)",
+  ignore: !hasWebGPU,
+  fn: async () => {
+    const g = await gpu();
+    const cases = [[1, 3, 1], [3, 17, 3], [17, 65, 17], [65, 1, 65], [129, 129, 129], [5, 70, 300]];
+    for (const [V, C, N] of cases) {
+      const seed = freshSeed();
+      const gen = new Generator(seed);
+      const wv = gen.normal(V * C);
+      const idv = Array.from(gen.integers(N, V));
+      const want = await lookup(cpu, wv, idv, V, C);
+      const got = await lookup(g, wv, idv, V, C);
+      const msg = `embedding V=${V} C=${C} N=${N} (seed ${seed})`;
+      assertClose(got.y, want.y, { atol: 0, rtol: 1e-7, msg: `${msg} forward` });
+      assertClose(got.dw, want.dw, { atol: 1e-5, rtol: 1e-4, msg: `${msg} dweight` });
+    }
+  },
+});
+
+Deno.test({
+  name: "embedding webgpu: an out-of-range id gives a NaN row and no gradient",
+  ignore: !hasWebGPU,
+  fn: async () => {
+    const g = await gpu();
+    const w = t64([1, 2, 3, 4], [2, 2], g, true);
+    const y = embedding(w, ids([1, 5, -1], [3], g));
+    const v = await values(y);
+    deepStrictEqual([v[0], v[1]], [3, 4]);
+    deepStrictEqual(Array.from(v.slice(2)).every(Number.isNaN), true);
+    y.backward(t64([1, 1, 1, 1, 1, 1], [3, 2], g));
+    deepStrictEqual(Array.from(await values(w.grad!)), [0, 0, 1, 1]);
+  },
+});

@@ -1,0 +1,99 @@
+// Helpers for WebGPU-vs-CPU kernel tests: poison the buffer pool with NaN so an output element a
+// kernel forgets to write fails the comparison, and run one function on both backends (values
+// and gradients) on the same random inputs.
+
+import type { Backend } from "../../engine/backend.ts";
+import type { Tensor } from "../../engine/tensor.ts";
+import { fromArray } from "../../engine/creation.ts";
+import { isFloat } from "../../engine/dtype.ts";
+import { mul, sum } from "../../kernels/mod.ts";
+import { assertClose, cpu, freshSeed, gpu, randnArray, t64, values } from "../util.ts";
+
+/**
+ * Fill pooled buffers of the size classes of `bytes` with NaN and free them again, so the next
+ * allocations of those sizes (the op's outputs) start out poisoned. Call it after creating the
+ * inputs and right before the op under test. A no-op on other backends than webgpu.
+ */
+export function poisonPool(backend: Backend, bytes: number | readonly number[], count = 4): void {
+  if (backend.name !== "webgpu") return;
+  for (const b of typeof bytes === "number" ? [bytes] : bytes) {
+    const n = Math.max(1, Math.ceil(b / 4));
+    const held = Array.from({ length: count }, () => backend.alloc(n, "f32"));
+    for (const s of held) backend.write(s, new Float32Array(n).fill(NaN));
+    for (const s of held) backend.free(s);
+  }
+}
+
+/** One input of a parity check: its shape, optional values, and whether it gets a gradient. */
+export interface ParityInput {
+  shape: number[];
+  values?: ArrayLike<number>;
+  grad?: boolean;
+}
+
+/** Options of `gpuParity`. */
+export interface ParityOptions {
+  seed?: number;
+  /** Relative tolerance, against |ref| and the largest |ref| (default 1e-4). */
+  tol?: number;
+  /** Check gradients too (default: when the output is a float tensor). */
+  grad?: boolean;
+  /** Integer outputs must match exactly (default true for i32/u32 outputs). */
+  exact?: boolean;
+}
+
+function maxAbs(v: ArrayLike<number>): number {
+  let m = 0;
+  for (let i = 0; i < v.length; i++) m = Math.max(m, Math.abs(v[i]));
+  return m;
+}
+
+function compare(got: ArrayLike<number>, want: ArrayLike<number>, tol: number, msg: string) {
+  assertClose(got, want, { rtol: tol, atol: tol * Math.max(1e-3, maxAbs(want)), msg });
+}
+
+/**
+ * Run `f` on the CPU backend (float64) and on WebGPU (float32) over the same random inputs and
+ * compare the outputs and the gradients of sum(f(x) · w) for random weights w.
+ */
+export async function gpuParity(
+  name: string,
+  f: (...xs: Tensor[]) => Tensor,
+  inputs: ParityInput[],
+  opts: ParityOptions = {},
+): Promise<void> {
+  const g = await gpu();
+  const seed = opts.seed ?? freshSeed();
+  const tol = opts.tol ?? 1e-4;
+  const vals = inputs.map((x, i) =>
+    Float64Array.from(x.values ?? randnArray(x.shape.reduce((a, b) => a * b, 1), seed + i))
+  );
+  const make = (b: Backend) =>
+    vals.map((v, i) => t64(v, inputs[i].shape, b, inputs[i].grad ?? true));
+  const xc = make(cpu);
+  const yc = f(...xc);
+  const xg = make(g);
+  const bytes = [yc.size * 4, ...vals.map((v) => v.length * 4)];
+  poisonPool(g, bytes);
+  const yg = f(...xg);
+  const msg = `${name} (seed ${seed})`;
+  const want = await values(yc);
+  const got = await values(yg);
+  if (opts.exact ?? !isFloat(yc.dtype)) {
+    assertClose(got, want, { atol: 0, rtol: 0, msg: `${msg} forward` });
+  } else {
+    compare(got, want, tol, `${msg} forward:`);
+  }
+  if (!(opts.grad ?? isFloat(yc.dtype)) || !yc.requiresGrad) return;
+  const w = randnArray(yc.size, seed + 99);
+  sum(mul(yc, t64(w, [...yc.shape]))).backward();
+  const loss = sum(mul(yg, fromArray(Float32Array.from(w), [...yg.shape], { backend: g })));
+  poisonPool(g, bytes);
+  loss.backward();
+  for (let k = 0; k < inputs.length; k++) {
+    if (!(inputs[k].grad ?? true)) continue;
+    const gc = xc[k].grad ? await values(xc[k].grad!) : new Float64Array(vals[k].length);
+    const gg = xg[k].grad ? await values(xg[k].grad!) : new Float64Array(vals[k].length);
+    compare(gg, gc, tol, `${msg} grad of input ${k}:`);
+  }
+}
