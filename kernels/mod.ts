@@ -26,3 +26,4 @@ export * from "./dropout.ts";
 export * from "./embedding.ts";
 export * from "./where.ts";
 export * from "./causal.ts";
+export * from "./adamw.ts";

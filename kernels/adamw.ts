@@ -1,0 +1,128 @@
+// Fused AdamW update (Loshchilov & Hutter, "Decoupled Weight Decay Regularization", ICLR 2019),
+// in place, one dispatch per parameter, as PyTorch's torch.optim.AdamW computes it:
+//   g = grad · s            (s: a 1-element device tensor, the gradient-clipping factor)
+//   p ← p − lr·wd·p         (decoupled weight decay)
+//   m ← β1·m + (1−β1)·g,  v ← β2·v + (1−β2)·g²
+//   p ← p − (lr / bc1) · m / (sqrt(v) / sqrt(bc2) + eps),  bc_i = 1 − β_i^step
+// Inputs [grad (any strides), s], outputs (read and written) [p, m, v], row-major, same shape.
+// WGSL: one invocation per element, workgroup 64, scalars in a uniform block (lr changes every
+// step, so it must not be baked into the source).
+
+import type { Kernel } from "../engine/backend.ts";
+import { wgslType } from "../engine/dtype.ts";
+import { cpuContiguous, launch } from "../engine/op.ts";
+import { sameShape, sizeOf } from "../engine/shape.ts";
+import type { Tensor } from "../engine/tensor.ts";
+import { fmtShape, ShapeError } from "../engine/errors.ts";
+import {
+  grid1d,
+  isPlain,
+  linearIndex,
+  stridedStruct,
+  stridedUniforms,
+  WORKGROUP_SIZE,
+} from "../engine/webgpu/codegen.ts";
+
+/** Hyperparameters of one AdamW update; `step` counts from 1. */
+export interface AdamWParams {
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+  step: number;
+}
+
+// The gradient is read through its strides (a weight used as transpose(w) gets a transposed
+// gradient view); the strided uniform block of codegen.ts gains a second vec4 of scalars.
+function wgsl(t: string, plainGrad: boolean): string {
+  const struct = stridedStruct(1).replace(
+    "  f: vec4<f32>,\n}",
+    "  f: vec4<f32>,\n  h: vec4<f32>,\n}",
+  );
+  return `${struct}
+@group(0) @binding(0) var<storage, read> g: array<${t}>;
+@group(0) @binding(1) var<storage, read> s: array<${t}>;
+@group(0) @binding(2) var<storage, read_write> p: array<${t}>;
+@group(0) @binding(3) var<storage, read_write> m: array<${t}>;
+@group(0) @binding(4) var<storage, read_write> v: array<${t}>;
+@group(0) @binding(5) var<uniform> u: U;
+@compute @workgroup_size(${WORKGROUP_SIZE})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let i = ${linearIndex()};
+  if (i >= u.n) { return; }
+  let lr = u.f.x; let b1 = u.f.y; let b2 = u.f.z; let eps = u.f.w;
+  let wd = u.h.x; let bc1 = u.h.y; let sbc2 = u.h.z;
+  let gi = g[${plainGrad ? "i" : "addr_0(i)"}] * s[0];
+  let mi = b1 * m[i] + (1.0 - b1) * gi;
+  let vi = b2 * v[i] + (1.0 - b2) * gi * gi;
+  m[i] = mi;
+  v[i] = vi;
+  let pi = p[i] * (1.0 - lr * wd);
+  p[i] = pi - (lr / bc1) * mi / (sqrt(vi) / sbc2 + eps);
+}`;
+}
+
+/** The in-place AdamW kernel: inputs [grad, scale], outputs [param, m, v]. */
+export const adamwKernel: Kernel<AdamWParams> = {
+  name: "adamw",
+  cpu([g, s], [p, m, v], { lr, beta1, beta2, eps, weightDecay, step }) {
+    const bc1 = 1 - beta1 ** step;
+    const sbc2 = Math.sqrt(1 - beta2 ** step);
+    const k = s.data[s.offset];
+    const gd = cpuContiguous(g);
+    for (let i = 0; i < gd.length; i++) {
+      const gi = gd[i] * k;
+      m[i] = beta1 * m[i] + (1 - beta1) * gi;
+      v[i] = beta2 * v[i] + (1 - beta2) * gi * gi;
+      const pi = p[i] * (1 - lr * weightDecay);
+      p[i] = pi - (lr / bc1) * m[i] / (Math.sqrt(v[i]) / sbc2 + eps);
+    }
+  },
+  wgsl([g], _outs, { lr, beta1, beta2, eps, weightDecay, step }) {
+    const base = stridedUniforms(g.shape, [g], [lr, beta1, beta2, eps]);
+    const u = new Uint32Array(base.length + 4);
+    u.set(base);
+    new Float32Array(u.buffer, base.length * 4, 4).set([
+      weightDecay,
+      1 - beta1 ** step,
+      Math.sqrt(1 - beta2 ** step),
+      0,
+    ]);
+    const plain = isPlain(g, g.shape);
+    return { source: wgsl(wgslType(g.dtype), plain), grid: grid1d(sizeOf(g.shape)), uniforms: u };
+  },
+};
+
+/**
+ * One AdamW update of `param` in place from `grad` (times the 1-element `scale`), updating the
+ * moment buffers `m` and `v` in place. All four tensors share shape, dtype and backend.
+ */
+export function adamwUpdate(
+  param: Tensor,
+  grad: Tensor,
+  m: Tensor,
+  v: Tensor,
+  scale: Tensor,
+  params: AdamWParams,
+): void {
+  for (const [name, t] of [["grad", grad], ["m", m], ["v", v]] as const) {
+    if (t.size !== param.size || t.dtype !== param.dtype) {
+      throw new ShapeError(
+        `adamw: ${name} is ${t.dtype} ${fmtShape(t.shape)}, param is ${param.dtype} ${
+          fmtShape(param.shape)
+        }`,
+      );
+    }
+  }
+  if (scale.size !== 1 || scale.dtype !== param.dtype) {
+    throw new ShapeError(`adamw: scale must be one ${param.dtype} element, got ${scale}`);
+  }
+  if (!(params.step >= 1)) throw new RangeError(`adamw: step must be >= 1, got ${params.step}`);
+  if (!sameShape(grad.shape, param.shape)) {
+    throw new ShapeError(
+      `adamw: grad is ${fmtShape(grad.shape)}, param is ${fmtShape(param.shape)}`,
+    );
+  }
+  launch(adamwKernel, [grad, scale], [param, m, v], params);
+}

@@ -1,0 +1,247 @@
+// Checkpoints as safetensors bytes (no file I/O here: the CLI reads and writes files). Ours hold
+// the model's parameters under nanoGPT's names (a tied alias such as lm_head.weight is written
+// once, under its primary name), the AdamW moments as `optimizer.<param>.exp_avg[_sq]`, and
+// string metadata: format version, model kind, config, iteration, best val loss, RNG states,
+// training config, tokenizer JSON. The loader also reads nanoGPT-named files without our
+// metadata and Hugging Face GPT-2 files (Conv1D weights stored [in, out], transposed on load;
+// a missing lm_head is tied to wte; the attention-mask buffers are skipped).
+
+import type { Backend } from "../engine/backend.ts";
+import type { TypedArray } from "../engine/dtype.ts";
+import type { Tensor } from "../engine/tensor.ts";
+import { type NamedArray, readSafetensors, writeSafetensors } from "../nn/safetensors.ts";
+import type { HostArray } from "../nn/module.ts";
+import type { AdamW, OptimizerState } from "../nn/optim.ts";
+import {
+  ConfigError,
+  type GPTConfig,
+  type ModelKind,
+  parseModelKind,
+  type TrainConfig,
+  validateConfig,
+} from "./config.ts";
+import type { LanguageModel } from "./lm.ts";
+import { createModel } from "./model.ts";
+import { foreignToNanoGpt } from "./hf.ts";
+
+/** The checkpoint format this build writes and reads. */
+export const CHECKPOINT_FORMAT = "bitgpt-checkpoint";
+/** Its version; bumped whenever names or metadata change incompatibly. */
+export const CHECKPOINT_VERSION = 1;
+
+const OPT_PREFIX = "optimizer.";
+
+/** A checkpoint does not fit this build or this model; the message says how to fix it. */
+export class CheckpointError extends Error {
+  override name = "CheckpointError";
+}
+
+/** A generator's saved state (engine/random.ts `Generator.state()`). */
+export interface RngState {
+  seed: number;
+  offset: number;
+}
+
+/** What a checkpoint holds beside the model. */
+export interface CheckpointExtras {
+  /** The optimizer whose moments, step and lr are saved. */
+  optimizer?: AdamW;
+  /** Iterations completed. */
+  iteration?: number;
+  /** Best validation loss so far. */
+  bestValLoss?: number;
+  /** Training settings, for resuming. */
+  trainConfig?: TrainConfig;
+  /** Random stream states by role (e.g. `batches`, `dropout`). */
+  rng?: Record<string, RngState>;
+  /** The tokenizer as JSON text (data/tokenizer.ts `toJSON`). */
+  tokenizer?: string;
+  /** Further string metadata (keys must not clash with ours). */
+  extra?: Record<string, string>;
+}
+
+function hostArray(t: Tensor, data: TypedArray): NamedArray {
+  if (data instanceof Float64Array) return { dtype: "F64", shape: [...t.shape], data };
+  if (data instanceof Int32Array) return { dtype: "I32", shape: [...t.shape], data };
+  if (data instanceof Uint32Array) return { dtype: "U32", shape: [...t.shape], data };
+  return { dtype: "F32", shape: [...t.shape], data: data as Float32Array };
+}
+
+/** Serialise a model (and optionally optimizer state and training metadata) to safetensors. */
+export async function saveCheckpoint(
+  model: LanguageModel,
+  x: CheckpointExtras = {},
+): Promise<Uint8Array> {
+  const tensors: Record<string, NamedArray> = {};
+  for (const [name, p] of model.namedParameters()) tensors[name] = hostArray(p, await p.data());
+  const meta: Record<string, string> = {
+    format: CHECKPOINT_FORMAT,
+    format_version: String(CHECKPOINT_VERSION),
+    model: model.kind,
+    config: JSON.stringify(model.config),
+    tied: JSON.stringify(model.tiedNames()),
+  };
+  if (x.optimizer) {
+    const s = x.optimizer.stateDict();
+    for (const [k, t] of Object.entries(s.tensors)) {
+      tensors[OPT_PREFIX + k] = hostArray(t, await t.data());
+    }
+    meta.optimizer = JSON.stringify({
+      step: s.step,
+      lr: s.lr,
+      weightDecay: s.weightDecay,
+      betas: s.betas,
+      eps: s.eps,
+    });
+  }
+  if (x.iteration !== undefined) meta.iteration = String(x.iteration);
+  if (x.bestValLoss !== undefined) meta.best_val_loss = String(x.bestValLoss);
+  if (x.trainConfig) meta.train_config = JSON.stringify(x.trainConfig);
+  if (x.rng) meta.rng = JSON.stringify(x.rng);
+  if (x.tokenizer !== undefined) meta.tokenizer = x.tokenizer;
+  for (const [k, v] of Object.entries(x.extra ?? {})) {
+    if (Object.hasOwn(meta, k)) {
+      throw new CheckpointError(`saveCheckpoint: extra key '${k}' is reserved`);
+    }
+    meta[k] = v;
+  }
+  return writeSafetensors(tensors, meta);
+}
+
+/** Optimizer state from a checkpoint: scalars plus host moments, for `AdamW.loadStateDict`. */
+export type SavedOptimizerState = Omit<OptimizerState, "tensors"> & {
+  tensors: Record<string, HostArray>;
+};
+
+/** A loaded checkpoint: the model and everything saved with it. */
+export interface LoadedCheckpoint {
+  model: LanguageModel;
+  kind: ModelKind;
+  config: GPTConfig;
+  /** Where the weights came from: our format, a bare nanoGPT-named file, or HF GPT-2. */
+  source: "bitgpt" | "nanogpt" | "hf-gpt2";
+  iteration: number;
+  bestValLoss: number | null;
+  trainConfig: TrainConfig | null;
+  rng: Record<string, RngState> | null;
+  tokenizer: string | null;
+  optimizer: SavedOptimizerState | null;
+  /** All string metadata as stored. */
+  metadata: Record<string, string>;
+}
+
+/** Options of loadCheckpoint. */
+export interface LoadCheckpointOptions {
+  /** Backend for the model (default: the current one). */
+  backend?: Backend;
+  /** For files without our metadata: the model kind (default gpt). */
+  kind?: ModelKind;
+  /** For files without our metadata: config fields the shapes cannot tell (nHead, dropout…). */
+  config?: Partial<GPTConfig>;
+}
+
+function parseJson<T>(meta: Record<string, string>, key: string): T | null {
+  if (!Object.hasOwn(meta, key)) return null;
+  try {
+    return JSON.parse(meta[key]) as T;
+  } catch {
+    throw new CheckpointError(`checkpoint: metadata '${key}' is not valid JSON`);
+  }
+}
+
+function checkVersion(meta: Record<string, string>): void {
+  const v = Number(meta.format_version);
+  // Version 1 is the first; a later build that changes the layout converts older versions here.
+  if (!Number.isInteger(v) || v < 1) {
+    throw new CheckpointError(
+      `checkpoint: format_version '${meta.format_version}' is not a version number; the file is ` +
+        `damaged or not a ${CHECKPOINT_FORMAT} file`,
+    );
+  }
+  if (v > CHECKPOINT_VERSION) {
+    throw new CheckpointError(
+      `checkpoint: format version ${v} is newer than this build reads (${CHECKPOINT_VERSION}); ` +
+        `update bitgpt to load it`,
+    );
+  }
+}
+
+/** Build the model a safetensors checkpoint describes and load its weights. */
+export function loadCheckpoint(bytes: Uint8Array, o: LoadCheckpointOptions = {}): LoadedCheckpoint {
+  const { tensors, metadata } = readSafetensors(bytes);
+  if (metadata.format !== CHECKPOINT_FORMAT) return loadForeign(tensors, metadata, o);
+  checkVersion(metadata);
+  const kind = parseModelKind(metadata.model ?? "");
+  const saved = parseJson<GPTConfig>(metadata, "config");
+  if (!saved) throw new CheckpointError("checkpoint: metadata 'config' is missing");
+  let config: GPTConfig;
+  try {
+    config = validateConfig({ ...saved });
+  } catch (e) {
+    throw new CheckpointError(`checkpoint: stored ${(e as ConfigError).message}`);
+  }
+  const weights: Record<string, HostArray> = {};
+  const moments: Record<string, HostArray> = {};
+  for (const [k, t] of Object.entries(tensors)) {
+    if (k.startsWith(OPT_PREFIX)) moments[k.slice(OPT_PREFIX.length)] = t;
+    else weights[k] = t;
+  }
+  const model = createModel(kind, config, { backend: o.backend, skipInit: true });
+  try {
+    model.loadStateDict(weights);
+  } catch (e) {
+    model.dispose();
+    throw new CheckpointError(`checkpoint (${kind}): ${(e as Error).message}`);
+  }
+  const opt = parseJson<Omit<OptimizerState, "tensors">>(metadata, "optimizer");
+  const best = metadata.best_val_loss;
+  return {
+    model,
+    kind,
+    config,
+    source: "bitgpt",
+    iteration: Number(metadata.iteration ?? 0),
+    bestValLoss: best === undefined ? null : Number(best),
+    trainConfig: parseJson<TrainConfig>(metadata, "train_config"),
+    rng: parseJson<Record<string, RngState>>(metadata, "rng"),
+    tokenizer: metadata.tokenizer ?? null,
+    optimizer: opt ? { ...opt, tensors: moments } : null,
+    metadata,
+  };
+}
+
+/** A nanoGPT-named or Hugging Face GPT-2 file: infer the config from the shapes. */
+function loadForeign(
+  tensors: Record<string, NamedArray>,
+  metadata: Record<string, string>,
+  o: LoadCheckpointOptions,
+): LoadedCheckpoint {
+  if (metadata.format !== undefined) {
+    throw new CheckpointError(
+      `checkpoint: unknown format '${metadata.format}' (expected ${CHECKPOINT_FORMAT}, a ` +
+        `nanoGPT-named file, or a Hugging Face GPT-2 file)`,
+    );
+  }
+  const { weights, source, config } = foreignToNanoGpt(tensors, o.config ?? {});
+  const kind = o.kind ?? "gpt";
+  const model = createModel(kind, config, { backend: o.backend, skipInit: true });
+  try {
+    model.loadStateDict(weights);
+  } catch (e) {
+    model.dispose();
+    throw new CheckpointError(`checkpoint (${source} as ${kind}): ${(e as Error).message}`);
+  }
+  return {
+    model,
+    kind,
+    config,
+    source,
+    iteration: 0,
+    bestValLoss: null,
+    trainConfig: null,
+    rng: null,
+    tokenizer: null,
+    optimizer: null,
+    metadata,
+  };
+}

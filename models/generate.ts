@@ -1,0 +1,163 @@
+// Autoregressive generation (nanoGPT's generate) without a GPU→CPU round trip per token: the
+// prompt is run once into a KV cache, then each step feeds only the newest token; the next token
+// is sampled on the device (kernels/sample.ts: temperature, top-k, top-p, the engine's seeded
+// Threefry stream) and its id tensor goes straight into the next step's embedding. Tokens are
+// read back in chunks (every `chunkTokens` tokens or `chunkMs` ms) for streaming. Once the
+// context exceeds blockSize, each step recomputes the last blockSize tokens, as nanoGPT crops.
+
+import { noGrad } from "../engine/autograd.ts";
+import { fromArray } from "../engine/creation.ts";
+import { defaultGenerator, Generator } from "../engine/random.ts";
+import { keep, tidy } from "../engine/scope.ts";
+import { Tensor } from "../engine/tensor.ts";
+import { fmtShape, ShapeError } from "../engine/errors.ts";
+import { cat, narrow, reshape, sampleLogits } from "../kernels/mod.ts";
+import type { KVCache } from "../nn/attention.ts";
+import type { LanguageModel } from "./lm.ts";
+
+/** Options of generation. */
+export interface GenerateOptions {
+  /** Tokens to generate per row. */
+  maxNewTokens: number;
+  /** Softmax temperature; 0 is greedy (argmax). Default 1. */
+  temperature?: number;
+  /** Sample among the k most likely tokens only (0: all). Default 0. */
+  topK?: number;
+  /** Nucleus sampling mass (1: off). Default 1. */
+  topP?: number;
+  /** Seed of a fresh generator for the draws (default: `generator`, else the global one). */
+  seed?: number;
+  /** The random stream for the draws (ignored when `seed` is given). */
+  generator?: Generator;
+  /** Called with each chunk of new tokens, one array per row. */
+  onToken?(chunk: number[][]): void | Promise<void>;
+  /** Read tokens back every this many tokens (default 16). */
+  chunkTokens?: number;
+  /** …or when this many milliseconds passed since the last read (default 100). */
+  chunkMs?: number;
+  /** Use a KV cache (default true); false recomputes the whole window every token. */
+  useCache?: boolean;
+  /**
+   * A cache already holding the first `cache.length` positions of `ids` (chat turns); it is
+   * extended in place and afterwards holds every position fed to the model.
+   */
+  cache?: KVCache;
+}
+
+/** Prompt ids as a [B, T] i32 tensor on the model's backend. */
+function promptTensor(
+  model: LanguageModel,
+  ids: Tensor | Int32Array | number[] | number[][],
+): Tensor {
+  const backend = model.parameters()[0].backend;
+  if (ids instanceof Tensor) {
+    if (ids.ndim !== 2 || ids.dtype !== "i32") {
+      throw new ShapeError(
+        `generate: ids must be i32 [B, T], got ${ids.dtype} ${fmtShape(ids.shape)}`,
+      );
+    }
+    return ids;
+  }
+  const rows = Array.isArray(ids) && Array.isArray(ids[0])
+    ? ids as number[][]
+    : [Array.from(ids as ArrayLike<number>)];
+  const T = rows[0].length;
+  if (T === 0 || rows.some((r) => r.length !== T)) {
+    throw new ShapeError(`generate: the prompt must be non-empty rows of equal length`);
+  }
+  return fromArray(Int32Array.from(rows.flat()), [rows.length, T], { dtype: "i32", backend });
+}
+
+/**
+ * Generate `maxNewTokens` tokens after `ids` ([B, T] tensor, one row of ids, or rows), yielding
+ * chunks of new tokens (one array per row) as they are read back from the device.
+ */
+export async function* generateStream(
+  model: LanguageModel,
+  ids: Tensor | Int32Array | number[] | number[][],
+  o: GenerateOptions,
+): AsyncGenerator<number[][]> {
+  const { maxNewTokens, temperature = 1, topK = 0, topP = 1 } = o;
+  if (!Number.isInteger(maxNewTokens) || maxNewTokens < 0) {
+    throw new RangeError(
+      `generate: maxNewTokens must be a non-negative integer, got ${maxNewTokens}`,
+    );
+  }
+  const gen = o.seed !== undefined ? new Generator(o.seed) : o.generator ?? defaultGenerator();
+  const { blockSize, vocabSize } = model.config;
+  const chunkTokens = Math.max(1, o.chunkTokens ?? 16);
+  const chunkMs = o.chunkMs ?? 100;
+  const useCache = o.useCache ?? true;
+  const wasTraining = model.training;
+  model.eval();
+  const prompt = promptTensor(model, ids);
+  const B = prompt.shape[0];
+  let ctx = keep(ids instanceof Tensor ? reshape(prompt, prompt.shape) : prompt); // (B, L) on device
+  let ctxLen = ctx.shape[1];
+  const cache = useCache ? (o.cache ?? model.newCache()) : null;
+  if (cache && cache.length > Math.min(ctxLen, blockSize)) cache.reset(); // not a prefix: start over
+  let pending: Tensor[] = [];
+  let lastRead = performance.now();
+  const flush = async (): Promise<number[][]> => {
+    const all = tidy(() => cat(pending, 1)); // (B, n): one readback for n tokens
+    const data = await all.data();
+    all.dispose();
+    const n = pending.length;
+    for (const t of pending) t.dispose();
+    pending = [];
+    lastRead = performance.now();
+    return Array.from({ length: B }, (_, b) => Array.from(data.subarray(b * n, (b + 1) * n)));
+  };
+  try {
+    for (let step = 0; step < maxNewTokens; step++) {
+      const next = tidy(() =>
+        noGrad(() => {
+          let input: Tensor;
+          let c: KVCache | undefined;
+          if (cache && ctxLen <= blockSize) {
+            input = narrow(ctx, 1, cache.length, ctxLen - cache.length); // only uncached positions
+            c = cache;
+          } else {
+            cache?.reset(); // the window slides: positions shift, cached keys are stale
+            input = narrow(ctx, 1, Math.max(0, ctxLen - blockSize), Math.min(ctxLen, blockSize));
+          }
+          const { logits } = model.forward(input, null, { cache: c, lastOnly: true }); // (B, 1, V)
+          const tok = sampleLogits(reshape(logits, [B, vocabSize]), {
+            temperature,
+            topK,
+            topP,
+            generator: gen,
+          });
+          return reshape(tok, [B, 1]); // (B, 1) i32, stays on the device
+        })
+      );
+      keep(next);
+      const grown = keep(cat([ctx, next], 1));
+      ctx.dispose();
+      ctx = grown;
+      ctxLen++;
+      pending.push(next);
+      const due = pending.length >= chunkTokens || performance.now() - lastRead >= chunkMs;
+      if (due || step === maxNewTokens - 1) yield await flush();
+    }
+  } finally {
+    for (const t of pending) t.dispose();
+    ctx.dispose();
+    if (!o.cache) cache?.reset();
+    model.train(wasTraining);
+  }
+}
+
+/** Generate and return the new tokens per row, calling `onToken` with each chunk. */
+export async function generate(
+  model: LanguageModel,
+  ids: Tensor | Int32Array | number[] | number[][],
+  o: GenerateOptions,
+): Promise<number[][]> {
+  let out: number[][] | null = null;
+  for await (const chunk of generateStream(model, ids, o)) {
+    out = out ? out.map((r, b) => r.concat(chunk[b])) : chunk;
+    await o.onToken?.(chunk);
+  }
+  return out ?? [];
+}

@@ -1,0 +1,152 @@
+// The decoder-only language model both GPT and BitGPT are: token (+ learned position) embeddings,
+// a stack of blocks, a final LayerNorm and lm_head, with nanoGPT's module names (`transformer.wte`,
+// `transformer.wpe`, `transformer.h.{i}`, `transformer.ln_f`, `lm_head`). Subclasses supply the
+// block and the head. Dims: B batch, T time, C nEmbd, V vocabSize.
+
+import { fmtShape, ShapeError } from "../engine/errors.ts";
+import type { Generator } from "../engine/random.ts";
+import type { Tensor } from "../engine/tensor.ts";
+import { add, crossEntropy, narrow, reshape } from "../kernels/mod.ts";
+import type { KVCache, LayerCache } from "../nn/attention.ts";
+import { KVCache as Cache } from "../nn/attention.ts";
+import { Dropout, Embedding, type InitOptions, LayerNorm, type Linear } from "../nn/layers.ts";
+import { Module, ModuleList } from "../nn/module.ts";
+import { Rope } from "../nn/rope.ts";
+import { type GPTConfig, type ModelKind, validateConfig } from "./config.ts";
+
+/** A transformer block: (B, T, C) -> (B, T, C), with an optional KV cache and rotary tables. */
+export interface BlockLike extends Module {
+  forward(x: Tensor, o: { cache?: LayerCache; rope?: Rope }): Tensor;
+}
+
+/** Options of a forward pass. */
+export interface ForwardOptions {
+  /** Append this call's keys/values to the cache; positions continue after its length. */
+  cache?: KVCache;
+  /** Compute logits for the last position only (generation). */
+  lastOnly?: boolean;
+}
+
+/** Logits (B, T, V) — or (B, 1, V) with lastOnly — and the mean cross-entropy when targets given. */
+export interface ForwardResult {
+  logits: Tensor;
+  loss: Tensor | null;
+}
+
+/** Options of model construction. */
+export type ModelOptions = Omit<InitOptions, "std">;
+
+/** What a subclass decides: its blocks, ln_f's bias, and dropout after the embeddings. */
+export interface ModelParts {
+  blocks: BlockLike[];
+  lnBias: boolean;
+  embDropout: boolean;
+}
+
+/** The container of embeddings, blocks and the final norm (nanoGPT's `transformer` dict). */
+export class Transformer extends Module {
+  readonly wte: Embedding;
+  readonly wpe: Embedding | null;
+  readonly drop: Dropout;
+  readonly h: ModuleList<BlockLike>;
+  readonly ln_f: LayerNorm;
+  constructor(c: GPTConfig, blocks: BlockLike[], p: ModelParts, o: ModelOptions) {
+    super();
+    const init = { ...o, std: 0.02 };
+    this.wte = this.addModule("wte", new Embedding(c.vocabSize, c.nEmbd, init));
+    this.wpe = c.pos === "learned"
+      ? this.addModule("wpe", new Embedding(c.blockSize, c.nEmbd, init))
+      : null;
+    this.drop = this.addModule("drop", new Dropout(p.embDropout ? c.dropout : 0));
+    this.h = this.addModule("h", new ModuleList(blocks));
+    this.ln_f = this.addModule("ln_f", new LayerNorm(c.nEmbd, { bias: p.lnBias, ...o }));
+  }
+}
+
+/** A GPT-style language model; subclasses build the blocks and lm_head. */
+export abstract class LanguageModel extends Module {
+  abstract readonly kind: ModelKind;
+  readonly config: GPTConfig;
+  readonly transformer: Transformer;
+  readonly lm_head: Linear;
+  readonly rope: Rope | null;
+
+  constructor(
+    config: GPTConfig,
+    parts: (c: GPTConfig, residStd: number) => ModelParts,
+    head: (t: Transformer) => Linear,
+    o: ModelOptions,
+  ) {
+    super();
+    this.config = validateConfig({ ...config });
+    const residStd = 0.02 / Math.sqrt(2 * config.nLayer); // nanoGPT's scaled residual init
+    const p = parts(this.config, residStd);
+    this.transformer = this.addModule("transformer", new Transformer(this.config, p.blocks, p, o));
+    this.lm_head = this.addModule("lm_head", head(this.transformer));
+    this.rope = config.pos === "rope"
+      ? this.addModule(
+        "rope",
+        new Rope(config.blockSize, config.nEmbd / config.nHead, 10000, o),
+      )
+      : null;
+  }
+
+  /** A fresh KV cache for this model. */
+  newCache(): KVCache {
+    return new Cache(this.config.nLayer);
+  }
+
+  /** Parameter count; nanoGPT's convention leaves out position embeddings (non-embedding). */
+  countParameters(nonEmbedding = true): number {
+    const n = this.numParameters();
+    const wpe = this.transformer.wpe;
+    return nonEmbedding && wpe ? n - wpe.weight.size : n;
+  }
+
+  /** Use `g` for every dropout mask in the model (null: the engine's global generator). */
+  setDropoutGenerator(g: Generator | null): void {
+    for (const [, m] of this.namedModules()) if (m instanceof Dropout) m.generator = g;
+  }
+
+  /**
+   * ids (B, T) i32 -> logits (B, T, V); with targets (B, T) i32 also the mean cross-entropy
+   * (targets of -1 are ignored). With a cache the T positions follow the cached ones.
+   */
+  forward(ids: Tensor, targets?: Tensor | null, o: ForwardOptions = {}): ForwardResult {
+    const c = this.config;
+    if (ids.ndim !== 2 || ids.dtype !== "i32") {
+      throw new ShapeError(
+        `${this.kind}: ids must be i32 [B, T], got ${ids.dtype} ${fmtShape(ids.shape)}`,
+      );
+    }
+    const [B, T] = ids.shape;
+    const offset = o.cache?.length ?? 0;
+    if (offset + T > c.blockSize) {
+      throw new ShapeError(
+        `${this.kind}: cannot forward ${offset + T} positions (${offset} cached + ${T} new), ` +
+          `block size is only ${c.blockSize}`,
+      );
+    }
+    const tr = this.transformer;
+    let x = tr.wte.forward(ids); // (B, T, C)
+    if (tr.wpe) x = add(x, narrow(tr.wpe.weight, 0, offset, T)); // + (T, C)
+    x = tr.drop.forward(x);
+    tr.h.items.forEach((block, i) => {
+      x = block.forward(x, { cache: o.cache?.layers[i], rope: this.rope ?? undefined });
+    });
+    x = tr.ln_f.forward(x);
+    if (o.lastOnly) x = narrow(x, 1, T - 1, 1); // (B, 1, C)
+    const logits = this.lm_head.forward(x); // (B, T, V)
+    let loss: Tensor | null = null;
+    if (targets) {
+      if (o.lastOnly) throw new ShapeError(`${this.kind}: targets need all positions' logits`);
+      if (targets.shape.length !== 2 || targets.shape[0] !== B || targets.shape[1] !== T) {
+        throw new ShapeError(
+          `${this.kind}: targets are ${fmtShape(targets.shape)}, ids are ${fmtShape(ids.shape)}`,
+        );
+      }
+      loss = crossEntropy(reshape(logits, [B * T, c.vocabSize]), reshape(targets, [B * T]), -1);
+    }
+    return { logits, loss };
+  }
+}

@@ -1,0 +1,281 @@
+// The training loop as a library function, after the original train.py and nanoGPT's: batches of
+// random windows from seeded generators, AdamW with decay on ≥ 2-dim parameters, the LR schedule,
+// gradient clipping fused into the update, evaluation every evalInterval iterations over
+// evalIters batches per split. Losses stay on the device and are read back only at log and eval
+// points; each step's intermediates are freed by `tidy`. Resuming from a checkpoint restores the
+// model, optimizer, iteration and every random stream, so the loss trajectory is unchanged.
+
+import type { Backend } from "../engine/backend.ts";
+import { noGrad } from "../engine/autograd.ts";
+import { fromArray } from "../engine/creation.ts";
+import { getBackend } from "../engine/device.ts";
+import { Generator } from "../engine/random.ts";
+import { keep, tidy } from "../engine/scope.ts";
+import type { Tensor } from "../engine/tensor.ts";
+import { add } from "../kernels/mod.ts";
+import { AdamW, clipGradNorm } from "../nn/optim.ts";
+import { type LrSchedule, scheduleAt } from "../nn/schedule.ts";
+import { saveCheckpoint } from "./checkpoint.ts";
+import type { LoadedCheckpoint, RngState } from "./checkpoint.ts";
+import {
+  DEFAULT_TRAIN,
+  type GPTConfig,
+  type ModelKind,
+  type TrainConfig,
+  validateTrainConfig,
+} from "./config.ts";
+import type { LanguageModel } from "./lm.ts";
+import { createModel } from "./model.ts";
+
+/** A stream of batches: x and y row-major [B, T] i32, drawn from `gen`. */
+export interface BatchSource {
+  next(): { x: Int32Array; y: Int32Array };
+  readonly gen: Generator;
+}
+
+/** Token ids per split, or ready batch sources per role. */
+export type TrainData =
+  | { train: Int32Array; val: Int32Array }
+  | { batches: Record<"train" | "val" | "evalTrain", BatchSource> };
+
+/** What `onStep` receives at each log point. */
+export interface StepInfo {
+  iter: number;
+  /** The training loss of this iteration (read back from the device). */
+  loss: number;
+  lr: number;
+  /** Global gradient norm before clipping (read back with the loss), or null without clipping. */
+  gradNorm: number | null;
+  /** Milliseconds per iteration since the previous log point. */
+  msPerIter: number;
+  /** Tokens processed per iteration (B·T). */
+  tokensPerIter: number;
+}
+
+/** What `onEval` receives: the estimates and a way to snapshot the run for a checkpoint. */
+export interface EvalInfo {
+  iter: number;
+  trainLoss: number;
+  valLoss: number;
+  lr: number;
+  /** The val loss beat the best so far (now `bestValLoss`). */
+  improved: boolean;
+  bestValLoss: number;
+  /** Checkpoint bytes of the run as of now (resuming skips this evaluation). */
+  checkpoint(): Promise<Uint8Array>;
+}
+
+/** Options of `train`. */
+export interface TrainOptions {
+  /** A model to train (default: built from `kind` and `config`, or the resumed checkpoint's). */
+  model?: LanguageModel;
+  /** Architecture for a new model (default "bitgpt"). */
+  kind?: ModelKind;
+  /** Config for a new model. */
+  config?: GPTConfig;
+  /** Training settings (defaults: the original's flag table). */
+  train?: Partial<TrainConfig>;
+  data: TrainData;
+  /** Continue this checkpoint's run (model, optimizer, iteration, random streams). */
+  resume?: LoadedCheckpoint;
+  /** Tokenizer JSON text stored in checkpoints. */
+  tokenizer?: string;
+  /** Backend for a new model (default: the current backend). */
+  backend?: Backend;
+  onStep?(info: StepInfo): void | Promise<void>;
+  onEval?(info: EvalInfo): void | Promise<void>;
+  /** Stop at the next iteration boundary when aborted (the result can still be checkpointed). */
+  signal?: AbortSignal;
+}
+
+/** The end of a run. */
+export interface TrainResult {
+  model: LanguageModel;
+  optimizer: AdamW;
+  /** The next iteration to run (maxIters when finished). */
+  iteration: number;
+  bestValLoss: number;
+  stopped: "finished" | "aborted";
+  /** Checkpoint bytes of the run as it ended (resumable). */
+  checkpoint(): Promise<Uint8Array>;
+}
+
+/** The run's random streams: model init, training batches, eval batches, dropout masks. */
+function streams(seed: number, saved: Record<string, RngState> | null) {
+  const restore = (name: string, offset: number) =>
+    saved?.[name] ? Generator.fromState(saved[name]) : new Generator(seed + offset);
+  return {
+    train: restore("train", 1),
+    val: restore("val", 2),
+    evalTrain: restore("evalTrain", 3),
+    dropout: restore("dropout", 4),
+  };
+}
+
+/** The schedule a training config describes. */
+export function scheduleOf(t: TrainConfig): LrSchedule {
+  if (!t.decayLr) return { kind: "constant", learningRate: t.learningRate };
+  if (t.schedule === "bitnet") {
+    return {
+      kind: "bitnet",
+      learningRate: t.learningRate,
+      warmupIters: t.warmupIters,
+      totalIters: t.maxIters,
+      minLr: t.minLr,
+      weightDecay: t.weightDecay,
+    };
+  }
+  return {
+    kind: "cosine",
+    learningRate: t.learningRate,
+    warmupIters: t.warmupIters,
+    lrDecayIters: t.lrDecayIters,
+    minLr: t.minLr,
+  };
+}
+
+/**
+ * Random-window samplers over token arrays (data/batches.ts), imported on use so that models/
+ * does not load the tokenizers' npm packages for callers that bring their own batches.
+ */
+async function samplers(
+  data: { train: Int32Array; val: Int32Array },
+  T: number,
+  tc: TrainConfig,
+  rng: ReturnType<typeof streams>,
+): Promise<Record<"train" | "val" | "evalTrain", BatchSource>> {
+  const { BatchSampler } = await import("../data/batches.ts");
+  return {
+    train: new BatchSampler(data.train, T, tc.batchSize, rng.train, "train"),
+    evalTrain: new BatchSampler(data.train, T, tc.batchSize, rng.evalTrain, "train"),
+    val: new BatchSampler(data.val, T, tc.batchSize, rng.val, "val"),
+  };
+}
+
+/** Mean loss over `n` batches of `src`, summed on the device and read back once. */
+async function estimateLoss(model: LanguageModel, src: BatchSource, n: number, be: Backend) {
+  let total: Tensor | null = null;
+  for (let k = 0; k < n; k++) {
+    const batch = src.next();
+    const next: Tensor = tidy(() =>
+      noGrad(() => {
+        const { loss } = model.forward(...idsOf(batch, model.config.blockSize, be));
+        return total ? add(total, loss!) : loss!;
+      })
+    );
+    total?.dispose();
+    total = keep(next);
+  }
+  const mean = (await total!.item()) / n;
+  total!.dispose();
+  return mean;
+}
+
+/** Upload a batch as (ids, targets) i32 [B, T]. */
+function idsOf(batch: { x: Int32Array; y: Int32Array }, T: number, be: Backend): [Tensor, Tensor] {
+  const B = batch.x.length / T;
+  return [
+    fromArray(batch.x, [B, T], { dtype: "i32", backend: be }),
+    fromArray(batch.y, [B, T], { dtype: "i32", backend: be }),
+  ];
+}
+
+/**
+ * Train a model: nanoGPT's loop (evaluate at every evalInterval and at the last iteration, then a
+ * step). Returns when maxIters is reached or `signal` aborts.
+ */
+export async function train(opts: TrainOptions): Promise<TrainResult> {
+  const r = opts.resume;
+  const tc = validateTrainConfig({ ...DEFAULT_TRAIN, ...(r?.trainConfig ?? {}), ...opts.train });
+  const rng = streams(tc.seed, r?.rng ?? null);
+  if (!opts.model && !r && !opts.config) throw new Error("train: pass a model, a config or resume");
+  const model = opts.model ?? r?.model ??
+    createModel(opts.kind ?? "bitgpt", opts.config!, {
+      backend: opts.backend ?? getBackend(),
+      generator: new Generator(tc.seed),
+    });
+  const be = model.parameters()[0].backend;
+  const T = model.config.blockSize;
+  const src = "batches" in opts.data ? opts.data.batches : await samplers(opts.data, T, tc, rng);
+  model.setDropoutGenerator(rng.dropout);
+  model.train();
+  const opt = new AdamW(model, {
+    lr: tc.learningRate,
+    betas: [tc.beta1, tc.beta2],
+    weightDecay: tc.weightDecay,
+  });
+  if (r?.optimizer) opt.loadStateDict(r.optimizer);
+  const schedule = scheduleOf(tc);
+  const params = model.parameters();
+  let iter = r?.iteration ?? 0;
+  let bestValLoss = r?.bestValLoss ?? Infinity;
+  let skipEval = r?.metadata.eval_done === "1";
+  const snapshot = (evalDone: boolean) =>
+    saveCheckpoint(model, {
+      optimizer: opt,
+      iteration: iter,
+      bestValLoss,
+      trainConfig: tc,
+      rng: {
+        train: src.train.gen.state(),
+        val: src.val.gen.state(),
+        evalTrain: src.evalTrain.gen.state(),
+        dropout: rng.dropout.state(),
+      },
+      tokenizer: opts.tokenizer,
+      extra: { eval_done: evalDone ? "1" : "0" },
+    });
+  let lastLog = performance.now();
+  let lastLogIter = iter;
+  for (; iter < tc.maxIters; iter++) {
+    if (opts.signal?.aborted) break;
+    const { lr, weightDecay } = scheduleAt(iter, schedule);
+    opt.lr = lr;
+    if (weightDecay !== undefined) opt.weightDecay = weightDecay;
+    if ((iter % tc.evalInterval === 0 || iter === tc.maxIters - 1) && !skipEval) {
+      model.eval();
+      const trainLoss = await estimateLoss(model, src.evalTrain, tc.evalIters, be);
+      const valLoss = await estimateLoss(model, src.val, tc.evalIters, be);
+      model.train();
+      const improved = valLoss < bestValLoss;
+      if (improved) bestValLoss = valLoss;
+      await opts.onEval?.({
+        iter,
+        trainLoss,
+        valLoss,
+        lr,
+        improved,
+        bestValLoss,
+        checkpoint: () => snapshot(true),
+      });
+    }
+    skipEval = false;
+    const log = iter % tc.logInterval === 0 || iter === tc.maxIters - 1;
+    const out = tidy(() => {
+      const { loss } = model.forward(...idsOf(src.train.next(), T, be));
+      loss!.backward();
+      const clip = tc.gradClip > 0 ? clipGradNorm(params, tc.gradClip, { apply: false }) : null;
+      opt.step({ gradScale: clip?.scale });
+      opt.zeroGrad();
+      return log ? { loss: loss!, norm: clip?.norm ?? null } : null;
+    });
+    if (out && log) {
+      const loss = await out.loss.item(); // the one readback of this interval
+      const gradNorm = out.norm ? await out.norm.item() : null;
+      out.loss.dispose();
+      out.norm?.dispose();
+      const now = performance.now();
+      const msPerIter = (now - lastLog) / Math.max(1, iter + 1 - lastLogIter);
+      [lastLog, lastLogIter] = [now, iter + 1];
+      await opts.onStep?.({ iter, loss, lr, gradNorm, msPerIter, tokensPerIter: tc.batchSize * T });
+    }
+  }
+  return {
+    model,
+    optimizer: opt,
+    iteration: iter,
+    bestValLoss,
+    stopped: iter < tc.maxIters ? "aborted" : "finished",
+    checkpoint: () => snapshot(false),
+  };
+}
