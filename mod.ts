@@ -1,5 +1,8 @@
 // BitGPT for Deno: the public API. A tensor engine with reverse-mode autograd on WebGPU and a
 // CPU reference backend, plus the GPT and BitGPT (BitNet b1.58) models.
+//
+// Tensor ops are exported flat (`matmul`, `softmax`, ...); layers, optimizers and schedules
+// live in the `nn` namespace and flat; models, generation and training flat.
 
 export * from "./kernels/mod.ts";
 export { Tensor } from "./engine/tensor.ts";
@@ -19,3 +22,9 @@ export {
   ShaderCompileError,
   ShapeError,
 } from "./engine/errors.ts";
+
+/** Layers, optimizers, schedules and safetensors, as one namespace. */
+export * as nn from "./nn/mod.ts";
+export * from "./nn/mod.ts";
+export * from "./models/mod.ts";
+export * from "./data/mod.ts";

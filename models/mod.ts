@@ -1,0 +1,11 @@
+// The models: GPT, BitGPT, configs and presets, generation, checkpoints, the training loop.
+
+export * from "./config.ts";
+export * from "./presets.ts";
+export * from "./lm.ts";
+export * from "./gpt.ts";
+export * from "./bitgpt.ts";
+export * from "./model.ts";
+export * from "./generate.ts";
+export * from "./checkpoint.ts";
+export * from "./train.ts";
