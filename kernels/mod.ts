@@ -11,11 +11,6 @@ export * from "./view.ts";
 export * from "./reduce.ts";
 export * from "./matmul.ts";
 
-registerGradOps({
-  add: (a, b) => add(a, b),
-  onesLike: (t) => full(t.shape, 1, { dtype: t.dtype, backend: t.backend }),
-  clone: (t) => copyOf(t),
-});
 export * from "./concat.ts";
 export * from "./softmax.ts";
 export * from "./sample.ts";
@@ -27,3 +22,9 @@ export * from "./embedding.ts";
 export * from "./where.ts";
 export * from "./causal.ts";
 export * from "./adamw.ts";
+
+registerGradOps({
+  add: (a, b) => add(a, b),
+  onesLike: (t) => full(t.shape, 1, { dtype: t.dtype, backend: t.backend }),
+  clone: (t) => copyOf(t),
+});

@@ -211,9 +211,11 @@ ${reduceFn("sum_f32", "red_f", "f32", "a + b", wg)}
 ${reduceFn("max_f32", "red_f", "f32", "max(a, b)", wg)}
 ${reduceFn("sum_u32", "red_u", "u32", "a + b", wg)}
 ${reduceFn("max_u32", "red_u", "u32", "max(a, b)", wg)}
-// Order-preserving map of f32 to u32 (for bisection on values).
+// Order-preserving map of f32 to u32 (for bisection on values); -0 maps to +0's key, as they
+// compare equal.
 fn key_of(v: f32) -> u32 {
-  let b = bitcast<u32>(v);
+  let b0 = bitcast<u32>(v);
+  let b = select(b0, 0u, b0 == 0x80000000u);
   return select(b | 0x80000000u, ~b, (b & 0x80000000u) != 0u);
 }
 @compute @workgroup_size(${wg})
@@ -377,9 +379,11 @@ export const sampleLogitsOp = defineOp<SampleParams>({
   cpu([x], [y], p) {
     const d: TypedArray = cpuContiguous(x);
     const [N, V] = x.shape;
+    // The device reads temperature and p as f32: use the same values here.
+    const [T, P] = [Math.fround(p.temperature), Math.fround(p.topP)];
     for (let r = 0; r < N; r++) {
-      const z = Float64Array.from(d.subarray(r * V, (r + 1) * V), (v) => v / p.temperature);
-      const w = keepMask(z, p.topK, p.topP);
+      const z = Float64Array.from(d.subarray(r * V, (r + 1) * V), (v) => v / T);
+      const w = keepMask(z, p.topK, P);
       let total = 0;
       for (let j = 0; j < V; j++) total += w[j];
       y[r] = invCdf(w, drawUniform(p, r, 0) * total);
@@ -389,7 +393,7 @@ export const sampleLogitsOp = defineOp<SampleParams>({
     const [N, V] = x.shape;
     const wg = drawWg(V);
     return {
-      source: drawWgsl(wg, samplePrelude(wg, p.topK > 0 && p.topK < V, p.topP < 1), WEIGHT),
+      source: drawWgsl(wg, samplePrelude(wg), WEIGHT),
       grid: grid1d(N, 1),
       uniforms: drawUniformBlock(p, N, V, p),
     };
@@ -399,8 +403,11 @@ export const sampleLogitsOp = defineOp<SampleParams>({
 const WEIGHT =
   "select(0.0, exp(x[base + j] / u.temperature - m), key_of(x[base + j] / u.temperature) >= thr)";
 
-/** WGSL computing m (the max of z = x / T) and thr (the smallest kept key) for a row. */
-function samplePrelude(wg: number, hasTopK: boolean, hasTopP: boolean): string {
+/**
+ * WGSL computing m (the max of z = x / T) and thr (the smallest kept key) for a row. The filters
+ * switch on uniform flags, so one pipeline serves every option (and compiles once).
+ */
+function samplePrelude(wg: number): string {
   const loop = (body: string) =>
     `for (var j = lid; j < u.V; j += ${wg}u) { let z = x[base + j] / u.temperature; ${body} }`;
   // Bisection over keys: the largest t with pred(t), where pred is monotone decreasing in t.
@@ -420,14 +427,14 @@ function samplePrelude(wg: number, hasTopK: boolean, hasTopP: boolean): string {
   ${loop("mx = max(mx, z);")}
   let m = max_f32(mx, lid);
   var thr = 0u;
-  ${hasTopK ? bisect("a += 1u;", "0u", ">= u.topK", "sum_u32") : ""}
-  ${
-    hasTopP
-      ? `var sl = 0.0;
-  ${loop("if (key_of(z) >= thr) { sl += exp(z - m); }")}
-  let pS = u.topP * sum_f32(sl, lid);
-  ${bisect("a += exp(z - m);", "0.0", ">= pS", "sum_f32")}`
-      : ""
+  if (u.topK > 0u && u.topK < u.V) {
+    ${bisect("a += 1u;", "0u", ">= u.topK", "sum_u32")}
+  }
+  if (u.topP < 1.0) {
+    var sl = 0.0;
+    ${loop("if (key_of(z) >= thr) { sl += exp(z - m); }")}
+    let pS = u.topP * sum_f32(sl, lid);
+    ${bisect("a += exp(z - m);", "0.0", ">= pS", "sum_f32")}
   }`;
 }
 

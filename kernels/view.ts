@@ -18,6 +18,7 @@ function viewOf(
   offset: number,
   back: (dy: Tensor) => Tensor,
 ): Tensor {
+  x.assertAlive(name); // name the view op, not `view`, in the error
   const v = x.withLayout(shape, strides, offset);
   if (x.requiresGrad && isGradEnabled()) {
     v.requiresGrad = true;
@@ -169,7 +170,7 @@ export function expand(x: Tensor, shape: readonly number[]): Tensor {
     if (xd === 1) return 0;
     throw new ShapeError(`expand: cannot expand ${fmtShape(x.shape)} to ${fmtShape(shape)}`);
   });
-  if (lead === 0 && strides.every((s, i) => s === x.strides[i])) return x;
+  if (lead === 0 && shape.every((d, i) => d === x.shape[i])) return x;
   return viewOf("expand", x, [...shape], strides, x.offset, (dy) => sumTo(dy, x.shape));
 }
 
@@ -187,6 +188,13 @@ export function sumTo(x: Tensor, shape: readonly number[]): Tensor {
 /** Insert a size-1 dim at `axis`. */
 export function unsqueeze(x: Tensor, axis: number): Tensor {
   const a = axis < 0 ? axis + x.ndim + 1 : axis;
+  if (!Number.isInteger(a) || a < 0 || a > x.ndim) {
+    throw new ShapeError(
+      `unsqueeze: axis ${axis} out of range for a tensor of rank ${x.ndim} (valid: ${
+        -x.ndim - 1
+      } to ${x.ndim})`,
+    );
+  }
   const shape = [...x.shape];
   shape.splice(a, 0, 1);
   return reshape(x, shape);

@@ -38,3 +38,19 @@ Deno.test("straight-through estimator: forward q(x), gradient identity", async (
 Deno.test("gradcheck through a deep chain with reuse", async () => {
   await gradCheck((x) => mul(exp(mul(x, 0.3)), add(x, mul(x, x))), [{ shape: [2, 3] }]);
 });
+
+Deno.test("backward from a non-scalar needs a gradient; with one it is a vector-Jacobian product", async () => {
+  const x = t64([1, 2, 3], [3], undefined, true);
+  const y = mul(x, x);
+  assertThrows(() => y.backward(), /backward: root has 3 elements; pass a gradient/);
+  y.backward(t64([1, 10, 100], [3]));
+  assertClose(await values(x.grad!), [2, 40, 600]);
+});
+
+Deno.test("inputs that do not require grad get none; a broadcast input sums its gradient", async () => {
+  const w = t64([1, 2, 3], [3], undefined, true);
+  const x = t64([1, 2, 3, 4, 5, 6], [2, 3]);
+  sum(mul(add(x, w), w)).backward(); // d/dw sum((x + w) w) = sum over rows of (x + 2w)
+  assertEquals(x.grad, null);
+  assertClose(await values(w.grad!), [1 + 4 + 4, 2 + 5 + 8, 3 + 6 + 12]);
+});
