@@ -2,27 +2,44 @@
 // Operands are read through their strides: a transposed view (`transpose(w)`) is consumed as is,
 // so A·Bᵀ and Aᵀ·B (the backward products) need no copies. Each operand's batch dims must fold
 // into one batch stride (contiguous, or broadcast with stride 0); otherwise it is copied once.
-// CPU: B packed row-major per batch, i-k-j loops accumulating a row of C in float64.
-// WGSL: register-blocked, each invocation computes a TM×TN block of C from scalar loads, with
-// bounds checks for odd sizes; workgroup 8×8 invocations; grid (N/(8·TN), M/(8·TM), batch).
+// CPU: per batch, A is packed row-major and B column-major (both k-contiguous) in float64, then
+// 2×4 blocks of C are accumulated in registers over k, in cache blocks of columns and k.
+// WebGPU: kernels/matmul_wgsl.ts generates each variant for the operands' layout class (vec4
+// loads where rows are aligned, scalar loads otherwise; dims and strides in a uniform block).
+// Shapes with at least TUNE_MIN multiply-adds carry their shape class and every variant, so the
+// backend's autotuner (engine/webgpu/autotune.ts) times the variants once per class and adapter;
+// smaller ones run DEFAULT_VARIANT.
 
-import type { ArgInfo } from "../engine/backend.ts";
+import type { ArgInfo, CpuArg, WgslLaunch } from "../engine/backend.ts";
+import type { TypedArray } from "../engine/dtype.ts";
 import type { Tensor } from "../engine/tensor.ts";
+import type { TunableLaunch, TuneTrial } from "../engine/webgpu/autotune.ts";
 import { apply, defineOp } from "../engine/op.ts";
 import { broadcastShapes, ceilDiv, sizeOf } from "../engine/shape.ts";
 import { fmtShape, ShapeError } from "../engine/errors.ts";
 import { wgslType } from "../engine/dtype.ts";
 import { expand, reshape, transpose } from "./view.ts";
+import {
+  type AMode,
+  type BMode,
+  type CMode,
+  MATMUL_VARIANTS,
+  matmulSource,
+  type MatmulVariant,
+} from "./matmul_wgsl.ts";
 
-/** Dims and operand layouts of one matmul launch. */
+export { MATMUL_VARIANTS };
+
+/** Dims of one matmul launch, and optionally a variant forced by name (tests, benchmarks). */
 interface MatmulParams {
   batch: number;
   M: number;
   N: number;
   K: number;
+  variant?: string;
 }
 
-/** Strides of a matrix operand: per batch, per row, per column (elements). */
+/** Strides of a matrix operand: per batch, per row, per column (elements), and its offset. */
 interface MatLayout {
   sb: number;
   sr: number;
@@ -40,43 +57,216 @@ function layoutOf(a: ArgInfo): MatLayout {
   };
 }
 
-const TM = 4;
-const TN = 4;
-const WG = 8;
+// ---- CPU reference ----------------------------------------------------------------------------
 
-function matmulWgsl(t: string, p: MatmulParams, la: MatLayout, lb: MatLayout): string {
-  return `
-@group(0) @binding(0) var<storage, read> a: array<${t}>;
-@group(0) @binding(1) var<storage, read> b: array<${t}>;
-@group(0) @binding(2) var<storage, read_write> c: array<${t}>;
-const M = ${p.M}u; const N = ${p.N}u; const K = ${p.K}u;
-@compute @workgroup_size(${WG}, ${WG})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let row0 = gid.y * ${TM}u;
-  let col0 = gid.x * ${TN}u;
-  if (row0 >= M || col0 >= N) { return; }
-  let aBase = ${la.off}u + gid.z * ${la.sb}u;
-  let bBase = ${lb.off}u + gid.z * ${lb.sb}u;
-  var acc: array<array<${t}, ${TN}>, ${TM}>;
-  for (var k = 0u; k < K; k++) {
-    var bv: array<${t}, ${TN}>;
-    for (var j = 0u; j < ${TN}u; j++) {
-      let col = min(col0 + j, N - 1u);
-      bv[j] = b[bBase + k * ${lb.sr}u + col * ${lb.sc}u];
-    }
-    for (var i = 0u; i < ${TM}u; i++) {
-      let row = min(row0 + i, M - 1u);
-      let av = a[aBase + row * ${la.sr}u + k * ${la.sc}u];
-      for (var j = 0u; j < ${TN}u; j++) { acc[i][j] += av * bv[j]; }
+const NC = 64; // columns of C per cache block (their packed B rows stay in L2)
+const KC = 256; // k per cache block
+
+/** Pack one batch of an operand as rows of length `inner`: out[r·inner + i] = x[r, i]. */
+function pack(
+  x: TypedArray,
+  base: number,
+  rows: number,
+  inner: number,
+  sRow: number,
+  sInner: number,
+  out: Float64Array,
+): void {
+  for (let r = 0; r < rows; r++) {
+    const o = r * inner;
+    const src = base + r * sRow;
+    for (let i = 0; i < inner; i++) out[o + i] = x[src + i * sInner];
+  }
+}
+
+/** acc[M, N] += A[:, k0:k1] · Bt[:, k0:k1]ᵀ over columns j0..j1, 2×4 register blocks. */
+function block(
+  A: Float64Array,
+  Bt: Float64Array,
+  acc: Float64Array,
+  M: number,
+  N: number,
+  K: number,
+  j0: number,
+  j1: number,
+  k0: number,
+  k1: number,
+): void {
+  for (let i = 0; i < M; i += 2) {
+    const i1 = Math.min(i + 1, M - 1); // an odd last row is computed twice, written once
+    const a0 = i * K, a1 = i1 * K, r0 = i * N, r1 = i1 * N;
+    for (let j = j0; j < j1; j += 4) {
+      const jb = Math.min(j + 1, j1 - 1),
+        jc = Math.min(j + 2, j1 - 1),
+        jd = Math.min(j + 3, j1 - 1);
+      const b0 = j * K, b1 = jb * K, b2 = jc * K, b3 = jd * K;
+      let c00 = acc[r0 + j], c01 = acc[r0 + jb], c02 = acc[r0 + jc], c03 = acc[r0 + jd];
+      let c10 = acc[r1 + j], c11 = acc[r1 + jb], c12 = acc[r1 + jc], c13 = acc[r1 + jd];
+      for (let k = k0; k < k1; k++) {
+        const x0 = A[a0 + k], x1 = A[a1 + k];
+        const y0 = Bt[b0 + k], y1 = Bt[b1 + k], y2 = Bt[b2 + k], y3 = Bt[b3 + k];
+        c00 += x0 * y0, c01 += x0 * y1, c02 += x0 * y2, c03 += x0 * y3;
+        c10 += x1 * y0, c11 += x1 * y1, c12 += x1 * y2, c13 += x1 * y3;
+      }
+      // Reverse order, so clamped duplicates are overwritten by the true element.
+      acc[r1 + jd] = c13, acc[r1 + jc] = c12, acc[r1 + jb] = c11, acc[r1 + j] = c10;
+      acc[r0 + jd] = c03, acc[r0 + jc] = c02, acc[r0 + jb] = c01, acc[r0 + j] = c00;
     }
   }
-  let cBase = gid.z * M * N;
-  for (var i = 0u; i < ${TM}u; i++) {
-    for (var j = 0u; j < ${TN}u; j++) {
-      if (row0 + i < M && col0 + j < N) { c[cBase + (row0 + i) * N + col0 + j] = acc[i][j]; }
+}
+
+/** The CPU reference: float64 accumulation, k summed in order 0..K-1 for every element. */
+function matmulCpu(a: CpuArg, b: CpuArg, c: TypedArray, { batch, M, N, K }: MatmulParams) {
+  const la = layoutOf(a);
+  const lb = layoutOf(b);
+  const A = new Float64Array(M * K);
+  const Bt = new Float64Array(N * K);
+  const acc = new Float64Array(M * N);
+  for (let z = 0; z < batch; z++) {
+    pack(a.data, la.off + z * la.sb, M, K, la.sr, la.sc, A);
+    pack(b.data, lb.off + z * lb.sb, N, K, lb.sc, lb.sr, Bt);
+    acc.fill(0);
+    for (let j0 = 0; j0 < N; j0 += NC) {
+      for (let k0 = 0; k0 < K; k0 += KC) {
+        block(A, Bt, acc, M, N, K, j0, Math.min(N, j0 + NC), k0, Math.min(K, k0 + KC));
+      }
     }
+    c.set(acc, z * M * N);
   }
-}`;
+}
+
+// ---- WebGPU: layout class, uniforms, variants -------------------------------------------------
+
+/** Fewer multiply-adds than this run DEFAULT_VARIANT untuned (timing would cost more). */
+export const TUNE_MIN = 1 << 24;
+/** The variant of untuned shapes and of shapes not yet tuned (small blocks: quick to compile,
+ * many workgroups for small problems). */
+export const DEFAULT_VARIANT = "reg4x4";
+/** Trial problems for tuning cap each dim at this. */
+const TRIAL_DIM = 512;
+const MAX_GROUPS = 65535;
+
+const al4 = (...xs: number[]) => xs.every((x) => x % 4 === 0);
+
+/** Operand modes (see matmul_wgsl.ts): vec4 along the contiguous axis when it is aligned. */
+function modesOf(la: MatLayout, lb: MatLayout, p: MatmulParams): [AMode, BMode, CMode] {
+  const { M, N, K } = p;
+  const am: AMode = la.sc === 1 && al4(K, la.sr, la.sb, la.off)
+    ? "k4"
+    : la.sr === 1 && al4(M, la.sc, la.sb, la.off)
+    ? "m4"
+    : "s";
+  const bm: BMode = lb.sc === 1 && al4(N, lb.sr, lb.sb, lb.off)
+    ? "n4"
+    : lb.sr === 1 && al4(K, lb.sc, lb.sb, lb.off)
+    ? "k4"
+    : "s";
+  return [am, bm, N % 4 === 0 ? "n4" : "s"];
+}
+
+const sources = new Map<string, string>();
+
+/** The launch of `v` (WGSL memoized per variant, dtype and modes). */
+function launchOf(
+  v: MatmulVariant,
+  t: string,
+  modes: [AMode, BMode, CMode],
+  p: MatmulParams,
+  la: MatLayout,
+  lb: MatLayout,
+): TunableLaunch {
+  // Blocks over 8×16 fall back to 8×16 with scalar loads: a big scalar-load kernel compiles for
+  // seconds on llvmpipe and is never the fast one (its source is reg8x16's: one pipeline).
+  if (v.kind === "reg" && v.tm * v.tn > 128 && (modes[0] === "s" || modes[1] === "s")) {
+    v = variantNamed("reg8x16");
+  }
+  const key = `${v.name}|${t}|${modes.join("")}`;
+  let source = sources.get(key);
+  if (source === undefined) {
+    source = matmulSource(t, v, ...modes);
+    sources.set(key, source);
+  }
+  const grid: [number, number, number] = [
+    ceilDiv(p.N, v.tn * v.wx),
+    ceilDiv(p.M, v.tm * v.wy),
+    p.batch,
+  ];
+  if (grid.some((g) => g > MAX_GROUPS)) {
+    throw new RangeError(
+      `matmul: [${p.batch}, ${p.M}, ${p.K}] · [${p.batch}, ${p.K}, ${p.N}] needs a grid of ` +
+        `${fmtShape(grid)} workgroups, over the ${MAX_GROUPS} per dimension WebGPU allows`,
+    );
+  }
+  const uniforms = new Uint32Array([
+    ...[p.M, p.N, p.K, 0],
+    ...[la.off, la.sb, la.sr, la.sc],
+    ...[lb.off, lb.sb, lb.sr, lb.sc],
+  ]);
+  return { source, grid, uniforms, label: `matmul[${v.name}]` };
+}
+
+function variantNamed(name: string): MatmulVariant {
+  const v = MATMUL_VARIANTS.find((x) => x.name === name);
+  if (!v) {
+    throw new Error(
+      `matmul: unknown variant '${name}'; known: ${MATMUL_VARIANTS.map((x) => x.name).join(", ")}`,
+    );
+  }
+  return v;
+}
+
+const bucket = (d: number) => (d < 64 ? "s" : d < 256 ? "m" : d < 1024 ? "l" : "x");
+
+/** A trial problem of the same layout class with dims capped at TRIAL_DIM (fresh buffers). */
+function trialOf(
+  order: MatmulVariant[],
+  t: string,
+  modes: [AMode, BMode, CMode],
+  p: MatmulParams,
+  la: MatLayout,
+  lb: MatLayout,
+): TuneTrial {
+  const cap = (d: number) => Math.min(d, TRIAL_DIM);
+  const [M, N, K] = [cap(p.M), cap(p.N), cap(p.K)];
+  const batch = Math.max(1, Math.min(p.batch, Math.floor(TRIAL_DIM ** 3 / (M * N * K))));
+  const q: MatmulParams = { batch, M, N, K };
+  // Keep each operand's orientation (row- or column-major) and whether its batch broadcasts.
+  const aRowMajor = !(la.sr === 1 && la.sc !== 1);
+  const bRowMajor = !(lb.sr === 1 && lb.sc !== 1);
+  const ta: MatLayout = aRowMajor
+    ? { sb: la.sb === 0 ? 0 : M * K, sr: K, sc: 1, off: 0 }
+    : { sb: la.sb === 0 ? 0 : M * K, sr: 1, sc: M, off: 0 };
+  const tb: MatLayout = bRowMajor
+    ? { sb: lb.sb === 0 ? 0 : K * N, sr: N, sc: 1, off: 0 }
+    : { sb: lb.sb === 0 ? 0 : K * N, sr: 1, sc: K, off: 0 };
+  return {
+    bindingBytes: [4 * batch * M * K, 4 * batch * K * N, 4 * batch * M * N],
+    launch: (i) => launchOf(order[i], t, modes, q, ta, tb),
+  };
+}
+
+function matmulWgsl([a, b]: ArgInfo[], p: MatmulParams): WgslLaunch {
+  const t = wgslType(a.dtype);
+  const la = layoutOf(a);
+  const lb = layoutOf(b);
+  const modes = modesOf(la, lb, p);
+  if (p.variant) return launchOf(variantNamed(p.variant), t, modes, p, la, lb);
+  const launch = launchOf(variantNamed(DEFAULT_VARIANT), t, modes, p, la, lb);
+  if (p.batch * p.M * p.N * p.K < TUNE_MIN) return launch;
+  // Candidates in MATMUL_VARIANTS order with the default first.
+  const order = [
+    variantNamed(DEFAULT_VARIANT),
+    ...MATMUL_VARIANTS.filter((v) => v.name !== DEFAULT_VARIANT),
+  ];
+  const key = `matmul|${t}|${modes.join("")}|${bucket(p.M)}${bucket(p.N)}${bucket(p.K)}` +
+    `|${p.batch > 1 ? "batched" : "single"}`;
+  launch.tune = {
+    key,
+    names: order.map((v) => `matmul[${v.name}]`),
+    launch: (i) => launchOf(order[i], t, modes, p, la, lb),
+    trial: () => trialOf(order, t, modes, p, la, lb),
+  };
+  return launch;
 }
 
 /** The batched matmul kernel over strided operands [batch, M, K] · [batch, K, N]. */
@@ -84,35 +274,8 @@ export const matmulOp = defineOp<MatmulParams>({
   name: "matmul",
   strided: true,
   shape: (_inputs, { batch, M, N }) => [batch, M, N],
-  cpu([a, b], [c], { batch, M, N, K }) {
-    const la = layoutOf(a);
-    const lb = layoutOf(b);
-    const bp = new Float64Array(K * N);
-    const acc = new Float64Array(N);
-    for (let z = 0; z < batch; z++) {
-      const bo = lb.off + z * lb.sb;
-      for (let k = 0; k < K; k++) {
-        for (let j = 0; j < N; j++) bp[k * N + j] = b.data[bo + k * lb.sr + j * lb.sc];
-      }
-      const ao = la.off + z * la.sb;
-      for (let i = 0; i < M; i++) {
-        acc.fill(0);
-        for (let k = 0; k < K; k++) {
-          const aik = a.data[ao + i * la.sr + k * la.sc];
-          if (aik === 0) continue;
-          const row = k * N;
-          for (let j = 0; j < N; j++) acc[j] += aik * bp[row + j];
-        }
-        c.set(acc, (z * M + i) * N);
-      }
-    }
-  },
-  wgsl([a, b], _outs, p) {
-    return {
-      source: matmulWgsl(wgslType(a.dtype), p, layoutOf(a), layoutOf(b)),
-      grid: [ceilDiv(ceilDiv(p.N, TN), WG), ceilDiv(ceilDiv(p.M, TM), WG), p.batch],
-    };
-  },
+  cpu: ([a, b], [c], p) => matmulCpu(a, b, c, p),
+  wgsl: (inputs, _outs, p) => matmulWgsl(inputs, p),
   backward(dy, [a, b]) {
     // dA = dC · Bᵀ, dB = Aᵀ · dC, per batch; the transposes are views, not copies.
     return [matmul(dy, transpose(b)), matmul(transpose(a), dy)];
@@ -124,16 +287,29 @@ export const matmulOp = defineOp<MatmulParams>({
  * A [..., M, K] · B [..., K, N] -> [..., M, N], batch dims broadcast.
  */
 export function matmul(a: Tensor, b: Tensor): Tensor {
+  return matmulWith(a, b, undefined);
+}
+
+/** `matmul` forcing one WGSL variant by name (see MATMUL_VARIANTS); for tests and benchmarks. */
+export function matmulVariant(a: Tensor, b: Tensor, variant: string): Tensor {
+  variantNamed(variant);
+  return matmulWith(a, b, variant);
+}
+
+function matmulWith(a: Tensor, b: Tensor, variant: string | undefined): Tensor {
   if (a.ndim === 0 || b.ndim === 0) {
     throw new ShapeError(
       `matmul: operands must have rank >= 1, got ${fmtShape(a.shape)} and ${fmtShape(b.shape)}`,
     );
   }
   if (a.ndim === 1) {
-    const y = matmul(reshape(a, [1, a.shape[0]]), b);
+    const y = matmulWith(reshape(a, [1, a.shape[0]]), b, variant);
     return reshape(y, [...y.shape.slice(0, -2), y.shape[y.ndim - 1]]);
   }
-  if (b.ndim === 1) return reshape(matmul(a, reshape(b, [b.shape[0], 1])), a.shape.slice(0, -1));
+  if (b.ndim === 1) {
+    const y = matmulWith(a, reshape(b, [b.shape[0], 1]), variant);
+    return reshape(y, a.shape.slice(0, -1));
+  }
   const [M, K] = a.shape.slice(-2);
   const [K2, N] = b.shape.slice(-2);
   if (K !== K2) {
@@ -159,6 +335,6 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
     a3 = reshape(expand(a, [...batchShape, M, K]), [batch, M, K]);
     b3 = reshape(expand(b, [...batchShape, K, N]), [batch, K, N]);
   }
-  const y = apply(matmulOp, [a3, b3], { batch: nb, M: rows, N, K });
+  const y = apply(matmulOp, [a3, b3], { batch: nb, M: rows, N, K, variant });
   return reshape(y, [...batchShape, M, N]);
 }

@@ -1,8 +1,9 @@
 // The WebGPU backend: pooled storage buffers, a pipeline cache keyed by WGSL source, and command
 // batching. Dispatches share one compute pass of one command encoder, which is submitted only at
-// read points or every MAX_BATCH dispatches. Uniform blocks of a batch are staged in one CPU
-// arena and written with a single writeBuffer just before the submit. Compilation and
-// validation errors are captured per pipeline and thrown at the next read or sync.
+// read points or every MAX_BATCH dispatches; nothing submits or waits per op. Uniform blocks and
+// bind groups are reused through binding.ts; kernels with several variants are autotuned at
+// read points through autotune.ts. Compilation and validation errors are captured per pipeline
+// and thrown at the next read or sync.
 
 import type { Backend, BoundArg, Kernel, Storage } from "../backend.ts";
 import type { DType, TypedArray } from "../dtype.ts";
@@ -10,10 +11,11 @@ import { allocArray, byteSize } from "../dtype.ts";
 import { BackendUnavailableError, DeviceError, ShaderCompileError } from "../errors.ts";
 import { BufferPool, type PoolStats } from "./pool.ts";
 import { acquireDevice, describeContext, type GpuContext } from "./device.ts";
+import { Autotuner, type TunableLaunch, type TuneResult } from "./autotune.ts";
+import { BindingCache, type BindingStats } from "./binding.ts";
 
-const MAX_BATCH = 256; // dispatches per submit
-const UNIFORM_ALIGN = 256;
-const ARENA_BYTES = 64 * 1024;
+/** Dispatches per submit: bounds the work queued behind one submit and the encoder's size. */
+export const MAX_BATCH = 256;
 
 /** WebGPU storage: a pooled buffer holding `size` elements. */
 export class GpuStorage implements Storage {
@@ -29,14 +31,8 @@ function gpuStorage(s: Storage): GpuStorage {
   return s;
 }
 
-interface Arena {
-  buffer: GPUBuffer;
-  staging: Uint8Array;
-  used: number;
-}
-
 /** Counters of the backend, for tests and `--verbose`. */
-export interface WebGpuStats extends PoolStats {
+export interface WebGpuStats extends PoolStats, BindingStats {
   dispatches: number;
   submits: number;
   pipelines: number;
@@ -53,14 +49,20 @@ export class WebGpuBackend implements Backend {
   #encoder: GPUCommandEncoder | null = null;
   #pass: GPUComputePassEncoder | null = null;
   #batched = 0;
-  #arenas: Arena[] = [];
-  #freeArenas: Arena[] = [];
+  #bindings: BindingCache;
   #counters = { dispatches: 0, submits: 0 };
   #afterSubmit: GPUBuffer[] = [];
+  #tuner: Autotuner;
 
   private constructor(readonly ctx: GpuContext) {
     this.device = ctx.device;
     this.pool = new BufferPool(ctx.device, ctx.limits.maxBufferSize);
+    this.#bindings = new BindingCache(ctx.device, () => this.flush());
+    this.#tuner = new Autotuner(
+      ctx.device,
+      (label, source) => this.#pipeline(label, source),
+      ctx.device.features.has("timestamp-query"),
+    );
     this.device.addEventListener("uncapturederror", (e) => {
       this.#error ??= new DeviceError(`webgpu: ${(e as GPUUncapturedErrorEvent).error.message}`);
     });
@@ -79,9 +81,28 @@ export class WebGpuBackend implements Backend {
     return describeContext(this.ctx);
   }
 
+  /**
+   * Turn autotuning on or off (on by default). Off, tunable kernels run their default variant:
+   * useful where the one-time cost of compiling and timing every candidate matters more than
+   * speed (short tests on llvmpipe, where a cold compile of all matmul variants takes ~10 s).
+   */
+  setAutotune(on: boolean): void {
+    this.#tuner.enabled = on;
+  }
+
+  /** The autotuner's decisions so far (shape class, candidates, their times, the winner). */
+  tuning(): readonly TuneResult[] {
+    return this.#tuner.results();
+  }
+
   /** Pool and dispatch counters. */
   stats(): WebGpuStats {
-    return { ...this.pool.stats, ...this.#counters, pipelines: this.#pipelines.size };
+    return {
+      ...this.pool.stats,
+      ...this.#bindings.stats,
+      ...this.#counters,
+      pipelines: this.#pipelines.size,
+    };
   }
 
   alloc(size: number, dtype: DType): Storage {
@@ -138,7 +159,7 @@ export class WebGpuBackend implements Backend {
     new Uint8Array(out.buffer).set(new Uint8Array(staging.getMappedRange(), 0, out.byteLength));
     staging.unmap();
     staging.destroy();
-    await this.#throwDeferred();
+    await this.#settle();
     return out;
   }
 
@@ -148,23 +169,13 @@ export class WebGpuBackend implements Backend {
 
   run<P>(kernel: Kernel<P>, inputs: BoundArg[], outputs: BoundArg[], params: P): void {
     if (!kernel.wgsl) throw new Error(`${kernel.name}: no WGSL kernel for the webgpu backend`);
-    const launch = kernel.wgsl(
-      inputs.map((a) => a.info),
-      outputs.map((a) => a.info),
-      params,
+    const launch = this.#tuner.select(
+      kernel.wgsl(inputs.map((a) => a.info), outputs.map((a) => a.info), params) as TunableLaunch,
     );
-    const pipeline = this.#pipeline(kernel.name, launch.source);
-    const entries: GPUBindGroupEntry[] = [...inputs, ...outputs].map((a, i) => ({
-      binding: i,
-      resource: { buffer: gpuStorage(a.storage).buffer },
-    }));
-    if (launch.uniforms) {
-      entries.push({ binding: entries.length, resource: this.#uniform(launch.uniforms) });
-    }
-    const bindGroup = this.device.createBindGroup({
-      layout: pipeline.getBindGroupLayout(0),
-      entries,
-    });
+    const pipeline = this.#pipeline(launch.label ?? kernel.name, launch.source);
+    const buffers = [...inputs, ...outputs].map((a) => gpuStorage(a.storage).buffer);
+    const uniform = launch.uniforms ? this.#bindings.uniform(launch.uniforms) : undefined;
+    const bindGroup = this.#bindings.bindGroup(pipeline, buffers, uniform);
     const pass = this.#computePass();
     pass.setPipeline(pipeline);
     pass.setBindGroup(0, bindGroup);
@@ -177,23 +188,30 @@ export class WebGpuBackend implements Backend {
   flush(): void {
     if (!this.#encoder) return;
     this.#endPass();
-    for (const a of this.#arenas) {
-      if (a.used > 0) this.device.queue.writeBuffer(a.buffer, 0, a.staging, 0, a.used);
-    }
     this.device.queue.submit([this.#encoder.finish()]);
     this.#counters.submits++;
     for (const b of this.#afterSubmit) b.destroy();
     this.#afterSubmit = [];
     this.#encoder = null;
     this.#batched = 0;
-    for (const a of this.#arenas) a.used = 0;
-    this.#freeArenas.push(...this.#arenas);
-    this.#arenas = [];
+  }
+
+  /** Destroy pooled (free) buffers, after submitting work that may still use them. */
+  trim(): void {
+    this.flush();
+    this.pool.trim();
+    this.#bindings.forgetGroups();
   }
 
   async sync(): Promise<void> {
     this.flush();
     await this.device.queue.onSubmittedWorkDone();
+    await this.#settle();
+  }
+
+  /** At a read point: tune shape classes seen since the last one, then surface errors. */
+  async #settle(): Promise<void> {
+    if (this.#tuner.hasPending) await this.#tuner.settle();
     await this.#throwDeferred();
   }
 
@@ -224,33 +242,15 @@ export class WebGpuBackend implements Backend {
         const msgs = info.messages.filter((m) => m.type === "error")
           .map((m) => `${m.lineNum}:${m.linePos}: ${m.message.trim()}`);
         if (msgs.length > 0 || err) {
-          this.#error ??= new ShaderCompileError(name, msgs.join("; ") || err!.message, source);
+          // Takes precedence over the validation errors a broken pipeline causes downstream.
+          if (!(this.#error instanceof ShaderCompileError)) {
+            this.#error = new ShaderCompileError(name, msgs.join("; ") || err!.message, source);
+          }
         }
       }),
     );
     this.#pipelines.set(source, pipeline);
     return pipeline;
-  }
-
-  #uniform(data: ArrayBufferView): GPUBufferBinding {
-    const size = data.byteLength;
-    const need = Math.ceil(size / UNIFORM_ALIGN) * UNIFORM_ALIGN;
-    let arena = this.#arenas[this.#arenas.length - 1];
-    if (!arena || arena.used + need > ARENA_BYTES) {
-      arena = this.#freeArenas.pop() ?? {
-        buffer: this.device.createBuffer({
-          size: ARENA_BYTES,
-          usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
-        }),
-        staging: new Uint8Array(ARENA_BYTES),
-        used: 0,
-      };
-      this.#arenas.push(arena);
-    }
-    const offset = arena.used;
-    arena.staging.set(new Uint8Array(data.buffer, data.byteOffset, size), offset);
-    arena.used += need;
-    return { buffer: arena.buffer, offset, size: Math.ceil(size / 16) * 16 };
   }
 
   #enc(): GPUCommandEncoder {

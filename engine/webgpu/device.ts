@@ -51,7 +51,11 @@ export async function acquireDevice(): Promise<GpuContext> {
   }
   const requiredLimits: Record<string, number> = {};
   for (const k of USED_LIMITS) requiredLimits[k] = adapter.limits[k];
-  const device = await adapter.requestDevice({ requiredLimits });
+  // Timestamps time the autotuner's candidates on the GPU itself (engine/webgpu/autotune.ts).
+  const requiredFeatures: GPUFeatureName[] = adapter.features.has("timestamp-query")
+    ? ["timestamp-query"]
+    : [];
+  const device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
   const limits = {} as GpuContext["limits"];
   for (const k of USED_LIMITS) limits[k] = device.limits[k];
   const features = navigator.gpu.wgslLanguageFeatures;
