@@ -128,3 +128,17 @@ export async function gradCheck(
 export async function values(t: Tensor): Promise<Float64Array> {
   return Float64Array.from(await t.data() as TypedArray);
 }
+
+/**
+ * Collect garbage and let FinalizationRegistry callbacks run, so pool counters reflect only
+ * live tensors (tensors dropped without dispose() are released by the finalizer at GC time).
+ * Needs `--v8-flags=--expose-gc` (the test task passes it); a no-op without it.
+ */
+export async function settleGarbage(): Promise<void> {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (!gc) return;
+  for (let i = 0; i < 2; i++) {
+    gc();
+    await new Promise((r) => setTimeout(r, 0));
+  }
+}

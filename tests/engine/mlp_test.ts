@@ -10,7 +10,7 @@ import { noGrad } from "../../engine/autograd.ts";
 import { tidy } from "../../engine/scope.ts";
 import { Generator } from "../../engine/random.ts";
 import { add, matmul, mean, mul, sub, tanh } from "../../kernels/mod.ts";
-import { assertClose, cpu, gpu, hasWebGPU, t64 } from "../util.ts";
+import { assertClose, cpu, gpu, hasWebGPU, settleGarbage, t64 } from "../util.ts";
 
 const X = [0, 0, 0, 1, 1, 0, 1, 1];
 const Y = [0, 1, 1, 0];
@@ -60,7 +60,7 @@ async function train(
     params = next;
     losses.push(await loss.item());
     loss.dispose();
-    onStep?.(i);
+    await onStep?.(i);
   }
   return losses;
 }
@@ -79,7 +79,10 @@ Deno.test({
     const g = await gpu() as WebGpuBackend;
     const want = await train(cpu, 6, 0.3);
     const live: number[] = [];
-    const got = await train(g, 6, 0.3, () => live.push(g.stats().liveBuffers));
+    const got = await train(g, 6, 0.3, async () => {
+      await settleGarbage();
+      live.push(g.stats().liveBuffers);
+    });
     assertClose(got, want, { rtol: 1e-4, atol: 1e-6 });
     // Memory is owned: after the first step, each step frees what the previous one made.
     deepStrictEqual(live.slice(1), live.slice(1).map(() => live[1]), `live buffers ${live}`);

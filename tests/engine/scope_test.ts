@@ -7,7 +7,7 @@ import type { Tensor } from "../../engine/tensor.ts";
 import type { WebGpuBackend } from "../../engine/webgpu/backend.ts";
 import { keep, tidy, trackedCount } from "../../engine/scope.ts";
 import { add, exp, matmul, mul, reshape, sum, transpose } from "../../kernels/mod.ts";
-import { assertClose, cpu, gpu, hasWebGPU, t64, values } from "../util.ts";
+import { assertClose, cpu, gpu, hasWebGPU, settleGarbage, t64, values } from "../util.ts";
 
 Deno.test("tidy disposes intermediates and keeps what it returns", () => {
   const x = t64([1, 2, 3], [3]);
@@ -95,12 +95,14 @@ Deno.test({
     const g = await gpu() as WebGpuBackend;
     const w = t64([0.5, -1, 2, 0.25, 1, -0.5], [3, 2], g, true);
     const x = t64([1, 2, 3, 4, 5, 6], [2, 3], g);
+    await settleGarbage();
     const before = g.stats().liveBuffers;
     for (let i = 0; i < 3; i++) {
       tidy(() => sum(exp(matmul(x, w))).backward());
       w.grad!.dispose();
       w.grad = null;
       await g.sync();
+      await settleGarbage();
       strictEqual(g.stats().liveBuffers, before, `step ${i}`);
     }
   },

@@ -18,7 +18,7 @@ import { sizeClass } from "../../engine/webgpu/pool.ts";
 import { Autotuner, type TunableLaunch } from "../../engine/webgpu/autotune.ts";
 import { BindingCache } from "../../engine/webgpu/binding.ts";
 import { matmulOp } from "../../kernels/matmul.ts";
-import { gpu, hasWebGPU, randnArray } from "../util.ts";
+import { gpu, hasWebGPU, randnArray, settleGarbage } from "../util.ts";
 
 const ignore = !hasWebGPU;
 const backend = async () => (await gpu()) as WebGpuBackend;
@@ -132,9 +132,14 @@ Deno.test({
       w1.requiresGrad = w2.requiresGrad = true;
       if (step % 50 === 0) losses.push(await loss.item());
       loss.dispose();
-      if (step === 20) live20 = be.stats().liveBytes;
+      if (step === 20) {
+        await be.sync();
+        await settleGarbage();
+        live20 = be.stats().liveBytes;
+      }
     }
     await be.sync();
+    await settleGarbage();
     strictEqual(be.stats().liveBytes, live20, "liveBytes at step 200 differs from step 20");
     ok(losses[losses.length - 1] < losses[0], `loss did not fall: ${losses.join(", ")}`);
     for (const t of [x, w1, w2]) t.dispose();

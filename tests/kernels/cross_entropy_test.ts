@@ -7,7 +7,17 @@ import { Generator } from "../../engine/random.ts";
 import type { Backend } from "../../engine/backend.ts";
 import type { WebGpuBackend } from "../../engine/webgpu/backend.ts";
 import { crossEntropy, transpose } from "../../kernels/mod.ts";
-import { assertClose, cpu, freshSeed, gpu, gradCheck, hasWebGPU, t64, values } from "../util.ts";
+import {
+  assertClose,
+  cpu,
+  freshSeed,
+  gpu,
+  gradCheck,
+  hasWebGPU,
+  settleGarbage,
+  t64,
+  values,
+} from "../util.ts";
 import { poisonPool } from "./gpu_helpers.ts";
 
 const ids = (v: number[], shape = [v.length], backend: Backend = cpu) =>
@@ -127,6 +137,7 @@ Deno.test({
       loss.backward();
       loss.dispose();
       await g.sync();
+      await settleGarbage();
       live.push(g.stats().liveBuffers);
     }
     deepStrictEqual(live[2], live[1]);

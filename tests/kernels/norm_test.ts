@@ -5,7 +5,17 @@ import { deepStrictEqual, strictEqual, throws } from "node:assert/strict";
 import { tidy } from "../../engine/scope.ts";
 import type { WebGpuBackend } from "../../engine/webgpu/backend.ts";
 import { layerNorm, mul, rmsNorm, sum, transpose } from "../../kernels/mod.ts";
-import { assertClose, cpu, gpu, gradCheck, hasWebGPU, randnArray, t64, values } from "../util.ts";
+import {
+  assertClose,
+  cpu,
+  gpu,
+  gradCheck,
+  hasWebGPU,
+  randnArray,
+  settleGarbage,
+  t64,
+  values,
+} from "../util.ts";
 import { gpuParity } from "./gpu_helpers.ts";
 
 Deno.test("layerNorm and rmsNorm of known rows", async () => {
@@ -135,6 +145,7 @@ Deno.test({
         y.dispose();
       }
       await g.sync();
+      await settleGarbage();
       live.push(g.stats().liveBuffers);
     }
     deepStrictEqual(live[2], live[1]);

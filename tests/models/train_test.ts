@@ -8,7 +8,7 @@ import type { WebGpuBackend } from "../../engine/webgpu/backend.ts";
 import { loadCheckpoint } from "../../models/checkpoint.ts";
 import { makeConfig, type ModelKind, type TrainConfig } from "../../models/config.ts";
 import { type BatchSource, type EvalInfo, type StepInfo, train } from "../../models/train.ts";
-import { cpu, gpu, hasWebGPU } from "../util.ts";
+import { cpu, gpu, hasWebGPU, settleGarbage } from "../util.ts";
 
 const CFG = makeConfig({
   vocabSize: 17,
@@ -176,7 +176,10 @@ Deno.test({
       train: { ...TC, maxIters: 13, evalInterval: 100, evalIters: 1 },
       data: { batches: { train: windows(1), val: windows(2), evalTrain: windows(3) } },
       backend: g,
-      onStep: (s) => void live.set(s.iter, g.stats().liveBuffers),
+      onStep: async (s) => {
+        await settleGarbage();
+        live.set(s.iter, g.stats().liveBuffers);
+      },
     });
     strictEqual(live.get(12), live.get(3), `live buffers ${[...live.entries()]}`);
   },
