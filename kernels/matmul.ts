@@ -302,6 +302,13 @@ function matmulWith(a: Tensor, b: Tensor, variant: string | undefined): Tensor {
       `matmul: operands must have rank >= 1, got ${fmtShape(a.shape)} and ${fmtShape(b.shape)}`,
     );
   }
+  if (a.ndim === 1 && b.ndim === 1) {
+    // A dot product: [K]·[K] -> a 0-d scalar, as in NumPy.
+    return reshape(
+      matmulWith(reshape(a, [1, a.shape[0]]), reshape(b, [b.shape[0], 1]), variant),
+      [],
+    );
+  }
   if (a.ndim === 1) {
     const y = matmulWith(reshape(a, [1, a.shape[0]]), b, variant);
     return reshape(y, [...y.shape.slice(0, -2), y.shape[y.ndim - 1]]);

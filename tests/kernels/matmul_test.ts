@@ -46,13 +46,9 @@ Deno.test("matmul hand values: 2-D and 1-D promotion", async () => {
 });
 
 // TODO(matmul owner): [K] · [K] returns shape [1]; NumPy (and PyTorch) return a 0-d scalar.
-// Reported, not fixed here (matmul.ts is being rewritten); un-ignore once fixed.
-Deno.test({
-  name: "matmul of two 1-D tensors is a 0-d dot product",
-  ignore: true,
-  async fn() {
-    await expect(matmul(t64([1, -1], [2]), t64([3, 4], [2])), [], [-1]);
-  },
+// Regression: [K]·[K] used to return shape [1].
+Deno.test("matmul of two 1-D tensors is a 0-d dot product", async () => {
+  await expect(matmul(t64([1, -1], [2]), t64([3, 4], [2])), [], [-1]);
 });
 
 Deno.test("matmul batched, broadcast batch dims, 2-D weight against batched input", async () => {
