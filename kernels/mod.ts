@@ -28,3 +28,7 @@ registerGradOps({
   onesLike: (t) => full(t.shape, 1, { dtype: t.dtype, backend: t.backend }),
   clone: (t) => copyOf(t),
 });
+export * from "./ternary.ts";
+export * from "./ternary_quant.ts";
+export * from "./ternary_gemm.ts";
+export * from "./ternary_linear.ts";
