@@ -1,0 +1,134 @@
+// `deno task generate`: load the checkpoint in --out-dir and stream samples to stdout as the
+// original generate.py prints them (each sample is the prompt and its continuation, followed by
+// a line of dashes; an empty prompt starts from token 0), or chat with --chat. Status lines go
+// to stderr so that stdout holds only the text.
+
+import { describeDevice, useBackend } from "../engine/device.ts";
+import { Generator } from "../engine/random.ts";
+import type { Tokenizer } from "../data/tokenizer.ts";
+import { generateStream } from "../models/generate.ts";
+import type { LanguageModel } from "../models/lm.ts";
+import { checkpointTokenizer, generatePath, readCheckpoint } from "./checkpoints.ts";
+import { describeGenerateConfig, type GenerateConfig, parseGenerateArgs } from "./flags.ts";
+import { runChat } from "./chat.ts";
+import { useTernaryFile } from "./ternary_file.ts";
+
+/** The separator the original prints after each sample. */
+export const SAMPLE_SEPARATOR = "---------------";
+
+/** Decodes ids to text incrementally: a character split across tokens is held until complete. */
+export class StreamDecoder {
+  #decoder = new TextDecoder();
+  constructor(readonly tokenizer: Tokenizer) {}
+  /** Text completed by these ids. */
+  push(ids: ArrayLike<number>): string {
+    return this.#decoder.decode(this.tokenizer.decodeBytes(ids), { stream: true });
+  }
+  /** Whatever is still held (an incomplete character becomes U+FFFD). */
+  flush(): string {
+    return this.#decoder.decode();
+  }
+}
+
+/** Text output that notices a closed pipe (e.g. `| head`) instead of crashing. */
+export class Output {
+  #enc = new TextEncoder();
+  closed = false;
+  constructor(readonly file: { writeSync(p: Uint8Array): number } = Deno.stdout) {}
+  /** Write all of `text`; returns false once the reader has gone away. */
+  write(text: string): boolean {
+    if (this.closed || text === "") return !this.closed;
+    const bytes = this.#enc.encode(text);
+    try {
+      for (let off = 0; off < bytes.length;) off += this.file.writeSync(bytes.subarray(off));
+    } catch (e) {
+      if (e instanceof Deno.errors.BrokenPipe) this.closed = true;
+      else throw e;
+    }
+    return !this.closed;
+  }
+}
+
+/** Sampling options shared by samples and chat. */
+export function samplingOptions(c: GenerateConfig, model: LanguageModel, gen: Generator) {
+  return {
+    temperature: c.temperature,
+    topK: Math.min(c.topK, model.config.vocabSize),
+    topP: c.topP,
+    generator: gen,
+  };
+}
+
+/** Stream `numSamples` samples of the prompt's continuation to `out`. */
+async function runSamples(
+  model: LanguageModel,
+  tok: Tokenizer,
+  c: GenerateConfig,
+  out: Output,
+): Promise<number> {
+  const start = c.prompt === "" ? [0] : Array.from(tok.encode(c.prompt));
+  const gen = new Generator(c.seed);
+  let tokens = 0;
+  const t0 = performance.now();
+  for (let k = 0; k < c.numSamples && !out.closed; k++) {
+    const dec = new StreamDecoder(tok);
+    out.write(dec.push(start));
+    const stream = generateStream(model, start, {
+      maxNewTokens: c.maxNewTokens,
+      ...samplingOptions(c, model, gen),
+    });
+    for await (const chunk of stream) {
+      tokens += chunk[0].length;
+      if (!out.write(dec.push(chunk[0]))) break; // reader gone: stop generating
+    }
+    out.write(dec.flush() + `\n${SAMPLE_SEPARATOR}\n`);
+  }
+  const secs = (performance.now() - t0) / 1000;
+  console.error(
+    `generated ${tokens} tokens in ${secs.toFixed(1)} s (${(tokens / secs).toFixed(1)} tokens/s)`,
+  );
+  return 0;
+}
+
+/** Run `generate` with its flags; returns the exit code. */
+export async function runGenerate(argv: readonly string[]): Promise<number> {
+  const parsed = parseGenerateArgs(argv);
+  if (parsed.help) {
+    console.log(parsed.text);
+    return 0;
+  }
+  const c = parsed.config;
+  const cfg = describeGenerateConfig(c);
+  if (cfg.length) console.error(["config:", ...cfg].join("\n"));
+  const backend = await useBackend(c.backend);
+  const path = await generatePath(c.outDir);
+  const ckpt = await readCheckpoint(path, backend);
+  const model = ckpt.model;
+  try {
+    const tok = checkpointTokenizer(ckpt, path);
+    if (c.prompt !== "") tok.encode(c.prompt); // a prompt outside the vocabulary fails here
+    console.error(`device: ${describeDevice()}`);
+    const params = model.countParameters();
+    console.error(
+      `loaded ${path}: ${ckpt.kind}, ${(params / 1e6).toFixed(2)}M parameters, ${tok.kind} ` +
+        `tokenizer, iteration ${ckpt.iteration}` +
+        (ckpt.bestValLoss !== null ? `, best val loss ${ckpt.bestValLoss.toFixed(4)}` : ""),
+    );
+    const packed = ckpt.kind === "bitgpt" && c.ternary
+      ? await useTernaryFile(model, path, ckpt.iteration)
+      : null;
+    if (packed?.path) console.error(`inference: packed ternary weights from ${packed.path}`);
+    else if (ckpt.kind === "bitgpt") {
+      const why = c.ternary ? packed?.reason : "--ternary false";
+      console.error(`inference: fake-quantised latent weights (${why})`);
+    }
+    try {
+      const out = new Output();
+      return c.chat ? await runChat(model, tok, c, out) : await runSamples(model, tok, c, out);
+    } finally {
+      packed?.dispose();
+    }
+  } finally {
+    model.dispose();
+  }
+}

@@ -1,0 +1,395 @@
+// `deno task train`: flags → dataset → model → the library's training loop (models/train.ts),
+// with the command's side of it: the start banner, progress on stderr, `step N: train loss X,
+// val loss Y` lines, metrics.jsonl, loss.svg, atomic checkpoints when val loss improves,
+// Ctrl-C → resumable checkpoint, a stop on non-finite loss, and optional W&B logging.
+
+import { describeDevice, useBackend } from "../engine/device.ts";
+import { checkVocabFits, loadDataset, type LoadedDataset } from "../data/batches.ts";
+import type { Tokenizer } from "../data/tokenizer.ts";
+import { Generator } from "../engine/random.ts";
+import type { LoadedCheckpoint } from "../models/checkpoint.ts";
+import type { LanguageModel } from "../models/lm.ts";
+import { createModel } from "../models/model.ts";
+import type { GPTConfig, TrainConfig as LibTrainConfig } from "../models/config.ts";
+import { getPreset, PRESET_NAMES } from "../models/presets.ts";
+import { type EvalInfo, type StepInfo, train, type TrainResult } from "../models/train.ts";
+import {
+  CKPT_FILE,
+  LAST_FILE,
+  readCheckpoint,
+  resumePath,
+  RUN_CONFIG_FILE,
+} from "./checkpoints.ts";
+import {
+  describeTrainConfig,
+  FlagError,
+  parseTrainArgs,
+  TRAIN_DEFAULTS,
+  validateTrain,
+} from "./flags.ts";
+import type { TrainConfig } from "./flags.ts";
+import { joinPath, writeFileAtomic } from "./files.ts";
+import { curvesOf, MetricsLog } from "./metrics.ts";
+import { lossPlotSvg } from "./plot.ts";
+import { formatDuration, Progress } from "./progress.ts";
+import { openWandb, type RemoteLog } from "./wandb.ts";
+import { writeTernaryFile } from "./ternary_file.ts";
+
+/** The CLI config fields that fix the architecture (a resumed run cannot change them). */
+const ARCH_KEYS = [
+  "model",
+  "tokenizer",
+  "vocabSize",
+  "blockSize",
+  "nLayer",
+  "nHead",
+  "nEmbd",
+  "dropout",
+  "bias",
+  "pos",
+] as const;
+
+/** A models preset as train flags (its vocabSize is left to the tokenizer). */
+export function presetFlags(name: string): Partial<TrainConfig> {
+  if (!PRESET_NAMES.includes(name)) {
+    throw new FlagError(`--preset: unknown preset '${name}' (known: ${PRESET_NAMES.join(", ")})`);
+  }
+  const { model, train } = getPreset(name);
+  const { vocabSize: _vocab, ...arch } = model;
+  const { learningRate, ...rest } = train;
+  const out: Record<string, unknown> = { ...arch, ...rest };
+  if (learningRate !== undefined) out.lr = learningRate;
+  for (const k of Object.keys(out)) if (!Object.hasOwn(TRAIN_DEFAULTS, k)) delete out[k];
+  return out as Partial<TrainConfig>;
+}
+
+/** The library's training settings from the flags. */
+export function libTrainConfig(c: TrainConfig): LibTrainConfig {
+  return {
+    batchSize: c.batchSize,
+    maxIters: c.maxIters,
+    evalIters: c.evalIters,
+    evalInterval: c.evalInterval,
+    learningRate: c.lr,
+    weightDecay: c.weightDecay,
+    beta1: c.beta1,
+    beta2: c.beta2,
+    gradClip: c.gradClip,
+    decayLr: c.decayLr,
+    schedule: c.schedule,
+    warmupIters: c.warmupIters,
+    lrDecayIters: c.lrDecayIters,
+    minLr: c.minLr,
+    seed: c.seed,
+    logInterval: c.logInterval,
+  };
+}
+
+/** The model config from the flags and the tokenizer's vocabulary. */
+function modelConfig(c: TrainConfig, tok: Tokenizer): GPTConfig {
+  const vocabSize = c.vocabSize || tok.vocabSize;
+  checkVocabFits(tok, vocabSize);
+  const { blockSize, nLayer, nHead, nEmbd, dropout, bias, pos } = c;
+  return { vocabSize, blockSize, nLayer, nHead, nEmbd, dropout, bias, pos };
+}
+
+/** The flags a resumed run uses: its config.json, the checkpoint's architecture, explicit flags. */
+async function resumeConfig(
+  outDir: string,
+  explicit: Partial<TrainConfig>,
+  ckpt: LoadedCheckpoint,
+): Promise<TrainConfig> {
+  let saved: Partial<TrainConfig> = {};
+  try {
+    saved = JSON.parse(await Deno.readTextFile(joinPath(outDir, RUN_CONFIG_FILE)));
+  } catch {
+    // no config.json (a checkpoint from elsewhere): defaults plus what the checkpoint says
+  }
+  const fromCkpt: Partial<TrainConfig> = { model: ckpt.kind, ...ckpt.config };
+  const tokKind = ckpt.tokenizer ? JSON.parse(ckpt.tokenizer).kind : undefined;
+  if (tokKind) fromCkpt.tokenizer = tokKind;
+  for (const k of ARCH_KEYS) {
+    const want = explicit[k];
+    const have = fromCkpt[k];
+    if (want !== undefined && have !== undefined && want !== have && k !== "vocabSize") {
+      throw new FlagError(
+        `--${k.replace(/[A-Z]/g, (m) => "-" + m.toLowerCase())} ${want} does not match the ` +
+          `checkpoint in '${outDir}' (${have}); drop the flag to resume, or use a new --out-dir`,
+      );
+    }
+  }
+  const c = { ...TRAIN_DEFAULTS, ...saved, ...fromCkpt, ...explicit, resume: true } as TrainConfig;
+  c.vocabSize = ckpt.config.vocabSize;
+  validateTrain(c);
+  return c;
+}
+
+/** Everything the callbacks share. */
+interface RunState {
+  config: TrainConfig;
+  model: LanguageModel;
+  progress: Progress;
+  metrics: MetricsLog;
+  remote: RemoteLog | null;
+  title: string;
+  stop: AbortController;
+  nonFinite: string | null;
+  interrupted: boolean;
+}
+
+const encoder = new TextEncoder();
+
+function stdout(text: string): void {
+  Deno.stdout.writeSync(encoder.encode(text));
+}
+
+function stderr(text: string): void {
+  Deno.stderr.writeSync(encoder.encode(text));
+}
+
+async function onStep(s: RunState, info: StepInfo): Promise<void> {
+  const c = s.config;
+  if (!Number.isFinite(info.loss)) {
+    s.nonFinite = `the training loss is ${info.loss} at iteration ${info.iter}`;
+    s.stop.abort();
+    return;
+  }
+  s.progress.step({ iter: info.iter, loss: info.loss, lr: info.lr, ms: info.msPerIter });
+  if (info.iter % c.logInterval === 0 || info.iter === c.maxIters - 1) {
+    const tokensPerSec = info.tokensPerIter / (info.msPerIter / 1000);
+    await s.metrics.append({
+      type: "train",
+      iter: info.iter,
+      loss: info.loss,
+      lr: info.lr,
+      ms: info.msPerIter,
+      tokensPerSec,
+    });
+    s.remote?.log(
+      { "train/batch_loss": info.loss, lr: info.lr, "tokens/s": tokensPerSec },
+      info.iter,
+    );
+  }
+}
+
+/** Refresh loss.svg from the metrics history. */
+function writePlot(s: RunState): Promise<void> {
+  const svg = lossPlotSvg(curvesOf(s.metrics.records), s.title);
+  return writeFileAtomic(joinPath(s.config.outDir, "loss.svg"), svg);
+}
+
+async function onEval(s: RunState, info: EvalInfo): Promise<void> {
+  const c = s.config;
+  const line = `step ${info.iter}: train loss ${info.trainLoss.toFixed(4)}, ` +
+    `val loss ${info.valLoss.toFixed(4)}`;
+  s.progress.log(line, stdout);
+  await s.metrics.append({
+    type: "eval",
+    iter: info.iter,
+    train: info.trainLoss,
+    val: info.valLoss,
+    lr: info.lr,
+  });
+  s.remote?.log({ "train/loss": info.trainLoss, "val/loss": info.valLoss, lr: info.lr }, info.iter);
+  await writePlot(s);
+  if (!Number.isFinite(info.trainLoss) || !Number.isFinite(info.valLoss)) {
+    s.nonFinite = `the estimated loss is train ${info.trainLoss}, val ${info.valLoss} at ` +
+      `iteration ${info.iter}`;
+    s.stop.abort();
+    return;
+  }
+  if (info.improved) {
+    const path = joinPath(c.outDir, CKPT_FILE);
+    await writeFileAtomic(path, await info.checkpoint());
+    const packed = await writeTernaryFile(s.model, path, info.iter);
+    s.progress.log(`saved ${path}${packed ? ` and ${packed}` : ""}`, stdout);
+  }
+}
+
+/** Print the banner: config (per --verbose), device, parameters, tokens per iteration, data. */
+function banner(c: TrainConfig, params: number, dataLine: string, startIter: number): void {
+  const cfg = describeTrainConfig(c);
+  if (cfg.length) console.log(["config:", ...cfg].join("\n"));
+  console.log(`device: ${describeDevice()}`);
+  const count = params.toLocaleString("en");
+  console.log(
+    `model: ${c.model}, ${(params / 1e6).toFixed(2)}M parameters (${count}, without position ` +
+      `embeddings)`,
+  );
+  const tokens = (c.batchSize * c.blockSize).toLocaleString("en");
+  console.log(`tokens per iteration: ${tokens} (batch ${c.batchSize} × block ${c.blockSize})`);
+  console.log(dataLine);
+  if (startIter > 0) console.log(`resuming at iteration ${startIter} of ${c.maxIters}`);
+}
+
+/** The terminal's width (120 when unknown, e.g. a pseudo-terminal without a size). */
+function terminalColumns(isTTY: boolean): number {
+  try {
+    const cols = isTTY ? Deno.consoleSize().columns : 0;
+    return cols >= 40 ? cols : 120;
+  } catch {
+    return 120;
+  }
+}
+
+/** One line describing the loaded dataset. */
+function describeData(d: LoadedDataset): string {
+  const n = (x: number) => x.toLocaleString("en");
+  return `data: ${d.textPath}, ${d.tokenizer.kind} tokenizer (${d.tokenizer.vocabSize} tokens), ` +
+    `${n(d.train.length)} train / ${n(d.val.length)} val tokens${d.fromCache ? " (cached)" : ""}`;
+}
+
+/** The flags of this run (merged with the saved run's on --resume) and its checkpoint. */
+async function setup(argv: readonly string[]) {
+  const parsed = parseTrainArgs(argv, presetFlags);
+  if (parsed.help) return { help: parsed.text } as const;
+  let config = parsed.config;
+  const backend = await useBackend(config.backend);
+  let resume: LoadedCheckpoint | undefined;
+  if (config.resume) {
+    const path = await resumePath(config.outDir);
+    resume = await readCheckpoint(path, backend);
+    config = await resumeConfig(config.outDir, parsed.explicit, resume);
+    console.log(`resuming from ${path}`);
+  }
+  return { config, backend, resume } as const;
+}
+
+/** Run `train` with its flags; returns the exit code. */
+export async function runTrain(argv: readonly string[]): Promise<number> {
+  const run = await setup(argv);
+  if (run.help !== undefined) {
+    const width = Math.max(...PRESET_NAMES.map((n) => n.length)) + 2;
+    const presets = PRESET_NAMES.map((n) => `  ${n.padEnd(width)}${getPreset(n).description}`);
+    console.log([run.help, "Presets (--preset NAME):", ...presets].join("\n"));
+    return 0;
+  }
+  const { config, backend, resume } = run;
+  const data = await loadDataset({
+    dataset: config.dataset,
+    tokenizer: config.tokenizer,
+    charVocab: resume?.tokenizer ? JSON.parse(resume.tokenizer) : undefined,
+  });
+  const mconfig = resume ? resume.config : modelConfig(config, data.tokenizer);
+  checkVocabFits(data.tokenizer, mconfig.vocabSize);
+  await Deno.mkdir(config.outDir, { recursive: true });
+  await writeFileAtomic(joinPath(config.outDir, RUN_CONFIG_FILE), JSON.stringify(config, null, 2));
+  const startIter = resume?.iteration ?? 0;
+  const metricsPath = joinPath(config.outDir, "metrics.jsonl");
+  const metrics = await MetricsLog.open(metricsPath, resume ? startIter : undefined);
+  const model = resume?.model ??
+    createModel(config.model, mconfig, { backend, generator: new Generator(config.seed) });
+  banner(config, model.countParameters(), describeData(data), startIter);
+  const isTTY = Deno.stderr.isTerminal();
+  const state: RunState = {
+    config,
+    model,
+    progress: new Progress({
+      total: config.maxIters,
+      tokensPerIter: config.batchSize * config.blockSize,
+      isTTY,
+      logInterval: config.logInterval,
+      columns: terminalColumns(isTTY),
+    }),
+    metrics,
+    remote: config.wandbLog
+      ? await openWandb({ project: config.wandbProject, config: { ...config } })
+      : null,
+    title: `${config.model}${config.preset ? ` · ${config.preset}` : ""} · ${config.tokenizer} · ` +
+      `${data.textPath.split(/[\\/]/).pop()}`,
+    stop: new AbortController(),
+    nonFinite: null,
+    interrupted: false,
+  };
+  return await runLoop(state, resume, mconfig, data.tokenizer, data, startIter);
+}
+
+async function runLoop(
+  s: RunState,
+  resume: LoadedCheckpoint | undefined,
+  mconfig: GPTConfig,
+  tok: Tokenizer,
+  data: { train: Int32Array; val: Int32Array },
+  startIter: number,
+): Promise<number> {
+  const c = s.config;
+  const onSigint = () => {
+    if (s.interrupted) Deno.exit(130); // a second signal: quit now (checkpoints are atomic)
+    s.interrupted = true;
+    s.progress.log(
+      "interrupt: stopping after this iteration to save a checkpoint (Ctrl-C again to quit now)",
+      stderr,
+    );
+    s.stop.abort();
+  };
+  // SIGTERM (a scheduler or `kill`) gets the same treatment; Windows only delivers SIGINT.
+  const signals = Deno.build.os === "windows"
+    ? ["SIGINT"] as const
+    : ["SIGINT", "SIGTERM"] as const;
+  for (const sig of signals) Deno.addSignalListener(sig, onSigint);
+  const t0 = performance.now();
+  let result: TrainResult;
+  try {
+    // In a terminal the live line wants frequent updates: read the loss back every <= 10 steps.
+    const lib = libTrainConfig(c);
+    if (s.progress.isTTY) lib.logInterval = Math.min(c.logInterval, 10);
+    result = await train({
+      model: s.model,
+      config: mconfig,
+      train: lib,
+      data,
+      resume,
+      tokenizer: JSON.stringify(tok.toJSON()),
+      onStep: (i) => onStep(s, i),
+      onEval: (i) => onEval(s, i),
+      signal: s.stop.signal,
+    });
+  } catch (e) {
+    s.model.dispose();
+    throw e;
+  } finally {
+    for (const sig of signals) Deno.removeSignalListener(sig, onSigint);
+    s.progress.finish();
+  }
+  return await finish(s, result, t0, startIter);
+}
+
+async function finish(
+  s: RunState,
+  result: TrainResult,
+  t0: number,
+  startIter: number,
+): Promise<number> {
+  const c = s.config;
+  try {
+    if (s.nonFinite) {
+      console.error(
+        `error: stopping: ${s.nonFinite}; the last good checkpoint (if any) stays in ` +
+          `'${c.outDir}'; try a lower --lr or a --grad-clip`,
+      );
+      return 1;
+    }
+    await writePlot(s);
+    const last = joinPath(c.outDir, LAST_FILE);
+    await writeFileAtomic(last, await result.checkpoint());
+    const secs = (performance.now() - t0) / 1000;
+    const iters = result.iteration - startIter;
+    if (result.stopped === "aborted") {
+      console.log(
+        `interrupted at iteration ${result.iteration}; saved ${last}; continue with ` +
+          `--resume --out-dir ${c.outDir}`,
+      );
+      return 130;
+    }
+    const msPerIter = iters ? ((secs * 1000) / iters).toFixed(0) : "-";
+    console.log(
+      `done: ${iters} iterations in ${formatDuration(secs)} (${msPerIter} ms/iteration), ` +
+        `best val loss ${result.bestValLoss.toFixed(4)}; checkpoint ` +
+        `${joinPath(c.outDir, CKPT_FILE)}`,
+    );
+    return 0;
+  } finally {
+    await s.remote?.finish();
+    result.model.dispose();
+  }
+}
