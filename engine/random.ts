@@ -3,28 +3,63 @@
 // pure function of (key, counter = offset + i), so the CPU and the WGSL kernels produce the same
 // stream: uniforms use the top 24 bits of the first output word, normals use Box-Muller on both.
 
-const ROT_A = [13, 15, 26, 6];
-const ROT_B = [17, 29, 16, 24];
 const PARITY = 0x1bd11bda;
 
-function rounds(x: Uint32Array, rot: number[]): void {
-  for (const r of rot) {
-    x[0] = x[0] + x[1];
-    x[1] = (x[1] << r) | (x[1] >>> (32 - r));
-    x[1] = x[1] ^ x[0];
-  }
+/** Output of the last `threefryInto` call (two u32 words); avoids an allocation per value. */
+const OUT = new Uint32Array(2);
+
+/** One Threefry round pair group: four rounds with the given rotations, on (x0, x1). */
+function rotl(x: number, r: number): number {
+  return (x << r) | (x >>> (32 - r));
+}
+
+/**
+ * Threefry-2x32-20 of counter (c0, c1) under key (k0, k1) into `OUT`. Unrolled, integer-only
+ * (`| 0` keeps V8 on int32 arithmetic): rotations (13, 15, 26, 6) and (17, 29, 16, 24)
+ * alternate, a key injection follows every four rounds.
+ */
+function threefryInto(k0: number, k1: number, c0: number, c1: number): void {
+  const k2 = k0 ^ k1 ^ PARITY;
+  let x0 = (c0 + k0) | 0;
+  let x1 = (c1 + k1) | 0;
+  // 1
+  x0 = (x0 + x1) | 0, x1 = rotl(x1, 13) ^ x0;
+  x0 = (x0 + x1) | 0, x1 = rotl(x1, 15) ^ x0;
+  x0 = (x0 + x1) | 0, x1 = rotl(x1, 26) ^ x0;
+  x0 = (x0 + x1) | 0, x1 = rotl(x1, 6) ^ x0;
+  x0 = (x0 + k1) | 0, x1 = (x1 + k2 + 1) | 0;
+  // 2
+  x0 = (x0 + x1) | 0, x1 = rotl(x1, 17) ^ x0;
+  x0 = (x0 + x1) | 0, x1 = rotl(x1, 29) ^ x0;
+  x0 = (x0 + x1) | 0, x1 = rotl(x1, 16) ^ x0;
+  x0 = (x0 + x1) | 0, x1 = rotl(x1, 24) ^ x0;
+  x0 = (x0 + k2) | 0, x1 = (x1 + k0 + 2) | 0;
+  // 3
+  x0 = (x0 + x1) | 0, x1 = rotl(x1, 13) ^ x0;
+  x0 = (x0 + x1) | 0, x1 = rotl(x1, 15) ^ x0;
+  x0 = (x0 + x1) | 0, x1 = rotl(x1, 26) ^ x0;
+  x0 = (x0 + x1) | 0, x1 = rotl(x1, 6) ^ x0;
+  x0 = (x0 + k0) | 0, x1 = (x1 + k1 + 3) | 0;
+  // 4
+  x0 = (x0 + x1) | 0, x1 = rotl(x1, 17) ^ x0;
+  x0 = (x0 + x1) | 0, x1 = rotl(x1, 29) ^ x0;
+  x0 = (x0 + x1) | 0, x1 = rotl(x1, 16) ^ x0;
+  x0 = (x0 + x1) | 0, x1 = rotl(x1, 24) ^ x0;
+  x0 = (x0 + k1) | 0, x1 = (x1 + k2 + 4) | 0;
+  // 5
+  x0 = (x0 + x1) | 0, x1 = rotl(x1, 13) ^ x0;
+  x0 = (x0 + x1) | 0, x1 = rotl(x1, 15) ^ x0;
+  x0 = (x0 + x1) | 0, x1 = rotl(x1, 26) ^ x0;
+  x0 = (x0 + x1) | 0, x1 = rotl(x1, 6) ^ x0;
+  x0 = (x0 + k2) | 0, x1 = (x1 + k0 + 5) | 0;
+  OUT[0] = x0;
+  OUT[1] = x1;
 }
 
 /** Threefry-2x32-20 of counter (c0, c1) under key (k0, k1); returns two u32 words. */
 export function threefry2x32(k0: number, k1: number, c0: number, c1: number): [number, number] {
-  const ks = [k0 >>> 0, k1 >>> 0, (k0 ^ k1 ^ PARITY) >>> 0];
-  const x = new Uint32Array([c0 + ks[0], c1 + ks[1]]);
-  for (let i = 1; i <= 5; i++) {
-    rounds(x, i % 2 === 1 ? ROT_A : ROT_B);
-    x[0] = x[0] + ks[i % 3];
-    x[1] = x[1] + ks[(i + 1) % 3] + i;
-  }
-  return [x[0], x[1]];
+  threefryInto(k0, k1, c0, c1);
+  return [OUT[0], OUT[1]];
 }
 
 /** The same function in WGSL, for kernels that draw random numbers on the device. */
@@ -77,7 +112,9 @@ export function wordsToNormal(w0: number, w1: number): number {
 
 /** Where a draw lives in the stream: the key and the 64-bit starting counter. */
 export interface DrawPosition {
+  /** The Threefry key. */
   key: [number, number];
+  /** The first counter of the draw. */
   offset: number;
 }
 
@@ -88,8 +125,10 @@ export interface DrawPosition {
 export class Generator {
   /** Counters consumed so far. */
   offset = 0;
+  /** The Threefry key: the seed's low and high 32-bit words. */
   readonly key: [number, number];
 
+  /** A stream for `seed`, a non-negative safe integer. */
   constructor(readonly seed: number) {
     if (!Number.isSafeInteger(seed) || seed < 0) {
       throw new RangeError(`Generator: seed must be a non-negative safe integer, got ${seed}`);
@@ -108,7 +147,10 @@ export class Generator {
   uniform(n: number): Float64Array {
     const { key, offset } = this.reserve(n);
     const out = new Float64Array(n);
-    for (let i = 0; i < n; i++) out[i] = wordToUniform(wordAt(key, offset + i)[0]);
+    for (let i = 0; i < n; i++) {
+      wordInto(key, offset + i);
+      out[i] = wordToUniform(OUT[0]);
+    }
     return out;
   }
 
@@ -117,8 +159,8 @@ export class Generator {
     const { key, offset } = this.reserve(n);
     const out = new Float64Array(n);
     for (let i = 0; i < n; i++) {
-      const [w0, w1] = wordAt(key, offset + i);
-      out[i] = wordsToNormal(w0, w1);
+      wordInto(key, offset + i);
+      out[i] = wordsToNormal(OUT[0], OUT[1]);
     }
     return out;
   }
@@ -146,7 +188,14 @@ export class Generator {
 
 /** The two output words for absolute counter `c` (split into 32-bit halves). */
 export function wordAt(key: [number, number], c: number): [number, number] {
-  return threefry2x32(key[0], key[1], c % TWO_32 >>> 0, Math.floor(c / TWO_32) >>> 0);
+  wordInto(key, c);
+  return [OUT[0], OUT[1]];
+}
+
+function wordInto(key: [number, number], c: number): void {
+  const lo = c < TWO_32 ? c | 0 : (c % TWO_32) | 0;
+  const hi = c < TWO_32 ? 0 : Math.floor(c / TWO_32) | 0;
+  threefryInto(key[0] | 0, key[1] | 0, lo, hi);
 }
 
 let globalGenerator = new Generator(1337);
