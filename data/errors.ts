@@ -3,10 +3,12 @@
 
 /** A dataset, token cache or batch request cannot be served: missing, empty or too short. */
 export class DataError extends Error {
+  /** Always "DataError". */
   override name = "DataError";
 }
 
 /** Text cannot be encoded (a character outside the vocabulary) or ids cannot be decoded. */
 export class TokenizerError extends DataError {
+  /** Always "TokenizerError". */
   override name = "TokenizerError";
 }

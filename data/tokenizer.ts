@@ -179,7 +179,7 @@ export class Gpt2Tokenizer implements Tokenizer {
   /** Always "gpt2". */
   readonly kind = "gpt2";
   /** `<|endoftext|>`. */
-  readonly eotToken = GPT2_EOT_TOKEN;
+  readonly eotToken: number = GPT2_EOT_TOKEN;
 
   /** `vocabSize` is the model's embedding rows, at least 50257 (default 50304). */
   constructor(readonly vocabSize: number = GPT2_PADDED_VOCAB_SIZE) {

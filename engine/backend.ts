@@ -8,29 +8,51 @@ export type BackendName = "cpu" | "webgpu";
 
 /** Device memory holding `size` elements of `dtype`; opaque outside its backend. */
 export interface Storage {
+  /** The backend that owns this memory. */
   readonly backend: BackendName;
+  /** Element type. */
   readonly dtype: DType;
+  /** Number of elements. */
   readonly size: number;
 }
 
 /** How a kernel argument's elements sit in its storage (row-major strides, in elements). */
 export interface ArgInfo {
+  /** Logical shape. */
   readonly shape: readonly number[];
+  /** Elements to step in storage per index of each dimension. */
   readonly strides: readonly number[];
+  /** Storage index of element [0, 0, ...]. */
   readonly offset: number;
+  /** Element type. */
   readonly dtype: DType;
 }
 
 /** A kernel argument on the CPU: its layout plus the storage's whole typed array. */
 export interface CpuArg extends ArgInfo {
+  /** The whole storage (read it through shape, strides and offset). */
   readonly data: TypedArray;
 }
 
 /** A compiled-on-demand WGSL launch: source, workgroup grid, and a uniform block if any. */
 export interface WgslLaunch {
+  /** WGSL module source with entry point `main`. */
   source: string;
+  /** Workgroups to dispatch in x, y, z. */
   grid: [number, number, number];
+  /** Bytes of the uniform block, bound after the outputs. */
   uniforms?: ArrayBufferView;
+}
+
+/**
+ * What a kernel may know of the WebGPU device when it picks a WGSL variant (the fused row
+ * kernels pick barrier-free code on software adapters, where workgroup barriers are costly).
+ */
+export interface DeviceTraits {
+  /** The adapter is a software fallback (e.g. Mesa llvmpipe): invocations run on CPU cores. */
+  readonly isFallback: boolean;
+  /** WGSL `dot4I8Packed` (language feature packed_4x8_integer_dot_product) is available. */
+  readonly hasDot4I8: boolean;
 }
 
 /**
@@ -39,19 +61,28 @@ export interface WgslLaunch {
  * uniform block if `uniforms` is given.
  */
 export interface Kernel<P> {
+  /** The kernel's name, used in errors and the pipeline cache. */
   readonly name: string;
+  /** CPU reference: compute `outputs` (row-major) from `inputs`. */
   cpu(inputs: CpuArg[], outputs: TypedArray[], params: P): void;
-  wgsl?(inputs: ArgInfo[], outputs: ArgInfo[], params: P): WgslLaunch;
+  /**
+   * WGSL source and launch grid for these argument layouts (absent: CPU only); `device`, when
+   * the backend passes it, lets the kernel choose a variant suited to the adapter.
+   */
+  wgsl?(inputs: ArgInfo[], outputs: ArgInfo[], params: P, device?: DeviceTraits): WgslLaunch;
 }
 
 /** An argument handed to a backend: storage plus layout. */
 export interface BoundArg {
+  /** The memory. */
   storage: Storage;
+  /** How the argument's elements sit in it. */
   info: ArgInfo;
 }
 
 /** A device the engine can run on. */
 export interface Backend {
+  /** Which backend this is. */
   readonly name: BackendName;
   /** Allocate zero-or-garbage storage of `size` elements (contents unspecified). */
   alloc(size: number, dtype: DType): Storage;

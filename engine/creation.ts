@@ -13,8 +13,11 @@ import { StorageRef, Tensor } from "./tensor.ts";
 
 /** Where and how to create a tensor. */
 export interface CreateOptions {
+  /** Element type (default "f32"; typed-array data defaults to its own type). */
   dtype?: DType;
+  /** Backend to create on (default: the current one, `getBackend()`). */
   backend?: Backend;
+  /** Whether gradients flow to the new tensor (default false). */
   requiresGrad?: boolean;
 }
 
@@ -104,6 +107,7 @@ export function arange(start: number, stop?: number, step = 1, opts: CreateOptio
 
 /** Random options: a generator (default: the global one) plus creation options. */
 export interface RandomOptions extends CreateOptions {
+  /** The random stream to draw from (default: the global generator, see `manualSeed`). */
   generator?: Generator;
 }
 

@@ -10,11 +10,15 @@ import { backward as runBackward } from "./autograd.ts";
 
 /** Storage shared by a tensor and its views; freed when the last holder lets go. */
 export class StorageRef {
+  /** Number of holders (tensors and views) still using the storage. */
   refs = 1;
+  /** Wrap `storage` of `backend` with one holder. */
   constructor(readonly backend: Backend, readonly storage: Storage) {}
+  /** Add a holder. */
   retain(): void {
     this.refs++;
   }
+  /** Drop a holder; the last one returns the storage to its backend. */
   release(): void {
     if (this.refs <= 0) return;
     if (--this.refs === 0) this.backend.free(this.storage);
@@ -23,7 +27,9 @@ export class StorageRef {
 
 /** The record an op leaves on the tape: its inputs and how to send a gradient back to them. */
 export interface Node {
+  /** The op's name. */
   readonly name: string;
+  /** The op's inputs, in order. */
   readonly inputs: readonly Tensor[];
   /** Gradients for each input given the output's gradient (null where none flows). */
   backward(dy: Tensor): (Tensor | null)[];
@@ -46,6 +52,10 @@ export class Tensor {
   node: Node | null = null;
   #disposed = false;
 
+  /**
+   * A tensor viewing `ref`'s storage with the given layout. Ops and creation functions call
+   * this; users create tensors with `tensor()`, `zeros()`, `randn()` and the like.
+   */
   constructor(
     readonly ref: StorageRef,
     readonly shape: readonly number[],

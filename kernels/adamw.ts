@@ -25,11 +25,17 @@ import {
 
 /** Hyperparameters of one AdamW update; `step` counts from 1. */
 export interface AdamWParams {
+  /** Learning rate. */
   lr: number;
+  /** Decay of the first-moment average. */
   beta1: number;
+  /** Decay of the second-moment average. */
   beta2: number;
+  /** Added to the root of the second moment. */
   eps: number;
+  /** Decoupled weight decay (multiplied by lr). */
   weightDecay: number;
+  /** Update number, from 1 (for bias correction). */
   step: number;
 }
 

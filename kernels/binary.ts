@@ -3,7 +3,7 @@
 // A number in place of a tensor goes to the scalar affine kernel instead of a new tensor.
 
 import type { Tensor } from "../engine/tensor.ts";
-import { apply } from "../engine/op.ts";
+import { apply, type OpDef } from "../engine/op.ts";
 import { broadcastShapes } from "../engine/shape.ts";
 import { fmtShape } from "../engine/errors.ts";
 import { elementwiseOp } from "./elementwise.ts";
@@ -21,7 +21,7 @@ function binary(
     y: { [i: number]: number; length: number },
   ) => void,
   backward: Binary,
-) {
+): OpDef<void> {
   return elementwiseOp<void>({
     name,
     wgsl,
@@ -31,23 +31,28 @@ function binary(
   });
 }
 
-export const addOp = binary("add", "a + b", (a, b, y) => {
+/** The kernel of `add`: y = a + b. */
+export const addOp: OpDef<void> = binary("add", "a + b", (a, b, y) => {
   for (let i = 0; i < y.length; i++) y[i] = a[i] + b[i];
 }, (dy) => [dy, dy]);
 
-export const subOp = binary("sub", "a - b", (a, b, y) => {
+/** The kernel of `sub`: y = a - b. */
+export const subOp: OpDef<void> = binary("sub", "a - b", (a, b, y) => {
   for (let i = 0; i < y.length; i++) y[i] = a[i] - b[i];
 }, (dy) => [dy, neg(dy)]);
 
-export const mulOp = binary("mul", "a * b", (a, b, y) => {
+/** The kernel of `mul`: y = a * b. */
+export const mulOp: OpDef<void> = binary("mul", "a * b", (a, b, y) => {
   for (let i = 0; i < y.length; i++) y[i] = a[i] * b[i];
 }, (dy, a, b) => [mul(dy, b), mul(dy, a)]);
 
-export const divOp = binary("div", "a / b", (a, b, y) => {
+/** The kernel of `div`: y = a / b. */
+export const divOp: OpDef<void> = binary("div", "a / b", (a, b, y) => {
   for (let i = 0; i < y.length; i++) y[i] = a[i] / b[i];
 }, (dy, a, b) => [div(dy, b), neg(div(mul(dy, a), mul(b, b)))]); // d(a/b)/db = -a/b^2
 
-export const maximumOp = binary("maximum", "max(a, b)", (a, b, y) => {
+/** The kernel of `maximum`: y = max(a, b) (ties send the gradient to a). */
+export const maximumOp: OpDef<void> = binary("maximum", "max(a, b)", (a, b, y) => {
   for (let i = 0; i < y.length; i++) y[i] = Math.max(a[i], b[i]);
 }, (dy, a, b) => {
   const m = ge(a, b); // ties send the gradient to a
@@ -55,12 +60,12 @@ export const maximumOp = binary("maximum", "max(a, b)", (a, b, y) => {
 });
 
 /** 1 where a >= b else 0 (float; no gradient). */
-export const geOp = binary("ge", "select(0.0, 1.0, a >= b)", (a, b, y) => {
+export const geOp: OpDef<void> = binary("ge", "select(0.0, 1.0, a >= b)", (a, b, y) => {
   for (let i = 0; i < y.length; i++) y[i] = a[i] >= b[i] ? 1 : 0;
 }, () => [null, null]);
 
 /** 1 where a == b else 0 (float; no gradient). */
-export const eqOp = binary("eq", "select(0.0, 1.0, a == b)", (a, b, y) => {
+export const eqOp: OpDef<void> = binary("eq", "select(0.0, 1.0, a == b)", (a, b, y) => {
   for (let i = 0; i < y.length; i++) y[i] = a[i] === b[i] ? 1 : 0;
 }, () => [null, null]);
 

@@ -15,10 +15,15 @@ import { apply, defineOp, type OpDef } from "../engine/op.ts";
 import { sizeOf } from "../engine/shape.ts";
 import { grid1d, linearIndex } from "../engine/webgpu/codegen.ts";
 
-interface CausalParams {
+/** Parameters of `causalFillOp`: query/key lengths, key offset of query 0, fill value. */
+export interface CausalParams {
+  /** Query positions (rows of the score matrix). */
   T: number;
+  /** Key positions (columns of the score matrix). */
   S: number;
+  /** Key index of query 0 (the tokens already cached before this call). */
   offset: number;
+  /** What masked scores become (usually -Infinity). */
   value: number;
 }
 

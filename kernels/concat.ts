@@ -7,7 +7,7 @@
 import type { Kernel, WgslLaunch } from "../engine/backend.ts";
 import type { Tensor } from "../engine/tensor.ts";
 import { isGradEnabled } from "../engine/autograd.ts";
-import { apply, cpuContiguous, defineOp, empty, launch } from "../engine/op.ts";
+import { apply, cpuContiguous, defineOp, empty, launch, type OpDef } from "../engine/op.ts";
 import { isFloat, wgslType } from "../engine/dtype.ts";
 import { contiguousStrides, normAxis, sizeOf } from "../engine/shape.ts";
 import { fmtShape, ShapeError } from "../engine/errors.ts";
@@ -15,8 +15,10 @@ import { grid1d, linearIndex, stridedStruct, stridedUniforms } from "../engine/w
 import { narrow, registerPadAxis } from "./view.ts";
 
 /** Where one input goes in the output: its first index along `axis`. */
-interface SlotParams {
+export interface ConcatSlotParams {
+  /** The axis inputs are joined along. */
   axis: number;
+  /** This input's first index along `axis` in the output. */
   start: number;
   /** The output's length along `axis`. */
   total: number;
@@ -31,7 +33,7 @@ function around(shape: readonly number[], axis: number): [number, number, number
  * y[slot] = x: copies x (any strides) into the block [start, start + len) along `axis` of the
  * row-major output y, leaving the rest of y untouched.
  */
-export const copyIntoSlotKernel: Kernel<SlotParams> = {
+export const copyIntoSlotKernel: Kernel<ConcatSlotParams> = {
   name: "cat_copy",
   cpu([x], [y], { axis, start, total }) {
     const xs = cpuContiguous(x);
@@ -140,14 +142,18 @@ export function split(x: Tensor, sizes: number | readonly number[], axis = 0): T
   });
 }
 
-interface PadParams {
+/** Parameters of `padAxisOp`: the axis, where x starts along it, the padded length. */
+export interface PadAxisParams {
+  /** The padded axis. */
   axis: number;
+  /** Where x starts along `axis` in the output. */
   start: number;
+  /** The output's length along `axis`. */
   total: number;
 }
 
 /** y = zeros with x at [start, start + len) along `axis`; one invocation per output element. */
-export const padAxisOp = defineOp<PadParams>({
+export const padAxisOp: OpDef<PadAxisParams> = defineOp<PadAxisParams>({
   name: "pad_axis",
   shape([x], { axis, start, total }) {
     if (start < 0 || start + x.shape[axis] > total) {

@@ -1,33 +1,38 @@
 // Fused cross-entropy loss: mean over non-ignored rows of logsumexp(logits[r]) − logits[r, t_r],
 // as PyTorch's F.cross_entropy(logits, targets, ignore_index). Probabilities are never stored.
 // Shapes (dims legend N rows, V classes): logits [..., V] float, targets [...] i32 -> loss [].
-// Forward, two dispatches: (1) one workgroup of 64 per row (rows of a 50k vocabulary are long):
-// max and Σexp reduced in workgroup memory, writing stats[r] = (lse_r, loss_r) [N, 2];
-// (2) one workgroup sums the row losses and counts the non-ignored rows into sums [2] =
-// (mean, count); the loss is a view of sums[0]. Backward, one dispatch, one invocation per
+// Forward, two dispatches: (1) a row kernel writing stats[r] = (lse_r, loss_r) [N, 2], in the
+// mode row_kernel.ts's rowMode picks: one workgroup of 64 per row with max and Σexp reduced in
+// workgroup memory (GPUs, whose 50k-vocabulary rows are long), or one invocation per row with
+// no barriers (software adapters; many short rows); (2) one workgroup sums the row losses and
+// counts the non-ignored rows into sums [2] = (mean, count); the loss is a view of sums[0]. Backward, one dispatch, one invocation per
 // logit: dlogits[r, j] = (exp(logits[r, j] − lse_r) − [j = t_r])·dy/count, 0 on ignored rows.
 // All rows ignored: loss 0 and zero gradient (PyTorch returns NaN; a fully padded batch should
 // not poison training). Targets outside [0, V) other than ignoreIndex: the CPU throws naming
 // the row and target; WebGPU cannot throw, so that row's loss and gradient are NaN, which makes
 // the mean NaN.
 
-import type { Kernel } from "../engine/backend.ts";
+import type { DeviceTraits, Kernel } from "../engine/backend.ts";
 import type { Tensor } from "../engine/tensor.ts";
 import { isFloat, wgslType } from "../engine/dtype.ts";
 import { fmtShape, ShapeError } from "../engine/errors.ts";
 import { sameShape, sizeOf } from "../engine/shape.ts";
 import { grid1d, linearIndex } from "../engine/webgpu/codegen.ts";
-import { ROW_WG, ROW_WGSL, rowGrid, runKernel, withGrad } from "./row_kernel.ts";
+import { ROW_WG, ROW_WGSL, rowGrid, rowMode, rowWgsl, runKernel, withGrad } from "./row_kernel.ts";
 
-interface CeParams {
+/** Parameters of the cross-entropy kernels: rows, classes per row, the target to skip. */
+export interface CrossEntropyParams {
+  /** Number of rows (predictions). */
   rows: number;
+  /** Classes per row. */
   classes: number;
+  /** Rows whose target equals this contribute no loss and no gradient. */
   ignoreIndex: number;
 }
 
 const NAN_BITS = 0x7fc00000; // passed in the uniform block: a NaN constant would not compile
 
-function uniforms({ rows, classes, ignoreIndex }: CeParams): Uint32Array {
+function uniforms({ rows, classes, ignoreIndex }: CrossEntropyParams): Uint32Array {
   return new Uint32Array([rows, classes, ignoreIndex >>> 0, NAN_BITS]);
 }
 
@@ -42,7 +47,7 @@ fn bad_target(t: i32) -> bool { return t != u.ignore && (t < 0 || u32(t) >= u.le
 alias F = ${t};`;
 
 /** stats[r] = (logsumexp of row r, its loss or 0 when ignored): logits [N, V], targets [N]. */
-export const crossEntropyRowsKernel: Kernel<CeParams> = {
+export const crossEntropyRowsKernel: Kernel<CrossEntropyParams> = {
   name: "cross_entropy_rows",
   cpu([logits, targets], [stats], { rows, classes: V, ignoreIndex }) {
     const x = logits.data;
@@ -65,7 +70,8 @@ export const crossEntropyRowsKernel: Kernel<CeParams> = {
       stats[2 * r + 1] = target === ignoreIndex ? 0 : lse - x[base + target];
     }
   },
-  wgsl([logits], _out, p) {
+  wgsl([logits], _out, p, device?: DeviceTraits) {
+    const mode = rowMode(p.rows, p.classes, device);
     return {
       source: `${
         HEADER(wgslType(logits.dtype), [
@@ -74,18 +80,18 @@ export const crossEntropyRowsKernel: Kernel<CeParams> = {
           "read_write stats: array<F>",
         ])
       }
-${ROW_WGSL}
+${rowWgsl(mode)}
 @compute @workgroup_size(${ROW_WG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l: vec3<u32>) {
-  let row = row_of(wid);
+  let row = row_of(wid, l.x);
   if (row >= u.rows) { return; }
-  let lid = l.x;
+  let lid = lane_of(l.x);
   let base = row * u.len;
   var m = -3.402823e38;
-  for (var j = lid; j < u.len; j += WG) { m = max(m, x[base + j]); }
+  for (var j = lid; j < u.len; j += LANES) { m = max(m, x[base + j]); }
   m = wg_max(m, lid);
   var s = 0.0;
-  for (var j = lid; j < u.len; j += WG) { s += exp(x[base + j] - m); }
+  for (var j = lid; j < u.len; j += LANES) { s += exp(x[base + j] - m); }
   s = wg_sum(s, lid);
   if (lid == 0u) {
     let lse = m + log(s);
@@ -98,14 +104,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l: 
     stats[2u * row + 1u] = loss;
   }
 }`,
-      grid: rowGrid(p.rows),
+      grid: rowGrid(p.rows, mode),
       uniforms: uniforms(p),
     };
   },
 };
 
 /** sums = (mean loss over non-ignored rows, their count) from stats [N, 2] and targets [N]. */
-export const crossEntropyMeanKernel: Kernel<CeParams> = {
+export const crossEntropyMeanKernel: Kernel<CrossEntropyParams> = {
   name: "cross_entropy_mean",
   cpu([stats, targets], [sums], { rows, ignoreIndex }) {
     let s = 0;
@@ -148,7 +154,7 @@ fn main(@builtin(local_invocation_id) l: vec3<u32>) {
 };
 
 /** dlogits [N, V] from logits, targets, stats, sums (for the count) and dy (a scalar). */
-export const crossEntropyBackwardKernel: Kernel<CeParams> = {
+export const crossEntropyBackwardKernel: Kernel<CrossEntropyParams> = {
   name: "cross_entropy_backward",
   cpu([logits, targets, stats, sums, dy], [dx], { rows, classes: V, ignoreIndex }) {
     const g = dy.data[dy.offset] / Math.max(sums.data[1], 1);
@@ -220,7 +226,7 @@ export function crossEntropy(logits: Tensor, targets: Tensor, ignoreIndex = -1):
   check(logits, targets);
   const classes = logits.shape[logits.ndim - 1];
   const rows = sizeOf(logits.shape) / classes;
-  const p: CeParams = { rows, classes, ignoreIndex };
+  const p: CrossEntropyParams = { rows, classes, ignoreIndex };
   const [stats] = runKernel(crossEntropyRowsKernel, [logits, targets], [{ shape: [rows, 2] }], p);
   const [sums] = runKernel(crossEntropyMeanKernel, [stats, targets], [{ shape: [2] }], p);
   const loss = sums.withLayout([], [], 0);

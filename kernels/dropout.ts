@@ -13,12 +13,15 @@ import { defaultGenerator, type Generator, THREEFRY_WGSL, wordAt } from "../engi
 import { sizeOf } from "../engine/shape.ts";
 import { grid1d, linearIndex } from "../engine/webgpu/codegen.ts";
 
-interface DropoutParams {
+/** Parameters of `dropoutOp`: where its random words sit in the stream, keep rule, scale. */
+export interface DropoutParams {
+  /** Threefry key of the draw. */
   key: [number, number];
   /** First counter of the draw (a safe integer, split into 32-bit halves for WGSL). */
   offset: number;
   /** Keep iff (word >> 8) ≥ threshold; threshold = ceil(p·2^24). */
   threshold: number;
+  /** Multiplier of kept elements, 1 / (1 - p). */
   scale: number;
 }
 

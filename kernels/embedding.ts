@@ -14,14 +14,17 @@
 import type { Tensor } from "../engine/tensor.ts";
 import { isFloat, wgslType } from "../engine/dtype.ts";
 import { fmtShape, ShapeError } from "../engine/errors.ts";
-import { apply, defineOp } from "../engine/op.ts";
+import { apply, defineOp, type OpDef } from "../engine/op.ts";
 import { sizeOf } from "../engine/shape.ts";
 import { grid1d, linearIndex } from "../engine/webgpu/codegen.ts";
 import { ROW_WG, rowGrid } from "./row_kernel.ts";
 import { reshape } from "./view.ts";
 
-interface EmbeddingParams {
+/** Parameters of the embedding kernels: vocabulary size V and embedding width C. */
+export interface EmbeddingParams {
+  /** Vocabulary size (rows of the table). */
   V: number;
+  /** Embedding width (columns of the table). */
   C: number;
 }
 
@@ -34,7 +37,7 @@ function uniforms(n: number, { V, C }: EmbeddingParams): Uint32Array {
 const UNIFORM_STRUCT = "struct U { n: u32, V: u32, C: u32, nan: u32 }";
 
 /** out [N, C] = weight[ids[k]] row by row: inputs weight [V, C], ids [...]. */
-export const embeddingOp = defineOp<EmbeddingParams>({
+export const embeddingOp: OpDef<EmbeddingParams> = defineOp<EmbeddingParams>({
   name: "embedding",
   shape: ([w, ids]) => [...ids.shape, w.shape[1]],
   cpu([w, ids], [out], { V, C }) {
@@ -77,7 +80,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 });
 
 /** dWeight [V, C] from dy [N, C] and ids [N]: dWeight[v] = Σ_{k: ids[k] = v} dy[k]. */
-export const embeddingBackwardOp = defineOp<EmbeddingParams>({
+export const embeddingBackwardOp: OpDef<EmbeddingParams> = defineOp<EmbeddingParams>({
   name: "embedding_backward",
   shape: (_inputs, { V, C }) => [V, C],
   cpu([dy, ids], [dw], { V, C }) {

@@ -8,7 +8,7 @@
 // fit (erfcc; fractional error < 1.2e-7 for all z ≥ 0).
 
 import type { Tensor } from "../engine/tensor.ts";
-import { apply } from "../engine/op.ts";
+import { apply, type OpDef } from "../engine/op.ts";
 import { elementwiseOp } from "./elementwise.ts";
 
 const TWO_OVER_SQRT_PI = 1.1283791670955126;
@@ -74,7 +74,7 @@ fn gelu_grad(x: f32) -> f32 {
 }`;
 
 /** y = x·Φ(x). */
-export const geluOp = elementwiseOp<void>({
+export const geluOp: OpDef<void> = elementwiseOp<void>({
   name: "gelu",
   wgsl: "a * normal_cdf(a)",
   helpers: GELU_WGSL,
@@ -85,7 +85,7 @@ export const geluOp = elementwiseOp<void>({
 });
 
 /** dx = dy·(Φ(x) + x·φ(x)), φ the standard normal density. */
-export const geluBackwardOp = elementwiseOp<void>({
+export const geluBackwardOp: OpDef<void> = elementwiseOp<void>({
   name: "gelu_backward",
   wgsl: "a * gelu_grad(b)",
   helpers: GELU_WGSL,

@@ -14,7 +14,7 @@ import type { ArgInfo, CpuArg, WgslLaunch } from "../engine/backend.ts";
 import type { TypedArray } from "../engine/dtype.ts";
 import type { Tensor } from "../engine/tensor.ts";
 import type { TunableLaunch, TuneTrial } from "../engine/webgpu/autotune.ts";
-import { apply, defineOp } from "../engine/op.ts";
+import { apply, defineOp, type OpDef } from "../engine/op.ts";
 import { broadcastShapes, ceilDiv, sizeOf } from "../engine/shape.ts";
 import { fmtShape, ShapeError } from "../engine/errors.ts";
 import { wgslType } from "../engine/dtype.ts";
@@ -29,13 +29,19 @@ import {
 } from "./matmul_wgsl.ts";
 
 export { MATMUL_VARIANTS };
+export type { MatmulVariant };
 
 /** Dims of one matmul launch, and optionally a variant forced by name (tests, benchmarks). */
-interface MatmulParams {
+export interface MatmulParams {
+  /** Number of matrices in the batch. */
   batch: number;
+  /** Rows of A and C. */
   M: number;
+  /** Columns of B and C. */
   N: number;
+  /** Columns of A, rows of B. */
   K: number;
+  /** A MATMUL_VARIANTS name to force (default: the autotuned or default one). */
   variant?: string;
 }
 
@@ -270,7 +276,7 @@ function matmulWgsl([a, b]: ArgInfo[], p: MatmulParams): WgslLaunch {
 }
 
 /** The batched matmul kernel over strided operands [batch, M, K] · [batch, K, N]. */
-export const matmulOp = defineOp<MatmulParams>({
+export const matmulOp: OpDef<MatmulParams> = defineOp<MatmulParams>({
   name: "matmul",
   strided: true,
   shape: (_inputs, { batch, M, N }) => [batch, M, N],

@@ -28,13 +28,17 @@ export type CMode = "n4" | "s";
 
 /** One kernel shape: its family, the block per invocation and the workgroup. */
 export interface MatmulVariant {
+  /** The variant's name (`matmulVariant` and the autotuner use it). */
   name: string;
+  /** Register-blocked ("reg") or workgroup-tiled through shared memory ("tile"). */
   kind: "reg" | "tile";
-  /** Rows and columns of C per invocation (multiples of 4). */
+  /** Rows of C per invocation (a multiple of 4). */
   tm: number;
+  /** Columns of C per invocation (a multiple of 4). */
   tn: number;
-  /** Workgroup size (x along N, y along M). */
+  /** Workgroup width (along N). */
   wx: number;
+  /** Workgroup height (along M). */
   wy: number;
   /** k-depth of a workgroup tile ("tile" only; a multiple of 4). */
   bk: number;

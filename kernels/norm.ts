@@ -4,26 +4,35 @@
 //   rms:   y = x·rstd·w,               rstd = 1/sqrt(mean(x²) + eps)
 // Shapes (N rows, C channels): x [..., C], weight/bias [C] -> y [..., C]; stats [N, 2] (mean,
 // rstd) or [N] (rstd) are saved for backward. Rows row-major (views are copied once).
-// Forward: one fused row kernel writing y and stats; one workgroup of 64 per row, reductions in
-// workgroup memory (row_kernel.ts). Backward: dx in one row kernel, with g = dy·w and
-// x̂ = (x − mean)·rstd: dx = rstd·(g − mean(g) − x̂·mean(g·x̂)) (rms: without the mean(g) term);
-// dweight = Σ_rows dy·x̂ and dbias = Σ_rows dy in two steps: partial sums over blocks of 64 rows
-// (grid C/64 × N/64, so there is parallelism when C is small and N large), then a sum over blocks.
+// Forward: one fused row kernel writing y and stats, in either mode of row_kernel.ts (one
+// workgroup of 64 per row with reductions in workgroup memory, or one invocation per row without
+// barriers; rowMode picks per device and shape). Backward: dx in one row kernel (same modes),
+// with g = dy·w and x̂ = (x − mean)·rstd: dx = rstd·(g − mean(g) − x̂·mean(g·x̂)) (rms: without
+// the mean(g) term); dweight = Σ_rows dy·x̂ and dbias = Σ_rows dy in two steps, both already
+// barrier-free: partial sums over blocks of 64 rows (one invocation per column and block, grid
+// C/64 × N/64, so there is parallelism when C is small and N large), then a sum over blocks.
 
-import type { Kernel } from "../engine/backend.ts";
+import type { DeviceTraits, Kernel } from "../engine/backend.ts";
 import type { Tensor } from "../engine/tensor.ts";
 import { wgslType } from "../engine/dtype.ts";
 import { fmtShape, ShapeError } from "../engine/errors.ts";
 import { ceilDiv } from "../engine/shape.ts";
 import { grid1d, linearIndex } from "../engine/webgpu/codegen.ts";
-import { ROW_WG, ROW_WGSL, rowGrid, rowsOf, runKernel, withGrad } from "./row_kernel.ts";
+import { ROW_WG, rowGrid, rowMode, rowsOf, rowWgsl, runKernel, withGrad } from "./row_kernel.ts";
 
-type Kind = "layer" | "rms";
-interface NormParams {
-  kind: Kind;
+/** Which normalisation: LayerNorm or RMSNorm. */
+export type NormKind = "layer" | "rms";
+/** Parameters of the norm kernels: kind, rows, row length, epsilon, whether a bias is added. */
+export interface NormParams {
+  /** LayerNorm or RMSNorm. */
+  kind: NormKind;
+  /** Number of rows normalised. */
   rows: number;
+  /** Length of each row (the last axis). */
   len: number;
+  /** Added to the variance (or mean square) before the root. */
   eps: number;
+  /** Whether a bias is added after the weight. */
   hasBias: boolean;
 }
 
@@ -73,37 +82,38 @@ export const normForwardKernel: Kernel<NormParams> = {
       else stats[r] = rstd;
     }
   },
-  wgsl([x], _out, p) {
+  wgsl([x], _out, p, device?: DeviceTraits) {
     const layer = p.kind === "layer";
+    const mode = rowMode(p.rows, p.len, device);
     const names = ["x", "w", ...(p.hasBias ? ["b"] : []), "y", "stats"];
     return {
       source: `${bindings(wgslType(x.dtype), names, 2)}
-${ROW_WGSL}
+${rowWgsl(mode)}
 @compute @workgroup_size(${ROW_WG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l: vec3<u32>) {
-  let row = row_of(wid);
+  let row = row_of(wid, l.x);
   if (row >= u.rows) { return; }
-  let lid = l.x;
+  let lid = lane_of(l.x);
   let base = row * u.len;
   let n = f32(u.len);
   var mean = 0.0;
   ${
         layer
-          ? `for (var j = lid; j < u.len; j += WG) { mean += x[base + j]; }
+          ? `for (var j = lid; j < u.len; j += LANES) { mean += x[base + j]; }
   mean = wg_sum(mean, lid) / n;`
           : ""
       }
   var ss = 0.0;
-  for (var j = lid; j < u.len; j += WG) { let d = x[base + j] - mean; ss += d * d; }
+  for (var j = lid; j < u.len; j += LANES) { let d = x[base + j] - mean; ss += d * d; }
   let rstd = inverseSqrt(wg_sum(ss, lid) / n + u.eps);
-  for (var j = lid; j < u.len; j += WG) {
+  for (var j = lid; j < u.len; j += LANES) {
     y[base + j] = (x[base + j] - mean) * rstd * w[j]${p.hasBias ? " + b[j]" : ""};
   }
   if (lid == 0u) {
     ${layer ? "stats[2u * row] = mean; stats[2u * row + 1u] = rstd;" : "stats[row] = rstd;"}
   }
 }`,
-      grid: rowGrid(p.rows),
+      grid: rowGrid(p.rows, mode),
       uniforms: uniforms(p),
     };
   },
@@ -133,32 +143,33 @@ export const normBackwardKernel: Kernel<NormParams> = {
       }
     }
   },
-  wgsl([dy], _out, p) {
+  wgsl([dy], _out, p, device?: DeviceTraits) {
     const layer = p.kind === "layer";
+    const mode = rowMode(p.rows, p.len, device);
     return {
       source: `${bindings(wgslType(dy.dtype), ["dy", "x", "w", "stats", "dx"], 1)}
-${ROW_WGSL}
+${rowWgsl(mode)}
 @compute @workgroup_size(${ROW_WG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l: vec3<u32>) {
-  let row = row_of(wid);
+  let row = row_of(wid, l.x);
   if (row >= u.rows) { return; }
-  let lid = l.x;
+  let lid = lane_of(l.x);
   let base = row * u.len;
   let mean = ${layer ? "stats[2u * row]" : "0.0"};
   let rstd = ${layer ? "stats[2u * row + 1u]" : "stats[row]"};
   var acc = vec2<f32>(0.0, 0.0);
-  for (var j = lid; j < u.len; j += WG) {
+  for (var j = lid; j < u.len; j += LANES) {
     let g = dy[base + j] * w[j];
     acc += vec2<f32>(g, g * (x[base + j] - mean) * rstd);
   }
   acc = wg_sum2(acc, lid) / f32(u.len);
   let a = ${layer ? "acc.x" : "0.0"};
-  for (var j = lid; j < u.len; j += WG) {
+  for (var j = lid; j < u.len; j += LANES) {
     let xhat = (x[base + j] - mean) * rstd;
     dx[base + j] = rstd * (dy[base + j] * w[j] - a - xhat * acc.y);
   }
 }`,
-      grid: rowGrid(p.rows),
+      grid: rowGrid(p.rows, mode),
       uniforms: uniforms(p),
     };
   },
@@ -261,7 +272,7 @@ function checkParam(op: string, x: Tensor, t: Tensor | null, what: string): void
   }
 }
 
-function norm(op: string, kind: Kind, x: Tensor, w: Tensor, b: Tensor | null, eps: number) {
+function norm(op: string, kind: NormKind, x: Tensor, w: Tensor, b: Tensor | null, eps: number) {
   if (x.ndim < 1) throw new ShapeError(`${op}: x must have at least one dim, got []`);
   checkParam(op, x, w, "weight");
   checkParam(op, x, b, "bias");

@@ -4,7 +4,7 @@
 // strided part of the row, then a tree reduction in workgroup memory. Sums accumulate in f32.
 
 import type { Tensor } from "../engine/tensor.ts";
-import { apply, defineOp } from "../engine/op.ts";
+import { apply, defineOp, type OpDef } from "../engine/op.ts";
 import { isGradEnabled } from "../engine/autograd.ts";
 import { normAxis } from "../engine/shape.ts";
 import { wgslType } from "../engine/dtype.ts";
@@ -12,15 +12,25 @@ import { grid1d } from "../engine/webgpu/codegen.ts";
 import { div, eq, mul } from "./binary.ts";
 import { expand, permute, reshape } from "./view.ts";
 
-type Kind = "sum" | "max" | "argmax";
-interface RowParams {
-  kind: Kind;
+/** Which row reduction. */
+export type ReduceKind = "sum" | "max" | "argmax";
+/** Parameters of `reduceRowsOp`: the reduction and the length of each (last-axis) row. */
+export interface ReduceRowsParams {
+  /** The reduction. */
+  kind: ReduceKind;
+  /** Length of each row (the reduced last axis). */
   rowLen: number;
 }
 
 const WG = 64;
 
-function reduceWgsl(kind: Kind, t: string, outT: string, rows: number, rowLen: number): string {
+function reduceWgsl(
+  kind: ReduceKind,
+  t: string,
+  outT: string,
+  rows: number,
+  rowLen: number,
+): string {
   const init = kind === "sum" ? `${t}(0)` : "-3.402823e38";
   const better = "v > best || (v == best && j < bi)";
   return `
@@ -62,7 +72,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 }
 
 /** Row reduction x [R, L] -> y [R]. */
-export const reduceRowsOp = defineOp<RowParams>({
+export const reduceRowsOp: OpDef<ReduceRowsParams> = defineOp<ReduceRowsParams>({
   name: "reduce_rows",
   shape: ([x]) => [x.shape[0]], // x is [R, L]: R rows even when L is 0
   dtype: ([x], { kind }) => (kind === "argmax" ? "i32" : x.dtype),
@@ -106,7 +116,7 @@ function normAxes(op: string, x: Tensor, axes?: number | number[]): number[] {
   return [...new Set(list)].sort((a, b) => a - b);
 }
 
-function reduce(kind: Kind, x: Tensor, axes: number[], keepdim: boolean): Tensor {
+function reduce(kind: ReduceKind, x: Tensor, axes: number[], keepdim: boolean): Tensor {
   const kept = x.shape.map((_, i) => i).filter((i) => !axes.includes(i));
   const rowLen = axes.reduce((n, a) => n * x.shape[a], 1);
   const rows = permute(x, [...kept, ...axes]);

@@ -16,7 +16,7 @@ import type { Kernel, WgslLaunch } from "../engine/backend.ts";
 import type { Tensor } from "../engine/tensor.ts";
 import type { TypedArray } from "../engine/dtype.ts";
 import { isFloat, wgslType } from "../engine/dtype.ts";
-import { apply, cpuContiguous, defineOp, empty, launch } from "../engine/op.ts";
+import { apply, cpuContiguous, defineOp, empty, launch, type OpDef } from "../engine/op.ts";
 import { noGrad } from "../engine/autograd.ts";
 import { tidy } from "../engine/scope.ts";
 import { normAxis, sizeOf } from "../engine/shape.ts";
@@ -137,14 +137,17 @@ export function topk(x: Tensor, k: number, axis = -1): { values: Tensor; indices
 }
 
 /** Where one sampling call's uniforms sit in the Threefry stream. */
-interface DrawParams {
+export interface SampleDrawParams {
+  /** Threefry key of the draw. */
   key: [number, number];
+  /** First counter of the draw. */
   offset: number;
+  /** Samples drawn per row. */
   numSamples: number;
 }
 
 /** Uniform u for sample s of row r (identical on CPU and WebGPU). */
-function drawUniform(p: DrawParams, r: number, s: number): number {
+function drawUniform(p: SampleDrawParams, r: number, s: number): number {
   return wordToUniform(wordAt(p.key, p.offset + r * p.numSamples + s)[0]);
 }
 
@@ -162,7 +165,7 @@ function invCdf(w: ArrayLike<number>, target: number): number {
 
 /** The uniform block of a row sampler (struct U in `drawWgsl`). */
 function drawUniformBlock(
-  p: DrawParams,
+  p: SampleDrawParams,
   rows: number,
   V: number,
   s: { topK?: number; temperature?: number; topP?: number } = {},
@@ -275,7 +278,7 @@ ${prelude}
 }
 
 /** probs [N, V] -> i32 [N, numSamples]: inverse-CDF draws with replacement. */
-export const multinomialOp = defineOp<DrawParams>({
+export const multinomialOp: OpDef<SampleDrawParams> = defineOp<SampleDrawParams>({
   name: "multinomial",
   shape: ([p], { numSamples }) => [p.shape[0], numSamples],
   dtype: () => "i32",
@@ -338,9 +341,12 @@ export function multinomial(
 }
 
 /** Parameters of the fused sampler. */
-interface SampleParams extends DrawParams {
+export interface SampleLogitsParams extends SampleDrawParams {
+  /** Logits are divided by this before softmax. */
   temperature: number;
+  /** Keep only the k most likely tokens (0: all). */
   topK: number;
+  /** Keep the smallest set whose probability reaches p (1: all). */
   topP: number;
 }
 
@@ -372,7 +378,7 @@ function keepMask(z: Float64Array, topK: number, topP: number): Float64Array {
 }
 
 /** logits [N, V] -> i32 [N]: temperature, top-k, top-p and the draw in one row kernel. */
-export const sampleLogitsOp = defineOp<SampleParams>({
+export const sampleLogitsOp: OpDef<SampleLogitsParams> = defineOp<SampleLogitsParams>({
   name: "sample_logits",
   shape: ([x]) => [x.shape[0]],
   dtype: () => "i32",

@@ -1,24 +1,30 @@
 // Softmax and log-softmax along one axis, max-subtracted (exp never overflows), with fused
 // backward kernels: softmax dx = y·(dy − Σ dy·y), log-softmax dx = dy − exp(y)·Σ dy.
 // Shapes: x [..., L] -> y [..., L]; another axis is permuted last (a view) and back.
-// Layout: rows of length L, row-major (apply copies views). WGSL: one workgroup of 64 per row,
-// because rows are long (attention over T up to 1024 keys, vocabularies of 50k): each
-// invocation strides over the row (j = lid, lid + 64, ...), partial max/sums meet in a tree
-// reduction in workgroup memory. L and the row count come from a uniform block, so a KV-cached
-// decode step whose row length grows each token reuses one pipeline. -inf entries (masked
-// attention scores) give 0; a row that is all -inf gives NaN, as in PyTorch.
+// Layout: rows of length L, row-major (apply copies views). WGSL in one of row_kernel.ts's two
+// modes, chosen per device and shape: one workgroup of 64 per row for long rows on a GPU
+// (attention over T up to 1024 keys, vocabularies of 50k): each invocation strides over the row
+// (j = lid, lid + 64, ...), partial max/sums meet in a tree reduction in workgroup memory; or
+// one invocation per row (software adapters, many short rows): a plain loop, no barriers.
+// L and the row count come from a uniform block, so a KV-cached decode step whose row length
+// grows each token reuses one pipeline (per mode). -inf entries (masked attention scores) give
+// 0; a row that is all -inf gives NaN, as in PyTorch.
 
 import type { Tensor } from "../engine/tensor.ts";
 import type { TypedArray } from "../engine/dtype.ts";
 import { wgslType } from "../engine/dtype.ts";
-import { apply, defineOp } from "../engine/op.ts";
+import { apply, defineOp, type OpDef } from "../engine/op.ts";
 import { normAxis } from "../engine/shape.ts";
 import { permute, reshape } from "./view.ts";
-import { ROW_WG, ROW_WGSL, rowGrid, rowsOf } from "./row_kernel.ts";
+import type { DeviceTraits } from "../engine/backend.ts";
+import { ROW_WG, rowGrid, type RowMode, rowMode, rowsOf, rowWgsl } from "./row_kernel.ts";
 
-type Kind = "softmax" | "log_softmax";
-interface SoftmaxParams {
-  kind: Kind;
+/** Which row function: softmax or log-softmax. */
+export type SoftmaxKind = "softmax" | "log_softmax";
+/** Parameters of the softmax kernels. */
+export interface SoftmaxParams {
+  /** Softmax or log-softmax. */
+  kind: SoftmaxKind;
 }
 
 function uniforms(shape: readonly number[]): Uint32Array {
@@ -26,32 +32,32 @@ function uniforms(shape: readonly number[]): Uint32Array {
   return new Uint32Array([rows, len, 0, 0]);
 }
 
-function forwardWgsl(t: string, kind: Kind): string {
+function forwardWgsl(t: string, kind: SoftmaxKind, mode: RowMode): string {
   const write = kind === "softmax" ? "exp(x[base + j] - m) / s" : "x[base + j] - m - log(s)";
   return `
 @group(0) @binding(0) var<storage, read> x: array<${t}>;
 @group(0) @binding(1) var<storage, read_write> y: array<${t}>;
 struct U { rows: u32, len: u32, p0: u32, p1: u32 }
 @group(0) @binding(2) var<uniform> u: U;
-${ROW_WGSL}
+${rowWgsl(mode)}
 @compute @workgroup_size(${ROW_WG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l: vec3<u32>) {
-  let row = row_of(wid);
+  let row = row_of(wid, l.x);
   if (row >= u.rows) { return; }
-  let lid = l.x;
+  let lid = lane_of(l.x);
   let base = row * u.len;
   var m = -3.402823e38;
-  for (var j = lid; j < u.len; j += WG) { m = max(m, x[base + j]); }
+  for (var j = lid; j < u.len; j += LANES) { m = max(m, x[base + j]); }
   m = wg_max(m, lid);
   var s = 0.0;
-  for (var j = lid; j < u.len; j += WG) { s += exp(x[base + j] - m); }
+  for (var j = lid; j < u.len; j += LANES) { s += exp(x[base + j] - m); }
   s = wg_sum(s, lid);
-  for (var j = lid; j < u.len; j += WG) { y[base + j] = ${write}; }
+  for (var j = lid; j < u.len; j += LANES) { y[base + j] = ${write}; }
 }`;
 }
 
 /** Softmax or log-softmax over the last dim of a row-major x. */
-export const softmaxOp = defineOp<SoftmaxParams>({
+export const softmaxOp: OpDef<SoftmaxParams> = defineOp<SoftmaxParams>({
   name: "softmax",
   shape: ([x]) => [...x.shape],
   cpu([x], [y], { kind }) {
@@ -70,17 +76,19 @@ export const softmaxOp = defineOp<SoftmaxParams>({
       }
     }
   },
-  wgsl([x], _out, { kind }) {
+  wgsl([x], _out, { kind }, device?: DeviceTraits) {
+    const [rows, len] = rowsOf(x.shape);
+    const mode = rowMode(rows, len, device);
     return {
-      source: forwardWgsl(wgslType(x.dtype), kind),
-      grid: rowGrid(rowsOf(x.shape)[0]),
+      source: forwardWgsl(wgslType(x.dtype), kind, mode),
+      grid: rowGrid(rows, mode),
       uniforms: uniforms(x.shape),
     };
   },
   backward: (dy, _inputs, y, p) => [apply(softmaxBackwardOp, [dy, y], p)],
 });
 
-function backwardWgsl(t: string, kind: Kind): string {
+function backwardWgsl(t: string, kind: SoftmaxKind, mode: RowMode): string {
   // softmax: c = Σ dy·y, dx = y·(dy − c); log-softmax: c = Σ dy, dx = dy − exp(y)·c.
   const term = kind === "softmax" ? "dy[base + j] * y[base + j]" : "dy[base + j]";
   const write = kind === "softmax"
@@ -92,21 +100,27 @@ function backwardWgsl(t: string, kind: Kind): string {
 @group(0) @binding(2) var<storage, read_write> dx: array<${t}>;
 struct U { rows: u32, len: u32, p0: u32, p1: u32 }
 @group(0) @binding(3) var<uniform> u: U;
-${ROW_WGSL}
+${rowWgsl(mode)}
 @compute @workgroup_size(${ROW_WG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l: vec3<u32>) {
-  let row = row_of(wid);
+  let row = row_of(wid, l.x);
   if (row >= u.rows) { return; }
-  let lid = l.x;
+  let lid = lane_of(l.x);
   let base = row * u.len;
   var c = 0.0;
-  for (var j = lid; j < u.len; j += WG) { c += ${term}; }
+  for (var j = lid; j < u.len; j += LANES) { c += ${term}; }
   c = wg_sum(c, lid);
-  for (var j = lid; j < u.len; j += WG) { dx[base + j] = ${write}; }
+  for (var j = lid; j < u.len; j += LANES) { dx[base + j] = ${write}; }
 }`;
 }
 
-function cpuBackward(dy: TypedArray, y: TypedArray, dx: TypedArray, len: number, kind: Kind) {
+function cpuBackward(
+  dy: TypedArray,
+  y: TypedArray,
+  dx: TypedArray,
+  len: number,
+  kind: SoftmaxKind,
+) {
   for (let base = 0; base < dx.length; base += len) {
     let c = 0;
     for (let j = 0; j < len; j++) {
@@ -121,22 +135,24 @@ function cpuBackward(dy: TypedArray, y: TypedArray, dx: TypedArray, len: number,
 }
 
 /** dx of softmax / log-softmax from dy and the forward output y (both [..., L]). */
-export const softmaxBackwardOp = defineOp<SoftmaxParams>({
+export const softmaxBackwardOp: OpDef<SoftmaxParams> = defineOp<SoftmaxParams>({
   name: "softmax_backward",
   shape: ([dy]) => [...dy.shape],
   cpu([dy, y], [dx], { kind }) {
     cpuBackward(dy.data, y.data, dx, rowsOf(dy.shape)[1], kind);
   },
-  wgsl([dy], _out, { kind }) {
+  wgsl([dy], _out, { kind }, device?: DeviceTraits) {
+    const [rows, len] = rowsOf(dy.shape);
+    const mode = rowMode(rows, len, device);
     return {
-      source: backwardWgsl(wgslType(dy.dtype), kind),
-      grid: rowGrid(rowsOf(dy.shape)[0]),
+      source: backwardWgsl(wgslType(dy.dtype), kind, mode),
+      grid: rowGrid(rows, mode),
       uniforms: uniforms(dy.shape),
     };
   },
 });
 
-function alongAxis(op: string, x: Tensor, axis: number, kind: Kind): Tensor {
+function alongAxis(op: string, x: Tensor, axis: number, kind: SoftmaxKind): Tensor {
   if (x.ndim === 0) return reshape(alongAxis(op, reshape(x, [1]), 0, kind), []);
   const a = normAxis(op, axis, x.ndim);
   if (a === x.ndim - 1) return apply(softmaxOp, [x], { kind });

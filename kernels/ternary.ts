@@ -79,7 +79,11 @@ export function quantizeTernary(w: ArrayLike<number>): { q: Int8Array; scale: nu
 }
 
 /** Pack ternary values q [N, K] (each -1, 0 or +1) into u32 [N, ceil(K / 16)]. */
-export function packTernary(q: ArrayLike<number>, outFeatures: number, inFeatures: number) {
+export function packTernary(
+  q: ArrayLike<number>,
+  outFeatures: number,
+  inFeatures: number,
+): Uint32Array {
   if (q.length !== outFeatures * inFeatures) {
     throw new RangeError(
       `packTernary: ${q.length} values do not fill [${outFeatures}, ${inFeatures}]`,

@@ -10,7 +10,7 @@
 
 import type { Tensor } from "../engine/tensor.ts";
 import type { Backend, CpuArg } from "../engine/backend.ts";
-import { apply, copyOf, cpuContiguous, defineOp } from "../engine/op.ts";
+import { apply, copyOf, cpuContiguous, defineOp, type OpDef } from "../engine/op.ts";
 import { fmtShape, ShapeError } from "../engine/errors.ts";
 import { ceilDiv } from "../engine/shape.ts";
 import { grid1d } from "../engine/webgpu/codegen.ts";
@@ -44,19 +44,30 @@ export interface TernaryOptions {
 }
 
 /** Which kernel and which output. */
-interface GemmParams {
+export interface GemmParams {
+  /** One token (gemv) or a tile of tokens per invocation (gemm). */
   kind: "gemv" | "gemm";
+  /** Return the raw i32 sums instead of dequantised floats. */
   raw: boolean;
+  /** Output f64 (cpu backend, f64 inputs). */
   f64: boolean;
+  /** A bias is bound and added. */
   bias: boolean;
+  /** Use dot4I8Packed (else the integer fallback). */
   dot4: boolean;
+  /** Output features. */
   N: number;
+  /** Input features. */
   K: number;
+  /** Tokens. */
   T: number;
+  /** Weight scale s_w (outputs are divided by s_w · s_x). */
   scale: number;
-  /** Tile per invocation: output rows × tokens. */
+  /** Output rows per invocation. */
   rows: number;
+  /** Tokens per invocation. */
   tokens: number;
+  /** Load 4 weight words at once. */
   vec4: boolean;
 }
 
@@ -68,9 +79,11 @@ export interface TernaryConfig {
   gemvRows: number;
   /** Output rows × tokens per GEMM invocation. */
   gemmRows: number;
+  /** Tokens per GEMM invocation. */
   gemmTokens: number;
-  /** Load 4 weight words at once where K allows (GEMV, GEMM). */
+  /** Load 4 weight words at once where K allows (GEMV). */
   gemvVec4: boolean;
+  /** Load 4 weight words at once where K allows (GEMM). */
   gemmVec4: boolean;
 }
 
@@ -148,7 +161,7 @@ function ternaryCpu(
 }
 
 /** The ternary product kernel (GEMV or GEMM, dequantised or raw). */
-export const ternaryMatmulOp = defineOp<GemmParams>({
+export const ternaryMatmulOp: OpDef<GemmParams> = defineOp<GemmParams>({
   name: "ternary_matmul",
   shape: (_inputs, p) => [p.T, p.N],
   dtype: (_inputs, p) => (p.raw ? "i32" : p.f64 ? "f64" : "f32"),

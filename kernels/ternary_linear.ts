@@ -18,6 +18,7 @@ export class PackedBitLinear {
   /** Packed weights u32 [N, ceil(K / 16)] with s_w. */
   readonly weights: TernaryWeights;
 
+  /** Wrap packed weights and their scale with the layer's norm weight and bias. */
   constructor(
     packed: Tensor,
     scale: number,
@@ -28,7 +29,7 @@ export class PackedBitLinear {
     /** K. */
     readonly inFeatures: number,
     /** RMSNorm epsilon. */
-    readonly eps = TERNARY_NORM_EPS,
+    readonly eps: number = TERNARY_NORM_EPS,
   ) {
     const N = packed.shape[0];
     if (
@@ -142,8 +143,11 @@ export async function packBitLinear(
 
 /** One tensor of a safetensors file as nn/safetensors.ts takes and gives it. */
 export interface PackedRecord {
+  /** Stored dtype. */
   dtype: "U32" | "F32";
+  /** Tensor shape. */
   shape: number[];
+  /** Little-endian values. */
   data: Uint32Array | Float32Array;
 }
 
@@ -177,8 +181,11 @@ export async function packedToSafetensors(
 
 /** A record's contents (anything with dtype, shape, data: nn/safetensors.ts's NamedArray fits). */
 export interface RecordLike {
+  /** Stored dtype name. */
   dtype: string;
+  /** Tensor shape. */
   shape: readonly number[];
+  /** Values. */
   data: ArrayLike<number>;
 }
 

@@ -34,9 +34,13 @@ export interface QuantizedActivations {
   inFeatures: number;
 }
 
-interface QuantParams {
+/** Parameters of the activation quantiser. */
+export interface QuantParams {
+  /** Tokens (rows of x). */
   tokens: number;
+  /** Features per token (K). */
   inFeatures: number;
+  /** RMSNorm epsilon. */
   eps: number;
 }
 

@@ -3,21 +3,22 @@
 // both backends (WGSL's round); sign and round pass no gradient.
 
 import type { Tensor } from "../engine/tensor.ts";
-import { apply } from "../engine/op.ts";
+import { apply, type OpDef } from "../engine/op.ts";
 import { elementwiseOp } from "./elementwise.ts";
 import { div, mul, sub } from "./binary.ts";
 
-type Scalars = { a: number; b: number };
-const NONE: Scalars = { a: 0, b: 0 };
+/** Scalar parameters of the unary kernels (`u.f.x`, `u.f.y` in WGSL); unused ones are 0. */
+export type UnaryScalars = { a: number; b: number };
+const NONE: UnaryScalars = { a: 0, b: 0 };
 
 function unary(
   name: string,
   wgsl: string,
-  cpu: (x: ArrayLike<number>, y: { [i: number]: number; length: number }, p: Scalars) => void,
-  backward?: (dy: Tensor, x: Tensor, y: Tensor, p: Scalars) => Tensor | null,
+  cpu: (x: ArrayLike<number>, y: { [i: number]: number; length: number }, p: UnaryScalars) => void,
+  backward?: (dy: Tensor, x: Tensor, y: Tensor, p: UnaryScalars) => Tensor | null,
   helpers = "",
-) {
-  return elementwiseOp<Scalars>({
+): OpDef<UnaryScalars> {
+  return elementwiseOp<UnaryScalars>({
     name,
     wgsl,
     helpers,
@@ -33,27 +34,33 @@ export function roundHalfEven(v: number): number {
   return Math.abs(v % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
 }
 
-export const negOp = unary("neg", "-a", (x, y) => {
+/** The kernel of `neg`: y = -x. */
+export const negOp: OpDef<UnaryScalars> = unary("neg", "-a", (x, y) => {
   for (let i = 0; i < y.length; i++) y[i] = -x[i];
 }, (dy) => neg(dy)); // d(-x) = -1
 
-export const expOp = unary("exp", "exp(a)", (x, y) => {
+/** The kernel of `exp`: y = e^x. */
+export const expOp: OpDef<UnaryScalars> = unary("exp", "exp(a)", (x, y) => {
   for (let i = 0; i < y.length; i++) y[i] = Math.exp(x[i]);
 }, (dy, _x, y) => mul(dy, y)); // d exp(x) = exp(x)
 
-export const logOp = unary("log", "log(a)", (x, y) => {
+/** The kernel of `log`: y = ln x. */
+export const logOp: OpDef<UnaryScalars> = unary("log", "log(a)", (x, y) => {
   for (let i = 0; i < y.length; i++) y[i] = Math.log(x[i]);
 }, (dy, x) => div(dy, x)); // d log(x) = 1/x
 
-export const sqrtOp = unary("sqrt", "sqrt(a)", (x, y) => {
+/** The kernel of `sqrt`: y = sqrt(x). */
+export const sqrtOp: OpDef<UnaryScalars> = unary("sqrt", "sqrt(a)", (x, y) => {
   for (let i = 0; i < y.length; i++) y[i] = Math.sqrt(x[i]);
 }, (dy, _x, y) => div(scale(dy, 0.5), y)); // d sqrt(x) = 1/(2 sqrt(x))
 
-export const rsqrtOp = unary("rsqrt", "inverseSqrt(a)", (x, y) => {
+/** The kernel of `rsqrt`: y = 1 / sqrt(x). */
+export const rsqrtOp: OpDef<UnaryScalars> = unary("rsqrt", "inverseSqrt(a)", (x, y) => {
   for (let i = 0; i < y.length; i++) y[i] = 1 / Math.sqrt(x[i]);
 }, (dy, _x, y) => mul(dy, scale(pow(y, 3), -0.5))); // d x^-1/2 = -x^-3/2 / 2
 
-export const powOp = unary(
+/** The kernel of `pow`: y = x^p for the scalar p (`a`). */
+export const powOp: OpDef<UnaryScalars> = unary(
   "pow",
   "pow_s(a, u.f.x)",
   (x, y, { a: p }) => {
@@ -71,19 +78,23 @@ export const powOp = unary(
 }`,
 );
 
-export const absOp = unary("abs", "abs(a)", (x, y) => {
+/** The kernel of `abs`: y = |x|. */
+export const absOp: OpDef<UnaryScalars> = unary("abs", "abs(a)", (x, y) => {
   for (let i = 0; i < y.length; i++) y[i] = Math.abs(x[i]);
 }, (dy, x) => mul(dy, sign(x))); // d|x| = sign(x)
 
-export const signOp = unary("sign", "sign(a)", (x, y) => {
+/** The kernel of `sign`: y = -1, 0 or 1 (no gradient). */
+export const signOp: OpDef<UnaryScalars> = unary("sign", "sign(a)", (x, y) => {
   for (let i = 0; i < y.length; i++) y[i] = Math.sign(x[i]);
 });
 
-export const roundOp = unary("round", "round(a)", (x, y) => {
+/** The kernel of `round`: half to even (no gradient). */
+export const roundOp: OpDef<UnaryScalars> = unary("round", "round(a)", (x, y) => {
   for (let i = 0; i < y.length; i++) y[i] = roundHalfEven(x[i]);
 });
 
-export const clampOp = unary(
+/** The kernel of `clamp`: y = min(max(x, lo), hi) with lo = `a`, hi = `b`. */
+export const clampOp: OpDef<UnaryScalars> = unary(
   "clamp",
   "clamp(a, u.f.x, u.f.y)",
   (x, y, { a: lo, b: hi }) => {
@@ -93,7 +104,7 @@ export const clampOp = unary(
 );
 
 /** dx = dy where lo <= x <= hi, else 0. */
-const clampBackwardOp = elementwiseOp<Scalars>({
+const clampBackwardOp: OpDef<UnaryScalars> = elementwiseOp<UnaryScalars>({
   name: "clamp_backward",
   wgsl: "select(0.0, a, b >= u.f.x && b <= u.f.y)",
   scalars: (p) => [p.a, p.b],
@@ -102,12 +113,13 @@ const clampBackwardOp = elementwiseOp<Scalars>({
   },
 });
 
-export const reluOp = unary("relu", "max(a, 0.0)", (x, y) => {
+/** The kernel of `relu`: y = max(x, 0). */
+export const reluOp: OpDef<UnaryScalars> = unary("relu", "max(a, 0.0)", (x, y) => {
   for (let i = 0; i < y.length; i++) y[i] = x[i] > 0 ? x[i] : 0;
 }, (dy, x) => apply(reluBackwardOp, [dy, x], NONE)); // 1 where x > 0
 
 /** dx = dy where x > 0, else 0. */
-const reluBackwardOp = elementwiseOp<Scalars>({
+const reluBackwardOp: OpDef<UnaryScalars> = elementwiseOp<UnaryScalars>({
   name: "relu_backward",
   wgsl: "select(0.0, a, b > 0.0)",
   cpu([dy, x], y) {
@@ -115,16 +127,18 @@ const reluBackwardOp = elementwiseOp<Scalars>({
   },
 });
 
-export const tanhOp = unary("tanh", "tanh(clamp(a, -15.0, 15.0))", (x, y) => {
+/** The kernel of `tanh`. */
+export const tanhOp: OpDef<UnaryScalars> = unary("tanh", "tanh(clamp(a, -15.0, 15.0))", (x, y) => {
   for (let i = 0; i < y.length; i++) y[i] = Math.tanh(x[i]);
 }, (dy, _x, y) => mul(dy, sub(1, mul(y, y)))); // d tanh = 1 - tanh^2
 
-export const sigmoidOp = unary("sigmoid", "1.0 / (1.0 + exp(-a))", (x, y) => {
+/** The kernel of `sigmoid`: y = 1 / (1 + e^-x). */
+export const sigmoidOp: OpDef<UnaryScalars> = unary("sigmoid", "1.0 / (1.0 + exp(-a))", (x, y) => {
   for (let i = 0; i < y.length; i++) y[i] = 1 / (1 + Math.exp(-x[i]));
 }, (dy, _x, y) => mul(dy, mul(y, sub(1, y)))); // d sigmoid = s (1 - s)
 
 /** y = a·x + b (scalars); the scalar forms of mul and add route here. */
-export const affineOp = unary(
+export const affineOp: OpDef<UnaryScalars> = unary(
   "affine",
   "a * u.f.x + u.f.y",
   (x, y, { a, b }) => {

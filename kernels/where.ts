@@ -9,13 +9,13 @@ import type { Tensor } from "../engine/tensor.ts";
 import { full } from "../engine/creation.ts";
 import { isFloat } from "../engine/dtype.ts";
 import { fmtShape, ShapeError } from "../engine/errors.ts";
-import { apply } from "../engine/op.ts";
+import { apply, type OpDef } from "../engine/op.ts";
 import { broadcastShapes, sameShape } from "../engine/shape.ts";
 import { elementwiseOp } from "./elementwise.ts";
 import { expand } from "./view.ts";
 
 /** y = a where cond ≠ 0, else b (inputs in that order, already broadcast). */
-export const whereOp = elementwiseOp<void>({
+export const whereOp: OpDef<void> = elementwiseOp<void>({
   name: "where",
   wgsl: "select(c, b, a != 0)",
   dtype: (inputs) => inputs[1].dtype,
@@ -41,7 +41,7 @@ function maskGrad(dy: Tensor, mask: Tensor, keepNonzero: boolean): Tensor {
 }
 
 /** y = value where mask ≠ 0, else x (mask already broadcast to x). */
-export const maskedFillOp = elementwiseOp<{ value: number }>({
+export const maskedFillOp: OpDef<{ value: number }> = elementwiseOp<{ value: number }>({
   name: "masked_fill",
   wgsl: "select(a, u.f.x, b != 0)",
   scalars: ({ value }) => [value],

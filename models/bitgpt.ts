@@ -7,6 +7,7 @@
 
 import type { Tensor } from "../engine/tensor.ts";
 import { add } from "../kernels/mod.ts";
+import { packBitLinear, type PackedBitLinear } from "../kernels/ternary_linear.ts";
 import { BitLinear } from "../nn/bitlinear.ts";
 import { BitSelfAttention, type LayerCache } from "../nn/attention.ts";
 import { Linear } from "../nn/layers.ts";
@@ -18,8 +19,11 @@ import { LanguageModel, type ModelOptions } from "./lm.ts";
 
 /** x + attn(x), then + mlp(x); the BitLinears normalise their inputs. */
 export class BitBlock extends Module {
+  /** Causal self-attention with BitLinear projections. */
   readonly attn: BitSelfAttention;
+  /** The BitLinear MLP. */
   readonly mlp: BitMLP;
+  /** A block for `c`; `residStd` is the init std of the residual projections. */
   constructor(c: GPTConfig, residStd: number, o: ModelOptions) {
     super();
     this.attn = this.addModule("attn", new BitSelfAttention(c, { ...o, residStd }));
@@ -34,7 +38,9 @@ export class BitBlock extends Module {
 
 /** The original BitGPT language model. */
 export class BitGPT extends LanguageModel {
+  /** Always "bitgpt". */
   readonly kind: ModelKind = "bitgpt";
+  /** A randomly initialised BitGPT for `config` (see `makeConfig`, `PRESETS`). */
   constructor(config: GPTConfig, o: ModelOptions = {}) {
     super(
       config,
@@ -51,5 +57,51 @@ export class BitGPT extends LanguageModel {
   /** Every BitLinear of the model with its dotted name (for packing the inference weights). */
   bitLinears(): [string, BitLinear][] {
     return this.namedModules().filter((e): e is [string, BitLinear] => e[1] instanceof BitLinear);
+  }
+
+  #packed: PackedBitLinear[] = [];
+
+  /**
+   * Switch to the packed inference path: every BitLinear's weight is quantised once (absmean,
+   * as in training) and packed 16 per u32, and eval-mode forwards run the ternary × int8
+   * kernels. Call again after further training to repack; `dequantize()` switches back.
+   */
+  async quantize(): Promise<void> {
+    this.dequantize();
+    for (const [, layer] of this.bitLinears()) {
+      const packed = await packBitLinear(layer.weight, layer.norm.weight, layer.bias);
+      this.#packed.push(packed);
+      layer.setInference((x: Tensor) => packed.forward(x));
+    }
+    this.eval();
+  }
+
+  /** Use packed layers made elsewhere (e.g. read from a `.ternary.safetensors` file). */
+  usePacked(layers: PackedBitLinear[]): void {
+    const bl = this.bitLinears();
+    if (layers.length !== bl.length) {
+      throw new Error(`usePacked: ${layers.length} packed layers for ${bl.length} BitLinears`);
+    }
+    this.dequantize();
+    bl.forEach(([, layer], i) => layer.setInference((x: Tensor) => layers[i].forward(x)));
+    this.#packed = [...layers];
+  }
+
+  /** Is the packed inference path installed? */
+  get quantized(): boolean {
+    return this.#packed.length > 0;
+  }
+
+  /** Back to the fake-quantised float path; frees the packed weights. */
+  dequantize(): void {
+    for (const [, layer] of this.bitLinears()) layer.setInference(null);
+    for (const p of this.#packed) p.dispose();
+    this.#packed = [];
+  }
+
+  /** Free parameters and any packed inference weights. */
+  override dispose(): void {
+    this.dequantize();
+    super.dispose();
   }
 }

@@ -30,15 +30,21 @@ export const CHECKPOINT_FORMAT = "bitgpt-checkpoint";
 export const CHECKPOINT_VERSION = 1;
 
 const OPT_PREFIX = "optimizer.";
+// The `format` safetensors' own writers record (torch's save_file and Hugging Face's
+// save_pretrained write "pt"): such files carry no metadata of ours and load as foreign.
+const FRAMEWORK_FORMATS = ["pt", "tf", "flax", "np", "mlx"];
 
 /** A checkpoint does not fit this build or this model; the message says how to fix it. */
 export class CheckpointError extends Error {
+  /** Always "CheckpointError". */
   override name = "CheckpointError";
 }
 
 /** A generator's saved state (engine/random.ts `Generator.state()`). */
 export interface RngState {
+  /** The generator's seed. */
   seed: number;
+  /** Counters consumed. */
   offset: number;
 }
 
@@ -115,16 +121,25 @@ export type SavedOptimizerState = Omit<OptimizerState, "tensors"> & {
 
 /** A loaded checkpoint: the model and everything saved with it. */
 export interface LoadedCheckpoint {
+  /** The model, weights loaded, on the requested backend. */
   model: LanguageModel;
+  /** "gpt" or "bitgpt". */
   kind: ModelKind;
+  /** The architecture. */
   config: GPTConfig;
   /** Where the weights came from: our format, a bare nanoGPT-named file, or HF GPT-2. */
   source: "bitgpt" | "nanogpt" | "hf-gpt2";
+  /** The next training iteration (0 when not saved). */
   iteration: number;
+  /** Best validation loss so far, or null when not saved. */
   bestValLoss: number | null;
+  /** The training settings of the run, or null. */
   trainConfig: TrainConfig | null;
+  /** Random stream states by name, or null. */
   rng: Record<string, RngState> | null;
+  /** The tokenizer as JSON text, or null. */
   tokenizer: string | null;
+  /** The optimizer's state, or null when the file holds none. */
   optimizer: SavedOptimizerState | null;
   /** All string metadata as stored. */
   metadata: Record<string, string>;
@@ -216,7 +231,7 @@ function loadForeign(
   metadata: Record<string, string>,
   o: LoadCheckpointOptions,
 ): LoadedCheckpoint {
-  if (metadata.format !== undefined) {
+  if (metadata.format !== undefined && !FRAMEWORK_FORMATS.includes(metadata.format)) {
     throw new CheckpointError(
       `checkpoint: unknown format '${metadata.format}' (expected ${CHECKPOINT_FORMAT}, a ` +
         `nanoGPT-named file, or a Hugging Face GPT-2 file)`,

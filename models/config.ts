@@ -41,6 +41,7 @@ export const DEFAULT_CONFIG: GPTConfig = {
 
 /** A config is invalid: the message names the field and the value. */
 export class ConfigError extends Error {
+  /** Always "ConfigError". */
   override name = "ConfigError";
 }
 

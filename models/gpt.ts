@@ -17,10 +17,15 @@ import { LanguageModel, type ModelOptions } from "./lm.ts";
 
 /** x + attn(ln_1(x)), then + mlp(ln_2(x)). */
 export class Block extends Module {
+  /** LayerNorm before attention. */
   readonly ln_1: LayerNorm;
+  /** Causal self-attention. */
   readonly attn: CausalSelfAttention;
+  /** LayerNorm before the MLP. */
   readonly ln_2: LayerNorm;
+  /** The GELU MLP. */
   readonly mlp: MLP;
+  /** A block for `c`; `residStd` is the init std of the residual projections. */
   constructor(c: GPTConfig, residStd: number, o: ModelOptions) {
     super();
     const norm = { bias: c.bias, backend: o.backend, dtype: o.dtype };
@@ -38,7 +43,9 @@ export class Block extends Module {
 
 /** nanoGPT's GPT. */
 export class GPT extends LanguageModel {
+  /** Always "gpt". */
   readonly kind: ModelKind = "gpt";
+  /** A randomly initialised GPT for `config` (see `makeConfig`, `PRESETS`). */
   constructor(config: GPTConfig, o: ModelOptions = {}) {
     super(
       config,

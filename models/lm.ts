@@ -16,6 +16,7 @@ import { type GPTConfig, type ModelKind, validateConfig } from "./config.ts";
 
 /** A transformer block: (B, T, C) -> (B, T, C), with an optional KV cache and rotary tables. */
 export interface BlockLike extends Module {
+  /** (B, T, C) -> (B, T, C); `cache` holds this layer's keys/values, `rope` the rotary tables. */
   forward(x: Tensor, o: { cache?: LayerCache; rope?: Rope }): Tensor;
 }
 
@@ -29,7 +30,9 @@ export interface ForwardOptions {
 
 /** Logits (B, T, V) — or (B, 1, V) with lastOnly — and the mean cross-entropy when targets given. */
 export interface ForwardResult {
+  /** (B, T, V), or (B, 1, V) with lastOnly. */
   logits: Tensor;
+  /** Mean cross-entropy over the targets, or null without targets. */
   loss: Tensor | null;
 }
 
@@ -38,18 +41,27 @@ export type ModelOptions = Omit<InitOptions, "std">;
 
 /** What a subclass decides: its blocks, ln_f's bias, and dropout after the embeddings. */
 export interface ModelParts {
+  /** The transformer blocks, in order. */
   blocks: BlockLike[];
+  /** Whether ln_f learns a bias. */
   lnBias: boolean;
+  /** Whether dropout follows the embeddings. */
   embDropout: boolean;
 }
 
 /** The container of embeddings, blocks and the final norm (nanoGPT's `transformer` dict). */
 export class Transformer extends Module {
+  /** Token embedding [V, C]. */
   readonly wte: Embedding;
+  /** Learned position embedding [blockSize, C], or null with RoPE. */
   readonly wpe: Embedding | null;
+  /** Dropout after the embeddings. */
   readonly drop: Dropout;
+  /** The blocks (`transformer.h.{i}`). */
   readonly h: ModuleList<BlockLike>;
+  /** The final LayerNorm. */
   readonly ln_f: LayerNorm;
+  /** Build the embeddings and the final norm around `blocks`. */
   constructor(c: GPTConfig, blocks: BlockLike[], p: ModelParts, o: ModelOptions) {
     super();
     const init = { ...o, std: 0.02 };
@@ -65,12 +77,18 @@ export class Transformer extends Module {
 
 /** A GPT-style language model; subclasses build the blocks and lm_head. */
 export abstract class LanguageModel extends Module {
+  /** "gpt" or "bitgpt". */
   abstract readonly kind: ModelKind;
+  /** The architecture (validated). */
   readonly config: GPTConfig;
+  /** Embeddings, blocks and the final norm. */
   readonly transformer: Transformer;
+  /** The output projection C -> V. */
   readonly lm_head: Linear;
+  /** Rotary tables when `config.pos` is "rope", else null. */
   readonly rope: Rope | null;
 
+  /** Validate `config` and build the parts; `parts` makes the blocks, `head` the lm_head. */
   constructor(
     config: GPTConfig,
     parts: (c: GPTConfig, residStd: number) => ModelParts,

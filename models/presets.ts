@@ -8,6 +8,7 @@ import { ConfigError, type GPTConfig, makeConfig, type TrainConfig } from "./con
 export interface Preset {
   /** One line for `--help`. */
   description: string;
+  /** The architecture. */
   model: GPTConfig;
   /** Training settings that differ from the defaults. */
   train: Partial<TrainConfig>;

@@ -29,7 +29,9 @@ import { createModel } from "./model.ts";
 
 /** A stream of batches: x and y row-major [B, T] i32, drawn from `gen`. */
 export interface BatchSource {
+  /** The next batch. */
   next(): { x: Int32Array; y: Int32Array };
+  /** The random stream batches are drawn from (saved in checkpoints). */
   readonly gen: Generator;
 }
 
@@ -40,9 +42,11 @@ export type TrainData =
 
 /** What `onStep` receives at each log point. */
 export interface StepInfo {
+  /** The iteration number. */
   iter: number;
   /** The training loss of this iteration (read back from the device). */
   loss: number;
+  /** The learning rate used at this iteration. */
   lr: number;
   /** Global gradient norm before clipping (read back with the loss), or null without clipping. */
   gradNorm: number | null;
@@ -54,12 +58,17 @@ export interface StepInfo {
 
 /** What `onEval` receives: the estimates and a way to snapshot the run for a checkpoint. */
 export interface EvalInfo {
+  /** The iteration number. */
   iter: number;
+  /** Mean loss over evalIters training batches. */
   trainLoss: number;
+  /** Mean loss over evalIters validation batches. */
   valLoss: number;
+  /** The learning rate at this iteration. */
   lr: number;
   /** The val loss beat the best so far (now `bestValLoss`). */
   improved: boolean;
+  /** The best validation loss so far. */
   bestValLoss: number;
   /** Checkpoint bytes of the run as of now (resuming skips this evaluation). */
   checkpoint(): Promise<Uint8Array>;
@@ -75,6 +84,7 @@ export interface TrainOptions {
   config?: GPTConfig;
   /** Training settings (defaults: the original's flag table). */
   train?: Partial<TrainConfig>;
+  /** Training data: token ids per split, or batch sources. */
   data: TrainData;
   /** Continue this checkpoint's run (model, optimizer, iteration, random streams). */
   resume?: LoadedCheckpoint;
@@ -82,7 +92,9 @@ export interface TrainOptions {
   tokenizer?: string;
   /** Backend for a new model (default: the current backend). */
   backend?: Backend;
+  /** Called at every logInterval iteration and at the last one. */
   onStep?(info: StepInfo): void | Promise<void>;
+  /** Called at every evalInterval iteration and at the last one. */
   onEval?(info: EvalInfo): void | Promise<void>;
   /** Stop at the next iteration boundary when aborted (the result can still be checkpointed). */
   signal?: AbortSignal;
@@ -90,11 +102,15 @@ export interface TrainOptions {
 
 /** The end of a run. */
 export interface TrainResult {
+  /** The trained model. */
   model: LanguageModel;
+  /** The optimizer, with its moments. */
   optimizer: AdamW;
   /** The next iteration to run (maxIters when finished). */
   iteration: number;
+  /** The best validation loss seen. */
   bestValLoss: number;
+  /** Why the run ended. */
   stopped: "finished" | "aborted";
   /** Checkpoint bytes of the run as it ended (resumable). */
   checkpoint(): Promise<Uint8Array>;
@@ -135,7 +151,7 @@ export function scheduleOf(t: TrainConfig): LrSchedule {
 }
 
 /**
- * Random-window samplers over token arrays (data/batches.ts), imported on use so that models/
+ * Random-window samplers over token arrays (data/sampler.ts), imported on use so that models/
  * does not load the tokenizers' npm packages for callers that bring their own batches.
  */
 async function samplers(
@@ -144,7 +160,7 @@ async function samplers(
   tc: TrainConfig,
   rng: ReturnType<typeof streams>,
 ): Promise<Record<"train" | "val" | "evalTrain", BatchSource>> {
-  const { BatchSampler } = await import("../data/batches.ts");
+  const { BatchSampler } = await import("../data/sampler.ts");
   return {
     train: new BatchSampler(data.train, T, tc.batchSize, rng.train, "train"),
     evalTrain: new BatchSampler(data.train, T, tc.batchSize, rng.evalTrain, "train"),

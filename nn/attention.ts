@@ -25,16 +25,23 @@ import type { Rope } from "./rope.ts";
 
 /** What attention needs of a model config. */
 export interface AttentionConfig {
+  /** Embedding width C. */
   nEmbd: number;
+  /** Number of heads; C must be divisible by it. */
   nHead: number;
+  /** Longest sequence the model attends over. */
   blockSize: number;
+  /** Dropout probability on attention weights and the residual output. */
   dropout: number;
+  /** Whether the linear projections learn a bias. */
   bias: boolean;
 }
 
 /** Cached keys and values of one layer: [B, nHead, length, headSize] each. */
 export class LayerCache {
+  /** Cached keys (B, nHead, length, headSize), or null when empty. */
   k: Tensor | null = null;
+  /** Cached values (B, nHead, length, headSize), or null when empty. */
   v: Tensor | null = null;
   /** Positions held. */
   get length(): number {
@@ -60,7 +67,9 @@ export class LayerCache {
 
 /** A KV cache for every layer of a model; `length` positions are cached. */
 export class KVCache {
+  /** One cache per layer. */
   readonly layers: LayerCache[];
+  /** An empty cache for `nLayer` layers. */
   constructor(nLayer: number) {
     this.layers = Array.from({ length: nLayer }, () => new LayerCache());
   }
@@ -76,7 +85,9 @@ export class KVCache {
 
 /** Per-call attention inputs: the layer's cache and the rotary tables, both optional. */
 export interface AttendOptions {
+  /** This layer's KV cache: new keys/values are appended and attention covers all cached ones. */
   cache?: LayerCache;
+  /** Rotary tables; when given, queries and keys are rotated by position. */
   rope?: Rope;
   /** Dropout on the attention weights (nanoGPT's attn_dropout). */
   dropout?: Dropout;
@@ -133,10 +144,15 @@ export interface AttentionInit extends InitOptions {
 
 /** GPT's attention: fused `c_attn` [3C, C], `c_proj` [C, C], attention and residual dropout. */
 export class CausalSelfAttention extends Module {
+  /** Fused query/key/value projection [3C, C]. */
   readonly c_attn: Linear;
+  /** Output projection [C, C]. */
   readonly c_proj: Linear;
+  /** Dropout on the attention weights. */
   readonly attn_dropout: Dropout;
+  /** Dropout on the output. */
   readonly resid_dropout: Dropout;
+  /** Build the projections for `config`; `init` sets the weights' N(0, std). */
   constructor(readonly config: AttentionConfig, init: AttentionInit = {}) {
     super();
     checkHeads(config);
@@ -161,12 +177,19 @@ export class CausalSelfAttention extends Module {
 
 /** BitGPT's attention: BitLinear `q_proj`, `k_proj`, `v_proj`, `c_proj`, heads batched. */
 export class BitSelfAttention extends Module {
+  /** Query projection (BitLinear [C, C]). */
   readonly q_proj: BitLinear;
+  /** Key projection (BitLinear [C, C]). */
   readonly k_proj: BitLinear;
+  /** Value projection (BitLinear [C, C]). */
   readonly v_proj: BitLinear;
+  /** Output projection (BitLinear [C, C]). */
   readonly c_proj: BitLinear;
+  /** Dropout on the attention weights. */
   readonly attn_dropout: Dropout;
+  /** Dropout on the output. */
   readonly resid_dropout: Dropout;
+  /** Build the projections for `config`; `init` sets the weights' N(0, std). */
   constructor(readonly config: AttentionConfig, init: AttentionInit = {}) {
     super();
     checkHeads(config);

@@ -65,9 +65,11 @@ export interface BitLinearOptions extends InitOptions {
 
 /** A linear layer with ternary weights and int8 activations, trained through the STE. */
 export class BitLinear extends Module {
+  /** The RMSNorm applied to the input before activation quantisation. */
   readonly norm: RMSNorm;
   #inference: BitLinearInference | null = null;
 
+  /** A BitLinear from `inFeatures` to `outFeatures`; weight N(0, std = 0.02 by default). */
   constructor(
     readonly inFeatures: number,
     readonly outFeatures: number,

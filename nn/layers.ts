@@ -55,6 +55,7 @@ export interface LinearOptions extends InitOptions {
 
 /** A fully connected layer; weight [out, in], bias [out]. */
 export class Linear extends Module {
+  /** A layer from `inFeatures` to `outFeatures`; weight U(±1/sqrt(in)) or N(0, `std`), bias 0. */
   constructor(readonly inFeatures: number, readonly outFeatures: number, opts: LinearOptions = {}) {
     super();
     const { generator, backend, dtype } = opts;
@@ -95,6 +96,7 @@ export class Linear extends Module {
 
 /** A lookup table of `num` vectors of size `dim`, initialised N(0, std=1 by default). */
 export class Embedding extends Module {
+  /** A table of `num` rows of width `dim`. */
   constructor(readonly num: number, readonly dim: number, opts: InitOptions = {}) {
     super();
     this.addParameter("weight", normalInit([num, dim], opts.std ?? 1, opts));
@@ -115,13 +117,17 @@ export interface NormOptions {
   eps?: number;
   /** Learn a bias (LayerNorm only, default true). */
   bias?: boolean;
+  /** Backend to create the parameters on (default: the current one). */
   backend?: Backend;
+  /** Parameter dtype (default "f32"). */
   dtype?: DType;
 }
 
 /** Layer normalisation over the last dim: (x − mean) / sqrt(var + eps) · weight + bias. */
 export class LayerNorm extends Module {
+  /** Guard inside the square root. */
   readonly eps: number;
+  /** A LayerNorm over rows of width `dim`; weight ones, bias zeros. */
   constructor(readonly dim: number, opts: NormOptions = {}) {
     super();
     const { backend, dtype } = opts;
@@ -145,7 +151,9 @@ export class LayerNorm extends Module {
 
 /** RMS normalisation over the last dim: x / sqrt(mean(x²) + eps) · weight. */
 export class RMSNorm extends Module {
+  /** Guard inside the square root. */
   readonly eps: number;
+  /** An RMSNorm over rows of width `dim`; weight ones. */
   constructor(readonly dim: number, opts: Omit<NormOptions, "bias"> = {}) {
     super();
     this.eps = opts.eps ?? 1e-6;
@@ -165,6 +173,7 @@ export class RMSNorm extends Module {
 export class Dropout extends Module {
   /** Random stream for the masks (null: the engine's global generator). */
   generator: Generator | null = null;
+  /** Dropout with probability `p` in [0, 1). */
   constructor(readonly p: number) {
     super();
     if (!(p >= 0 && p < 1)) throw new RangeError(`Dropout: p must be in [0, 1), got ${p}`);

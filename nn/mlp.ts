@@ -10,21 +10,29 @@ import { Module } from "./module.ts";
 
 /** What the MLP needs of a model config. */
 export interface MLPConfig {
+  /** Embedding width C (the hidden width is 4C). */
   nEmbd: number;
+  /** Dropout probability on the output. */
   dropout: number;
+  /** Whether the linear layers learn a bias. */
   bias: boolean;
 }
 
 /** Init options: N(0, std) for c_fc, N(0, residStd) for c_proj. */
 export interface MLPInit extends InitOptions {
+  /** Std of c_proj's weight (nanoGPT: 0.02 / sqrt(2 · nLayer)). */
   residStd?: number;
 }
 
 /** GPT's MLP: Linear c_fc, GELU (exact erf form, as nanoGPT's nn.GELU), Linear c_proj, dropout. */
 export class MLP extends Module {
+  /** Expansion C -> 4C. */
   readonly c_fc: Linear;
+  /** Projection 4C -> C. */
   readonly c_proj: Linear;
+  /** Dropout on the output. */
   readonly dropout: Dropout;
+  /** Build the layers for `config`; `init` sets the weights' N(0, std). */
   constructor(config: MLPConfig, init: MLPInit = {}) {
     super();
     const C = config.nEmbd;
@@ -45,9 +53,13 @@ export class MLP extends Module {
 
 /** BitGPT's MLP: BitLinear c_fc, ReLU, BitLinear c_proj, dropout. */
 export class BitMLP extends Module {
+  /** Expansion C -> 4C (BitLinear). */
   readonly c_fc: BitLinear;
+  /** Projection 4C -> C (BitLinear). */
   readonly c_proj: BitLinear;
+  /** Dropout on the output. */
   readonly dropout: Dropout;
+  /** Build the layers for `config`; `init` sets the weights' N(0, std). */
   constructor(config: MLPConfig, init: MLPInit = {}) {
     super();
     const C = config.nEmbd;

@@ -261,7 +261,9 @@ export class Module {
 
 /** A list of modules registered as `0`, `1`, … (PyTorch's ModuleList). */
 export class ModuleList<M extends Module> extends Module {
+  /** The modules, in order. */
   readonly items: M[];
+  /** Register `items` as children `0`, `1`, …. */
   constructor(items: M[]) {
     super();
     this.items = items;

@@ -29,10 +29,15 @@ export interface AdamWOptions {
 
 /** An optimizer's state for a checkpoint: step count, hyperparameters, moments by name. */
 export interface OptimizerState {
+  /** Updates taken. */
   step: number;
+  /** Learning rate at the last update. */
   lr: number;
+  /** Weight decay for parameters with ≥ 2 dims. */
   weightDecay: number;
+  /** Decays of the first and second moment averages. */
   betas: [number, number];
+  /** Added to the root of the second moment. */
   eps: number;
   /** `${param}.exp_avg` and `${param}.exp_avg_sq` (PyTorch's names) for every stepped param. */
   tensors: Record<string, Tensor>;
@@ -49,10 +54,13 @@ export class AdamW {
   lr: number;
   /** Current weight decay for ≥ 2-dim parameters. */
   weightDecay: number;
+  /** Decays of the first and second moment averages. */
   readonly betas: [number, number];
+  /** Added to the root of the second moment. */
   readonly eps: number;
   /** Updates taken so far (bias correction uses stepCount after increment). */
   stepCount = 0;
+  /** The parameters stepped, with their names (the keys of the optimizer state). */
   readonly named: [string, Parameter][];
   #state = new Map<Parameter, Moments>();
   #ones = new Map<Backend, Tensor>();

@@ -12,6 +12,7 @@ import { Module } from "./module.ts";
 
 /** Rotary tables for `blockSize` positions of heads of size `headSize` (even). */
 export class Rope extends Module {
+  /** Tables for positions 0..blockSize-1 and heads of size `headSize`, θ base `base`. */
   constructor(
     readonly blockSize: number,
     readonly headSize: number,

@@ -20,6 +20,7 @@ export interface NamedArray {
 
 /** A safetensors file (or a tensor given to the writer) is malformed; says what and where. */
 export class SafetensorsError extends Error {
+  /** Always "SafetensorsError". */
   override name = "SafetensorsError";
 }
 

@@ -6,6 +6,7 @@
 
 /** nanoGPT's cosine schedule (`decay_lr = True`). */
 export interface CosineSchedule {
+  /** Selects this schedule. */
   kind: "cosine";
   /** Peak learning rate (nanoGPT's learning_rate). */
   learningRate: number;
@@ -19,12 +20,15 @@ export interface CosineSchedule {
 
 /** A constant learning rate (nanoGPT's `decay_lr = False`). */
 export interface ConstantSchedule {
+  /** Selects this schedule. */
   kind: "constant";
+  /** The learning rate of every step. */
   learningRate: number;
 }
 
 /** The BitNet b1.58 two-stage schedule; defaults follow 2B4T's 1.5e-3 → 8e-4, 5e-4 → 0. */
 export interface BitNetSchedule {
+  /** Selects this schedule. */
   kind: "bitnet";
   /** Stage-one peak, reached after warmup. */
   learningRate: number;

@@ -10,7 +10,9 @@ import { contiguous } from "../kernels/mod.ts";
 
 /** Host data for a state-dict entry: a row-major typed array and its shape. */
 export interface HostArray {
+  /** Dimensions, row-major. */
   shape: readonly number[];
+  /** The elements, row-major (`shape`'s product of them). */
   data: ArrayLike<number> & { length: number };
 }
 
@@ -19,6 +21,7 @@ export type StateValue = Tensor | HostArray;
 
 /** A state dict did not match the model: lists the missing, unexpected and mis-shaped names. */
 export class StateDictError extends Error {
+  /** Always "StateDictError". */
   override name = "StateDictError";
 }
 

@@ -170,7 +170,12 @@ export class WebGpuBackend implements Backend {
   run<P>(kernel: Kernel<P>, inputs: BoundArg[], outputs: BoundArg[], params: P): void {
     if (!kernel.wgsl) throw new Error(`${kernel.name}: no WGSL kernel for the webgpu backend`);
     const launch = this.#tuner.select(
-      kernel.wgsl(inputs.map((a) => a.info), outputs.map((a) => a.info), params) as TunableLaunch,
+      kernel.wgsl(
+        inputs.map((a) => a.info),
+        outputs.map((a) => a.info),
+        params,
+        this.ctx, // a GpuContext carries the DeviceTraits (isFallback, hasDot4I8)
+      ) as TunableLaunch,
     );
     const pipeline = this.#pipeline(launch.label ?? kernel.name, launch.source);
     const buffers = [...inputs, ...outputs].map((a) => gpuStorage(a.storage).buffer);

@@ -18,7 +18,7 @@ import {
   t64,
   values,
 } from "../util.ts";
-import { poisonPool } from "./gpu_helpers.ts";
+import { inEachRowMode, poisonPool } from "./gpu_helpers.ts";
 
 const ids = (v: number[], shape = [v.length], backend: Backend = cpu) =>
   tensor(Int32Array.from(v), shape, { backend });
@@ -89,24 +89,37 @@ async function lossAndGrad(b: Backend, x: Float64Array, t: number[], n: number, 
 }
 
 Deno.test({
-  name: "crossEntropy webgpu matches cpu (V 1..129, 129 rows, ignored rows)",
+  name: "crossEntropy webgpu matches cpu in both row modes (rows and V 1..129, ignored rows)",
   ignore: !hasWebGPU,
-  fn: async () => {
-    const gpuBackend = await gpu();
-    const cases = [[3, 1], [3, 3], [3, 17], [3, 65], [3, 129], [129, 5], [2, 1000], [65, 17]];
-    for (const [n, v] of cases) {
-      const seed = freshSeed();
-      const gen = new Generator(seed);
-      const x = gen.normal(n * v).map((z) => 3 * z);
-      const t = Array.from(gen.integers(n, v), (c, i) => (i % 4 === 3 ? -1 : c));
-      const want = await lossAndGrad(cpu, x, t, n, v);
-      const got = await lossAndGrad(gpuBackend, x, t, n, v);
-      const msg = `crossEntropy [${n}, ${v}] (seed ${seed})`;
-      const tol = v > 64 || n > 64 ? 1e-3 : 1e-4;
-      assertClose([got.loss], [want.loss], { atol: tol, rtol: tol, msg: `${msg} loss` });
-      assertClose(got.grad, want.grad, { atol: tol / (n * v), rtol: tol, msg: `${msg} grad` });
-    }
-  },
+  fn: () =>
+    inEachRowMode(async (mode) => {
+      const gpuBackend = await gpu();
+      const cases = [
+        [3, 1],
+        [3, 3],
+        [3, 17],
+        [3, 65],
+        [3, 129],
+        [129, 5],
+        [2, 1000],
+        [65, 17],
+        [1, 129],
+        [17, 65],
+        [129, 65],
+      ];
+      for (const [n, v] of cases) {
+        const seed = freshSeed();
+        const gen = new Generator(seed);
+        const x = gen.normal(n * v).map((z) => 3 * z);
+        const t = Array.from(gen.integers(n, v), (c, i) => (i % 4 === 3 ? -1 : c));
+        const want = await lossAndGrad(cpu, x, t, n, v);
+        const got = await lossAndGrad(gpuBackend, x, t, n, v);
+        const msg = `${mode} crossEntropy [${n}, ${v}] (seed ${seed})`;
+        const tol = v > 64 || n > 64 ? 1e-3 : 1e-4;
+        assertClose([got.loss], [want.loss], { atol: tol, rtol: tol, msg: `${msg} loss` });
+        assertClose(got.grad, want.grad, { atol: tol / (n * v), rtol: tol, msg: `${msg} grad` });
+      }
+    }),
 });
 
 Deno.test({

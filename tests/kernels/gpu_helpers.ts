@@ -1,12 +1,13 @@
 // Helpers for WebGPU-vs-CPU kernel tests: poison the buffer pool with NaN so an output element a
-// kernel forgets to write fails the comparison, and run one function on both backends (values
-// and gradients) on the same random inputs.
+// kernel forgets to write fails the comparison, run one function on both backends (values
+// and gradients) on the same random inputs, and repeat a check in each row-kernel mode.
 
 import type { Backend } from "../../engine/backend.ts";
 import type { Tensor } from "../../engine/tensor.ts";
 import { fromArray } from "../../engine/creation.ts";
 import { isFloat } from "../../engine/dtype.ts";
 import { mul, sum } from "../../kernels/mod.ts";
+import { forceRowMode, type RowMode } from "../../kernels/row_kernel.ts";
 import { assertClose, cpu, freshSeed, gpu, randnArray, t64, values } from "../util.ts";
 
 /**
@@ -95,5 +96,20 @@ export async function gpuParity(
     const gc = xc[k].grad ? await values(xc[k].grad!) : new Float64Array(vals[k].length);
     const gg = xg[k].grad ? await values(xg[k].grad!) : new Float64Array(vals[k].length);
     compare(gg, gc, tol, `${msg} grad of input ${k}:`);
+  }
+}
+
+/**
+ * Run `fn` once in each execution mode of the fused row kernels (kernels/row_kernel.ts), forced,
+ * restoring the automatic choice afterwards.
+ */
+export async function inEachRowMode(fn: (mode: RowMode) => Promise<void>): Promise<void> {
+  try {
+    for (const mode of ["workgroup", "invocation"] as const) {
+      forceRowMode(mode);
+      await fn(mode);
+    }
+  } finally {
+    forceRowMode(null);
   }
 }

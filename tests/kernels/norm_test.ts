@@ -16,7 +16,7 @@ import {
   t64,
   values,
 } from "../util.ts";
-import { gpuParity } from "./gpu_helpers.ts";
+import { gpuParity, inEachRowMode } from "./gpu_helpers.ts";
 
 Deno.test("layerNorm and rmsNorm of known rows", async () => {
   const x = t64([1, 2, 3, 4, 2, 2, 2, 2], [2, 4]);
@@ -103,28 +103,36 @@ Deno.test("norms pass gradients only where asked", async () => {
 });
 
 Deno.test({
-  name: "norms webgpu match cpu (C 1..129, 129 rows, views)",
+  name: "norms webgpu match cpu in both row modes (rows and C 1..129, views)",
   ignore: !hasWebGPU,
-  fn: async () => {
-    const cases = [[3, 1], [3, 3], [3, 17], [3, 65], [3, 129], [129, 5], [70, 300]];
-    for (const [n, c] of cases) {
-      const tol = c > 64 || n > 64 ? 1e-3 : 1e-4;
-      await gpuParity(`layerNorm [${n}, ${c}]`, (x, w, b) => layerNorm(x, w, b), [
-        { shape: [n, c] },
-        { shape: [c] },
-        { shape: [c] },
-      ], { tol });
-      // With C = 1, dx = g·eps·rstd³ cancels to ~1e-4 of its natural scale |g·rstd| in f32.
-      await gpuParity(`rmsNorm [${n}, ${c}]`, (x, w) => rmsNorm(x, w), [
-        { shape: [n, c] },
-        { shape: [c] },
-      ], { tol: c === 1 ? 1e-2 : tol });
-    }
-    await gpuParity("layerNorm no bias, transposed", (x, w) => layerNorm(transpose(x), w), [
-      { shape: [17, 3] },
-      { shape: [17] },
-    ]);
-  },
+  fn: () =>
+    inEachRowMode(async (mode) => {
+      const cases = [[3, 1], [3, 3], [3, 17], [3, 65], [3, 129], [129, 5], [70, 300], [1, 129], [
+        17,
+        65,
+      ]];
+      for (const [n, c] of cases) {
+        const tol = c > 64 || n > 64 ? 1e-3 : 1e-4;
+        await gpuParity(`${mode} layerNorm [${n}, ${c}]`, (x, w, b) => layerNorm(x, w, b), [
+          { shape: [n, c] },
+          { shape: [c] },
+          { shape: [c] },
+        ], { tol });
+        // With C = 1, dx = g·eps·rstd³ cancels to ~1e-4 of its natural scale |g·rstd| in f32.
+        await gpuParity(`${mode} rmsNorm [${n}, ${c}]`, (x, w) => rmsNorm(x, w), [
+          { shape: [n, c] },
+          { shape: [c] },
+        ], { tol: c === 1 ? 1e-2 : tol });
+      }
+      await gpuParity(
+        `${mode} layerNorm no bias, transposed`,
+        (x, w) => layerNorm(transpose(x), w),
+        [
+          { shape: [17, 3] },
+          { shape: [17] },
+        ],
+      );
+    }),
 });
 
 Deno.test({

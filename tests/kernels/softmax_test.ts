@@ -1,10 +1,12 @@
 // softmax / logSoftmax: closed-form values, float64 gradient checks (size-1 dims, views, other
-// axes) and WebGPU-vs-CPU parity with rows longer than one workgroup.
+// axes) and WebGPU-vs-CPU parity in both row modes (workgroup per row, invocation per row) with
+// rows longer than one workgroup.
 
 import { deepStrictEqual, throws } from "node:assert/strict";
 import { logSoftmax, softmax, transpose } from "../../kernels/mod.ts";
 import { assertClose, cpu, gpu, gradCheck, hasWebGPU, t64, values } from "../util.ts";
-import { gpuParity, poisonPool } from "./gpu_helpers.ts";
+import { gpuParity, inEachRowMode, poisonPool } from "./gpu_helpers.ts";
+import { forceRowMode, rowMode } from "../../kernels/row_kernel.ts";
 
 Deno.test("softmax and logSoftmax of known vectors", async () => {
   const x = t64([1, 2, 3], [3]);
@@ -21,6 +23,20 @@ Deno.test("softmax and logSoftmax of known vectors", async () => {
   const m = t64([0, 0, Math.log(3), 0], [2, 2]);
   assertClose(await values(softmax(m, 0)), [0.25, 0.5, 0.75, 0.5], { atol: 1e-15 });
   deepStrictEqual((await values(softmax(t64([7], [])))).length, 1);
+});
+
+Deno.test("row kernels pick invocation-per-row on software adapters and for many short rows", () => {
+  const soft = { isFallback: true, hasDot4I8: false };
+  const gpuDev = { isFallback: false, hasDot4I8: true };
+  deepStrictEqual(rowMode(3, 50257, soft), "invocation");
+  deepStrictEqual(rowMode(8192, 64, gpuDev), "invocation");
+  deepStrictEqual(rowMode(8192, 65, gpuDev), "workgroup");
+  deepStrictEqual(rowMode(100, 64, gpuDev), "workgroup");
+  deepStrictEqual(rowMode(8192, 64), "workgroup"); // no device traits: the GPU default
+  forceRowMode("workgroup");
+  deepStrictEqual(rowMode(3, 3, soft), "workgroup");
+  forceRowMode(null);
+  deepStrictEqual(rowMode(3, 3, soft), "invocation");
 });
 
 Deno.test("softmax rejects a bad axis naming the op", () => {
@@ -40,18 +56,28 @@ Deno.test("softmax gradcheck (float64, size-1 dims, views, other axes)", async (
 });
 
 Deno.test({
-  name: "softmax webgpu matches cpu (rows 1..129, other axes)",
+  name: "softmax webgpu matches cpu in both row modes (rows and L 1..129, other axes)",
   ignore: !hasWebGPU,
-  fn: async () => {
-    for (const len of [1, 3, 17, 65, 129]) {
-      await gpuParity(`softmax L=${len}`, (x) => softmax(x), [{ shape: [3, len] }]);
-      await gpuParity(`logSoftmax L=${len}`, (x) => logSoftmax(x), [{ shape: [3, len] }]);
-    }
-    await gpuParity("softmax rows=65", (x) => softmax(x), [{ shape: [65, 5] }]);
-    await gpuParity("softmax axis 0", (x) => softmax(x, 0), [{ shape: [70, 3] }]);
-    await gpuParity("logSoftmax transposed", (x) => logSoftmax(transpose(x)), [{ shape: [9, 4] }]);
-    await gpuParity("softmax long rows", (x) => softmax(x), [{ shape: [2, 300] }], { tol: 1e-3 });
-  },
+  fn: () =>
+    inEachRowMode(async (mode) => {
+      const cases = [[3, 1], [3, 3], [3, 17], [3, 65], [3, 129], [1, 129], [17, 65], [129, 3]];
+      for (const [n, len] of cases) {
+        const tol = len > 64 || n > 64 ? 1e-3 : 1e-4;
+        const shape = [n, len];
+        await gpuParity(`${mode} softmax [${shape}]`, (x) => softmax(x), [{ shape }], { tol });
+        await gpuParity(`${mode} logSoftmax [${shape}]`, (x) => logSoftmax(x), [{ shape }], {
+          tol,
+        });
+      }
+      await gpuParity(`${mode} softmax rows=65`, (x) => softmax(x), [{ shape: [65, 5] }]);
+      await gpuParity(`${mode} softmax axis 0`, (x) => softmax(x, 0), [{ shape: [70, 3] }]);
+      await gpuParity(`${mode} logSoftmax transposed`, (x) => logSoftmax(transpose(x)), [{
+        shape: [9, 4],
+      }]);
+      await gpuParity(`${mode} softmax long rows`, (x) => softmax(x), [{ shape: [2, 300] }], {
+        tol: 1e-3,
+      });
+    }),
 });
 
 Deno.test({
@@ -60,12 +86,14 @@ Deno.test({
   fn: async () => {
     const v = [0.5, -Infinity, 2, -Infinity, -1, 3];
     const g = await gpu();
-    const x = t64(v, [2, 3], g);
-    poisonPool(g, 24);
-    const y = softmax(x);
     const want = await values(softmax(t64(v, [2, 3], cpu)));
-    assertClose(await values(y), want);
-    deepStrictEqual([(await values(y))[1], (await values(y))[3]], [0, 0]);
+    await inEachRowMode(async (mode) => {
+      const x = t64(v, [2, 3], g);
+      poisonPool(g, 24);
+      const y = await values(softmax(x));
+      assertClose(y, want, { msg: mode });
+      deepStrictEqual([y[1], y[3]], [0, 0]);
+    });
   },
 });
 
@@ -76,9 +104,12 @@ Deno.test({
     const rows = 65537;
     const v = Array.from({ length: rows * 2 }, (_, i) => (i % 7) - 3);
     const g = await gpu();
-    const x = t64(v, [rows, 2], g);
-    poisonPool(g, rows * 8);
-    const got = await values(softmax(x));
-    assertClose(got, await values(softmax(t64(v, [rows, 2], cpu))), { msg: "65537 rows" });
+    const want = await values(softmax(t64(v, [rows, 2], cpu)));
+    await inEachRowMode(async (mode) => {
+      const x = t64(v, [rows, 2], g);
+      poisonPool(g, rows * 8);
+      assertClose(await values(softmax(x)), want, { msg: `${mode}: 65537 rows` });
+      x.dispose();
+    });
   },
 });
