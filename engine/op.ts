@@ -8,7 +8,14 @@ import { byteSize, isFloat, wgslType } from "./dtype.ts";
 import { isGradEnabled } from "./autograd.ts";
 import { contiguousStrides, sizeOf } from "./shape.ts";
 import { gatherStrided, StorageRef, Tensor } from "./tensor.ts";
-import { grid1d, isPlain, linearIndex, stridedStruct, stridedUniforms } from "./webgpu/codegen.ts";
+import {
+  grid1d,
+  isPlain,
+  linearIndex,
+  stridedStruct,
+  stridedUniforms,
+  WORKGROUP_SIZE,
+} from "./webgpu/codegen.ts";
 
 /** Everything one op is: its kernel, shape rule, output dtype and backward. */
 export interface OpDef<P> extends Kernel<P> {
@@ -104,7 +111,7 @@ export const copyKernel: Kernel<void> = {
 @group(0) @binding(0) var<storage, read> x: array<${t}>;
 @group(0) @binding(1) var<storage, read_write> y: array<${t}>;
 @group(0) @binding(2) var<uniform> u: U;
-@compute @workgroup_size(64)
+@compute @workgroup_size(${WORKGROUP_SIZE})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let i = ${linearIndex()};
   if (i >= u.n) { return; }

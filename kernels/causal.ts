@@ -13,7 +13,7 @@ import { allocArray, isFloat, wgslType } from "../engine/dtype.ts";
 import { fmtShape, ShapeError } from "../engine/errors.ts";
 import { apply, defineOp, type OpDef } from "../engine/op.ts";
 import { sizeOf } from "../engine/shape.ts";
-import { grid1d, linearIndex } from "../engine/webgpu/codegen.ts";
+import { grid1d, linearIndex, WORKGROUP_SIZE } from "../engine/webgpu/codegen.ts";
 
 /** Parameters of `causalFillOp`: query/key lengths, key offset of query 0, fill value. */
 export interface CausalParams {
@@ -48,7 +48,7 @@ export const causalFillOp: OpDef<CausalParams> = defineOp<CausalParams>({
 @group(0) @binding(0) var<storage, read> x: array<${t}>;
 @group(0) @binding(1) var<storage, read_write> y: array<${t}>;
 @group(0) @binding(2) var<uniform> u: U;
-@compute @workgroup_size(64)
+@compute @workgroup_size(${WORKGROUP_SIZE})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let i = ${linearIndex()};
   if (i >= u.n) { return; }

@@ -11,7 +11,13 @@ import { apply, cpuContiguous, defineOp, empty, launch, type OpDef } from "../en
 import { isFloat, wgslType } from "../engine/dtype.ts";
 import { contiguousStrides, normAxis, sizeOf } from "../engine/shape.ts";
 import { fmtShape, ShapeError } from "../engine/errors.ts";
-import { grid1d, linearIndex, stridedStruct, stridedUniforms } from "../engine/webgpu/codegen.ts";
+import {
+  grid1d,
+  linearIndex,
+  stridedStruct,
+  stridedUniforms,
+  WORKGROUP_SIZE,
+} from "../engine/webgpu/codegen.ts";
 import { narrow, registerPadAxis } from "./view.ts";
 
 /** Where one input goes in the output: its first index along `axis`. */
@@ -53,7 +59,7 @@ export const copyIntoSlotKernel: Kernel<ConcatSlotParams> = {
 @group(0) @binding(0) var<storage, read> x: array<${t}>;
 @group(0) @binding(1) var<storage, read_write> y: array<${t}>;
 @group(0) @binding(2) var<uniform> u: U;
-@compute @workgroup_size(64)
+@compute @workgroup_size(${WORKGROUP_SIZE})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let i = ${linearIndex()};
   if (i >= u.n) { return; }
@@ -184,7 +190,7 @@ export const padAxisOp: OpDef<PadAxisParams> = defineOp<PadAxisParams>({
       source: `
 @group(0) @binding(0) var<storage, read> x: array<${t}>;
 @group(0) @binding(1) var<storage, read_write> y: array<${t}>;
-@compute @workgroup_size(64)
+@compute @workgroup_size(${WORKGROUP_SIZE})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let i = ${linearIndex()};
   if (i >= ${n}u) { return; }

@@ -17,7 +17,7 @@ import type { Tensor } from "../engine/tensor.ts";
 import { isFloat, wgslType } from "../engine/dtype.ts";
 import { fmtShape, ShapeError } from "../engine/errors.ts";
 import { sameShape, sizeOf } from "../engine/shape.ts";
-import { grid1d, linearIndex } from "../engine/webgpu/codegen.ts";
+import { grid1d, linearIndex, WORKGROUP_SIZE } from "../engine/webgpu/codegen.ts";
 import { ROW_WG, ROW_WGSL, rowGrid, rowMode, rowWgsl, runKernel, withGrad } from "./row_kernel.ts";
 
 /** Parameters of the cross-entropy kernels: rows, classes per row, the target to skip. */
@@ -179,7 +179,7 @@ export const crossEntropyBackwardKernel: Kernel<CrossEntropyParams> = {
           "read_write dx: array<F>",
         ])
       }
-@compute @workgroup_size(64)
+@compute @workgroup_size(${WORKGROUP_SIZE})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let i = ${linearIndex()};
   if (i >= u.rows * u.len) { return; }

@@ -11,7 +11,7 @@ import { isFloat, wgslType } from "../engine/dtype.ts";
 import { apply, defineOp, type OpDef } from "../engine/op.ts";
 import { defaultGenerator, type Generator, THREEFRY_WGSL, wordAt } from "../engine/random.ts";
 import { sizeOf } from "../engine/shape.ts";
-import { grid1d, linearIndex } from "../engine/webgpu/codegen.ts";
+import { grid1d, linearIndex, WORKGROUP_SIZE } from "../engine/webgpu/codegen.ts";
 
 /** Parameters of `dropoutOp`: where its random words sit in the stream, keep rule, scale. */
 export interface DropoutParams {
@@ -54,7 +54,7 @@ struct U { n: u32, lo: u32, hi: u32, threshold: u32, key: vec2<u32>, scale: f32,
 @group(0) @binding(0) var<storage, read> x: array<${t}>;
 @group(0) @binding(1) var<storage, read_write> y: array<${t}>;
 @group(0) @binding(2) var<uniform> u: U;
-@compute @workgroup_size(64)
+@compute @workgroup_size(${WORKGROUP_SIZE})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let i = ${linearIndex()};
   if (i >= u.n) { return; }

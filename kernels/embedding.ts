@@ -16,7 +16,7 @@ import { isFloat, wgslType } from "../engine/dtype.ts";
 import { fmtShape, ShapeError } from "../engine/errors.ts";
 import { apply, defineOp, type OpDef } from "../engine/op.ts";
 import { sizeOf } from "../engine/shape.ts";
-import { grid1d, linearIndex } from "../engine/webgpu/codegen.ts";
+import { grid1d, linearIndex, WORKGROUP_SIZE } from "../engine/webgpu/codegen.ts";
 import { ROW_WG, rowGrid } from "./row_kernel.ts";
 import { reshape } from "./view.ts";
 
@@ -60,7 +60,7 @@ export const embeddingOp: OpDef<EmbeddingParams> = defineOp<EmbeddingParams>({
 @group(0) @binding(1) var<storage, read> ids: array<i32>;
 @group(0) @binding(2) var<storage, read_write> out: array<${wgslType(w.dtype)}>;
 @group(0) @binding(3) var<uniform> u: U;
-@compute @workgroup_size(64)
+@compute @workgroup_size(${WORKGROUP_SIZE})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let i = ${linearIndex()};
   if (i >= u.n) { return; }

@@ -17,7 +17,7 @@ import type { Tensor } from "../engine/tensor.ts";
 import { wgslType } from "../engine/dtype.ts";
 import { fmtShape, ShapeError } from "../engine/errors.ts";
 import { ceilDiv } from "../engine/shape.ts";
-import { grid1d, linearIndex } from "../engine/webgpu/codegen.ts";
+import { grid1d, linearIndex, WORKGROUP_SIZE } from "../engine/webgpu/codegen.ts";
 import { ROW_WG, rowGrid, rowMode, rowsOf, rowWgsl, runKernel, withGrad } from "./row_kernel.ts";
 
 /** Which normalisation: LayerNorm or RMSNorm. */
@@ -240,7 +240,7 @@ export const normParamSumKernel: Kernel<NormParams> = {
     const names = ["part", "dw", ...(k === 2 ? ["db"] : [])];
     return {
       source: `${bindings(wgslType(part.dtype), names, k)}
-@compute @workgroup_size(64)
+@compute @workgroup_size(${WORKGROUP_SIZE})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let c = ${linearIndex()};
   if (c >= u.len) { return; }

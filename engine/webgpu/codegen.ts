@@ -5,8 +5,11 @@
 import type { ArgInfo } from "../backend.ts";
 import { ceilDiv, sizeOf } from "../shape.ts";
 
-/** Default workgroup size of 1-D kernels. */
-export const WORKGROUP_SIZE = 64;
+/**
+ * Workgroup size of 1-D (one invocation per element) kernels. 256, WebGPU's default limit of
+ * invocations per workgroup: on llvmpipe an elementwise add runs about 2x faster than at 64.
+ */
+export const WORKGROUP_SIZE = 256;
 /** The largest rank strided kernels address. */
 export const MAX_RANK = 8;
 const MAX_GROUPS = 65535;

@@ -16,7 +16,7 @@ import {
 } from "../../engine/random.ts";
 import { empty, launch } from "../../engine/op.ts";
 import { rand, randn, zeros } from "../../engine/creation.ts";
-import { grid1d, linearIndex } from "../../engine/webgpu/codegen.ts";
+import { grid1d, linearIndex, WORKGROUP_SIZE } from "../../engine/webgpu/codegen.ts";
 import { assertClose, cpu, freshSeed, gpu, hasWebGPU, values } from "../util.ts";
 
 Deno.test("threefry2x32-20 matches the Random123 known-answer vectors", () => {
@@ -56,7 +56,7 @@ struct U { key: vec2<u32>, off: vec2<u32>, n: u32 }
 @group(0) @binding(0) var<storage, read_write> words: array<u32>;
 @group(0) @binding(1) var<storage, read_write> floats: array<f32>;
 @group(0) @binding(2) var<uniform> u: U;
-@compute @workgroup_size(64)
+@compute @workgroup_size(${WORKGROUP_SIZE})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let i = ${linearIndex()};
   if (i >= u.n) { return; }
