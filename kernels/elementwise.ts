@@ -3,7 +3,7 @@
 // with the output. Layout: output row-major; one invocation per output element, workgroup 64,
 // grid from `grid1d`. Plain inputs (row-major, offset 0, output's shape) are read directly.
 
-import type { ArgInfo, CpuArg, WgslLaunch } from "../engine/backend.ts";
+import type { ArgInfo, WgslLaunch } from "../engine/backend.ts";
 import type { DType, TypedArray } from "../engine/dtype.ts";
 import { wgslType } from "../engine/dtype.ts";
 import { cpuContiguous, defineOp, type OpDef } from "../engine/op.ts";
@@ -56,10 +56,6 @@ ${loads}
   };
 }
 
-/** Input `k` as row-major data of the output's shape (inputs arrive expanded to it). */
-export function cpuIn(inputs: CpuArg[], k: number): TypedArray {
-  return cpuContiguous(inputs[k]);
-}
 
 /** What an elementwise op declares; its inputs arrive already broadcast to the output shape. */
 export interface ElementwiseSpec<P> {

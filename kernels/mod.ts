@@ -10,7 +10,6 @@ export * from "./binary.ts";
 export * from "./view.ts";
 export * from "./reduce.ts";
 export * from "./matmul.ts";
-
 export * from "./concat.ts";
 export * from "./softmax.ts";
 export * from "./sample.ts";
@@ -22,13 +21,14 @@ export * from "./embedding.ts";
 export * from "./where.ts";
 export * from "./causal.ts";
 export * from "./adamw.ts";
+export * from "./ternary.ts";
+export * from "./ternary_quant.ts";
+export * from "./ternary_gemm.ts";
+export * from "./ternary_linear.ts";
 
+// Autograd accumulates gradients and seeds backward() with these (engine cannot import kernels).
 registerGradOps({
   add: (a, b) => add(a, b),
   onesLike: (t) => full(t.shape, 1, { dtype: t.dtype, backend: t.backend }),
   clone: (t) => copyOf(t),
 });
-export * from "./ternary.ts";
-export * from "./ternary_quant.ts";
-export * from "./ternary_gemm.ts";
-export * from "./ternary_linear.ts";
