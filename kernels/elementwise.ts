@@ -56,7 +56,6 @@ ${loads}
   };
 }
 
-
 /** What an elementwise op declares; its inputs arrive already broadcast to the output shape. */
 export interface ElementwiseSpec<P> {
   name: string;
