@@ -25,6 +25,7 @@ export * from "./ternary.ts";
 export * from "./ternary_quant.ts";
 export * from "./ternary_gemm.ts";
 export * from "./ternary_linear.ts";
+export * from "./bit_quant.ts";
 
 // Autograd accumulates gradients and seeds backward() with these (engine cannot import kernels).
 registerGradOps({

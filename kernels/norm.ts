@@ -272,6 +272,35 @@ function checkParam(op: string, x: Tensor, t: Tensor | null, what: string): void
   }
 }
 
+/**
+ * The gradients of a norm's inputs [x, weight(, bias)] from dy and the forward's stats (mean and
+ * rstd per row for "layer", rstd for "rms"); null where the input needs none. Shared with ops
+ * that normalise inside a fused forward (BitLinear's activation quantiser).
+ */
+export function normGrads(
+  dy: Tensor,
+  x: Tensor,
+  w: Tensor,
+  b: Tensor | null,
+  stats: Tensor,
+  p: NormParams,
+): (Tensor | null)[] {
+  const dx = x.requiresGrad
+    ? runKernel(normBackwardKernel, [dy, x, w, stats], [{ shape: x.shape }], p)[0]
+    : null;
+  let params: (Tensor | null)[] = [null, null];
+  if (w.requiresGrad || b?.requiresGrad) {
+    const k = b ? 2 : 1;
+    const blocks = ceilDiv(p.rows, ROW_BLOCK);
+    const [part] = runKernel(normParamPartialKernel, [dy, x, stats], [{
+      shape: [blocks, k, p.len],
+    }], p);
+    params = runKernel(normParamSumKernel, [part], Array(k).fill({ shape: [p.len] }), p);
+    part.dispose();
+  }
+  return [dx, ...params].slice(0, b ? 3 : 2);
+}
+
 function norm(op: string, kind: NormKind, x: Tensor, w: Tensor, b: Tensor | null, eps: number) {
   if (x.ndim < 1) throw new ShapeError(`${op}: x must have at least one dim, got []`);
   checkParam(op, x, w, "weight");
@@ -285,21 +314,9 @@ function norm(op: string, kind: NormKind, x: Tensor, w: Tensor, b: Tensor | null
     { shape: statsShape },
   ], p);
   withGrad(y, op, inputs, (dy) => {
-    const dx = x.requiresGrad
-      ? runKernel(normBackwardKernel, [dy, x, w, stats], [{ shape: x.shape }], p)[0]
-      : null;
-    let params: (Tensor | null)[] = [null, null];
-    if (w.requiresGrad || b?.requiresGrad) {
-      const k = b ? 2 : 1;
-      const blocks = ceilDiv(rows, ROW_BLOCK);
-      const [part] = runKernel(normParamPartialKernel, [dy, x, stats], [{
-        shape: [blocks, k, len],
-      }], p);
-      params = runKernel(normParamSumKernel, [part], Array(k).fill({ shape: [len] }), p);
-      part.dispose();
-    }
+    const grads = normGrads(dy, x, w, b, stats, p);
     stats.dispose();
-    return [dx, ...params].slice(0, inputs.length);
+    return grads;
   });
   if (!y.requiresGrad) stats.dispose();
   return y;

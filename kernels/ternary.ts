@@ -172,12 +172,16 @@ export interface Int8Activations {
 }
 
 /**
- * Σx² of one token in the quantiser kernel's f32 order: lane l of TERNARY_QUANT_WG adds the
- * values of words l, l + TERNARY_QUANT_WG, … (4 values a word, in order), then the lane
- * partials are added in lane order.
+ * Σx² of one token in the quantiser kernel's order: lane l of TERNARY_QUANT_WG adds the values
+ * of words l, l + TERNARY_QUANT_WG, … (4 values a word, in order), then the lane partials are
+ * added in lane order. `f` rounds each step (Math.fround for f32, the identity for f64).
  */
-function sumSquaresF32(x: ArrayLike<number>, base: number, inFeatures: number): number {
-  const f = Math.fround;
+function sumSquares(
+  x: ArrayLike<number>,
+  base: number,
+  inFeatures: number,
+  f: (v: number) => number,
+): number {
   const words = Math.ceil(inFeatures / 4);
   let total = 0;
   for (let l = 0; l < TERNARY_QUANT_WG; l++) {
@@ -193,6 +197,59 @@ function sumSquaresF32(x: ArrayLike<number>, base: number, inFeatures: number): 
   return total;
 }
 
+/** Activations quantised to int8 levels, one row per token (before packing). */
+export interface Int8Levels {
+  /** x_q [T, K], each in [-128, 127]. */
+  q: Int8Array;
+  /** s_x per token. */
+  scale: Float32Array | Float64Array;
+  /** The RMSNorm factor r = 1 / sqrt(Σx²/K + eps) per token (what a norm backward needs). */
+  rstd: Float32Array | Float64Array;
+}
+
+/**
+ * The activation quantiser's reference, before packing: RMSNorm with weight g, absmax int8 per
+ * token. x [T, K] row-major, g [K]. In f32 (the default) it mirrors the WGSL step by step,
+ * rounding every step to f32; with `f64` the same formula runs in float64 (the CPU backend's
+ * f64 tensors).
+ */
+export function quantizeActivationLevels(
+  x: ArrayLike<number>,
+  normWeight: ArrayLike<number>,
+  tokens: number,
+  inFeatures: number,
+  eps = TERNARY_NORM_EPS,
+  f64 = false,
+): Int8Levels {
+  const f = f64 ? (v: number) => v : Math.fround;
+  const q = new Int8Array(tokens * inFeatures);
+  const scale = f64 ? new Float64Array(tokens) : new Float32Array(tokens);
+  const rstd = f64 ? new Float64Array(tokens) : new Float32Array(tokens);
+  const p = f64 ? new Float64Array(inFeatures) : new Float32Array(inFeatures);
+  const epsF = f(eps);
+  for (let t = 0; t < tokens; t++) {
+    const base = t * inFeatures;
+    let m = 0;
+    for (let k = 0; k < inFeatures; k++) {
+      p[k] = f(f(x[base + k]) * f(normWeight[k]));
+      m = Math.max(m, Math.abs(p[k]));
+    }
+    const ss = sumSquares(x, base, inFeatures, f);
+    const r = f(1 / f(Math.sqrt(f(f(ss / inFeatures) + epsF))));
+    const a = f(m * r);
+    const tiny = !(a >= f(INT8_ACT_EPS));
+    const sx = tiny ? f(127 / f(INT8_ACT_EPS)) : f(127 / a);
+    const k127 = f(127 / m);
+    for (let k = 0; k < inFeatures; k++) {
+      const v = tiny ? f(f(p[k] * r) * sx) : f(p[k] * k127);
+      q[base + k] = Math.max(-128, Math.min(127, roundHalfEven(v)));
+    }
+    scale[t] = sx;
+    rstd[t] = r;
+  }
+  return { q, scale, rstd };
+}
+
 /**
  * The activation quantiser's reference: RMSNorm with weight g, absmax int8 per token, packed.
  * x [T, K] row-major (rounded to f32 first), g [K]. Mirrors the WGSL step by step in f32.
@@ -204,35 +261,13 @@ export function quantizeActivationsCpu(
   inFeatures: number,
   eps = TERNARY_NORM_EPS,
 ): Int8Activations {
-  const f = Math.fround;
-  const rw = int8RowWords(inFeatures);
-  const packed = new Uint32Array(tokens * rw);
-  const scale = new Float32Array(tokens);
+  const { q, scale } = quantizeActivationLevels(x, normWeight, tokens, inFeatures, eps);
+  const packed = packInt8(q, tokens, inFeatures);
   const sum = new Int32Array(tokens);
-  const p = new Float32Array(inFeatures);
-  const epsF = f(eps);
   for (let t = 0; t < tokens; t++) {
-    const base = t * inFeatures;
-    let m = 0;
-    for (let k = 0; k < inFeatures; k++) {
-      p[k] = f(f(x[base + k]) * f(normWeight[k]));
-      m = Math.max(m, Math.abs(p[k]));
-    }
-    const ss = sumSquaresF32(x, base, inFeatures);
-    const r = f(1 / f(Math.sqrt(f(f(ss / inFeatures) + epsF))));
-    const a = f(m * r);
-    const tiny = !(a >= f(INT8_ACT_EPS));
-    const sx = tiny ? f(127 / f(INT8_ACT_EPS)) : f(127 / a);
-    const k127 = f(127 / m);
     let qs = 0;
-    for (let k = 0; k < inFeatures; k++) {
-      const v = tiny ? f(f(p[k] * r) * sx) : f(p[k] * k127);
-      const q = Math.max(-128, Math.min(127, roundHalfEven(v)));
-      packed[t * rw + (k >> 2)] |= (q & 0xff) << (8 * (k & 3));
-      qs += q;
-    }
-    scale[t] = sx;
+    for (let k = 0; k < inFeatures; k++) qs += q[t * inFeatures + k];
     sum[t] = qs;
   }
-  return { packed, scale, sum };
+  return { packed, scale: scale as Float32Array, sum };
 }

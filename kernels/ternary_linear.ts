@@ -8,7 +8,9 @@ import type { Backend } from "../engine/backend.ts";
 import type { Tensor } from "../engine/tensor.ts";
 import { fromArray } from "../engine/creation.ts";
 import { fmtShape, ShapeError } from "../engine/errors.ts";
-import { packTernary, quantizeTernary, TERNARY_NORM_EPS, ternaryRowWords } from "./ternary.ts";
+import { noGrad } from "../engine/autograd.ts";
+import { packTernary, TERNARY_NORM_EPS, ternaryRowWords } from "./ternary.ts";
+import { ternaryLevels } from "./bit_quant.ts";
 import { packActivations } from "./ternary_quant.ts";
 import { ternaryGemm, ternaryGemv, type TernaryWeights } from "./ternary_gemm.ts";
 import { reshape } from "./view.ts";
@@ -122,7 +124,8 @@ async function f32Of(t: Tensor): Promise<Float32Array> {
 
 /**
  * Quantise and pack a trained BitLinear once: weight [N, K] -> ternary (absmean, scale
- * 1 / max(mean|w|, 1e-5)), normWeight [K] and bias [N] copied as f32. Async: it reads the weight.
+ * 1 / max(mean|w|, 1e-5), computed on the weight's backend as training does), normWeight [K]
+ * and bias [N] copied as f32. Async: it reads the weight.
  */
 export async function packBitLinear(
   weight: Tensor,
@@ -134,7 +137,13 @@ export async function packBitLinear(
     throw new ShapeError(`packBitLinear: weight is ${fmtShape(weight.shape)}, expected [N, K]`);
   }
   const [N, K] = weight.shape;
-  const { q, scale } = quantizeTernary(await weight.data());
+  // The training forward's own quantiser on the weight's backend, so s_w and the levels are
+  // exactly what BitLinear trained with (see kernels/bit_quant.ts).
+  const levels = noGrad(() => ternaryLevels(weight));
+  const q = Int8Array.from(await levels.q.data());
+  const scale = Math.fround((await levels.scale.data())[0]);
+  levels.q.dispose();
+  levels.scale.dispose();
   const packed = fromArray(packTernary(q, N, K), [N, ternaryRowWords(K)], { backend });
   const g = fromArray(await f32Of(normWeight), normWeight.shape, { backend });
   const b = bias ? fromArray(await f32Of(bias), bias.shape, { backend }) : null;

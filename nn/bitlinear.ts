@@ -1,13 +1,18 @@
-// BitLinear of BitNet b1.58 (arXiv 2402.17764), exactly as the original BitGPT's training path:
-// RMSNorm the input (eps 1e-6, learnable weight `norm.weight`), fake-quantise activations to int8
-// per token (scale 127 / max(|x|, 1e-5), round half to even, clamp [-128, 127], divide back) and
-// the weight to {-1, 0, +1} per tensor (scale 1 / max(mean|w|, 1e-5), round, clamp [-1, 1],
-// divide back), both through the straight-through estimator x + detach(q(x) − x); y = x_q·w_qᵀ.
+// BitLinear of BitNet b1.58 (arXiv 2402.17764), as the original BitGPT's training path: RMSNorm
+// the input (eps 1e-6, learnable weight `norm.weight`), fake-quantise activations to int8 per
+// token (scale 127 / max(|x|, 1e-5), round half to even, clamp [-128, 127], divide back) and the
+// weight to {-1, 0, +1} per tensor (scale 1 / max(mean|w|, 1e-5), round, clamp [-1, 1], divide
+// back), both through the straight-through estimator x + detach(q(x) − x); y = x_q·w_qᵀ.
+// Computed as y = (q_x·q_wᵀ) · (1 / (s_w·s_x)) on the integer levels (kernels/bit_quant.ts):
+// the same value up to f32 rounding, with the same gradients, but bit-identical to the packed
+// inference kernels, so a model's logits do not move when it is packed.
+// `activationQuant`, `weightQuant` and `ste` are the textbook formulation, kept as references.
 // Inference seam: `setInference(fn)` replaces the forward (the packed ternary × int8 path).
 
 import { noGrad } from "../engine/autograd.ts";
 import { zeros } from "../engine/creation.ts";
 import type { Tensor } from "../engine/tensor.ts";
+import { activationLevels, dequantize, ternaryLevels } from "../kernels/bit_quant.ts";
 import {
   abs,
   add,
@@ -107,10 +112,11 @@ export class BitLinear extends Module {
   /** x [..., in] -> [..., out]; the packed path when installed and not training. */
   forward(x: Tensor): Tensor {
     if (this.#inference && !this.training) return this.#inference(x, this);
-    const xn = this.norm.forward(x);
-    const xq = ste(xn, activationQuant(xn));
-    const w = this.weight;
-    const wq = ste(w, weightQuant(w));
-    return linear(xq, wq, this.bias);
+    const a = activationLevels(x, this.norm.weight, this.norm.eps);
+    const w = ternaryLevels(this.weight);
+    const acc = linear(a.q, w.q);
+    const y = dequantize(acc, a.scale, w.scale);
+    const bias = this.bias;
+    return bias ? add(y, bias) : y;
   }
 }
