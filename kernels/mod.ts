@@ -18,6 +18,7 @@ export * from "./cross_entropy.ts";
 export * from "./norm.ts";
 export * from "./dropout.ts";
 export * from "./embedding.ts";
+export * from "./embedding_split.ts";
 export * from "./where.ts";
 export * from "./causal.ts";
 export * from "./adamw.ts";

@@ -7,8 +7,11 @@
 // in tree reductions in workgroup memory (barriers); "invocation" = a workgroup covers 64
 // consecutive rows, each invocation loops over its whole row alone (no workgroup memory, no
 // barriers). rowMode picks: on a software adapter (llvmpipe runs invocations on CPU cores, and a
-// barrier there costs far more than a long loop) always "invocation" (softmax on llvmpipe, 2
-// cores: 11× faster at [4096, 64], 2× at [256, 1024], 4× at [128, 50257], even at [1, 50257]);
+// barrier there costs far more than a long loop) "invocation" for rows up to 16383 long
+// (softmax on llvmpipe, 2 cores: 11× faster at [4096, 64], 2× at [256, 1024]), "workgroup" for
+// longer ones: llvmpipe silently ends an invocation's loops after 65535 iterations in all
+// (measured: a 100000-step loop runs 65535 times; Mesa's gallivm loop limit), and a row kernel passes over its row up to 4 times
+// (before this cap, cross-entropy over GPT-2's 50257 classes returned ≈ 9.6 for ln V = 10.8);
 // on a real GPU "invocation" only for many short rows (loads are uncoalesced across a
 // row-strided warp, long rows want 64 lanes each), else "workgroup".
 
@@ -36,6 +39,12 @@ const GPU_INVOCATION_MAX_LEN = 64;
 /** ...and at least this many of them (fewer rows leave most of the GPU idle). */
 const GPU_INVOCATION_MIN_ROWS = 4096;
 
+/**
+ * On a software adapter: per-invocation mode for rows at most this long. llvmpipe stops all of an
+ * invocation's loops after 65535 iterations in total, without an error; 4 passes × 16383 fit.
+ */
+export const FALLBACK_INVOCATION_MAX_LEN = 16383;
+
 let forcedMode: RowMode | null = null;
 
 /** Force every row kernel into `mode` (tests, benchmarks); null restores the automatic choice. */
@@ -50,7 +59,7 @@ export function forceRowMode(mode: RowMode | null): void {
 export function rowMode(rows: number, len: number, device?: DeviceTraits): RowMode {
   if (forcedMode) return forcedMode;
   if (!device) return "workgroup";
-  if (device.isFallback) return "invocation";
+  if (device.isFallback) return len <= FALLBACK_INVOCATION_MAX_LEN ? "invocation" : "workgroup";
   return len <= GPU_INVOCATION_MAX_LEN && rows >= GPU_INVOCATION_MIN_ROWS
     ? "invocation"
     : "workgroup";

@@ -43,13 +43,15 @@ export class BitGPT extends LanguageModel {
   /** A randomly initialised BitGPT for `config` (see `makeConfig`, `PRESETS`). */
   constructor(config: GPTConfig, o: ModelOptions = {}) {
     super(
+      "bitgpt",
       config,
       (c, residStd) => ({
         blocks: Array.from({ length: c.nLayer }, () => new BitBlock(c, residStd, o)),
         lnBias: true, // nn.LayerNorm's default, as the original's out_norm
         embDropout: false, // the original applies none after the embeddings
       }),
-      () => new Linear(config.nEmbd, config.vocabSize, { bias: true, std: 0.02, ...o }),
+      (_t, maxBytes) =>
+        new Linear(config.nEmbd, config.vocabSize, { bias: true, std: 0.02, ...o, maxBytes }),
       o,
     );
   }

@@ -4,7 +4,9 @@
 // string metadata: format version, model kind, config, iteration, best val loss, RNG states,
 // training config, tokenizer JSON. The loader also reads nanoGPT-named files without our
 // metadata and Hugging Face GPT-2 files (Conv1D weights stored [in, out], transposed on load;
-// a missing lm_head is tied to wte; the attention-mask buffers are skipped).
+// a missing lm_head is tied to wte; the attention-mask buffers are skipped). A table held as row
+// chunks (nn/split.ts) is written whole, joined on the host, moments too, and cut on load, so a
+// file does not depend on the device's binding limit.
 
 import type { Backend } from "../engine/backend.ts";
 import type { TypedArray } from "../engine/dtype.ts";
@@ -12,6 +14,7 @@ import type { Tensor } from "../engine/tensor.ts";
 import { type NamedArray, readSafetensors, writeSafetensors } from "../nn/safetensors.ts";
 import type { HostArray } from "../nn/module.ts";
 import type { AdamW, OptimizerState } from "../nn/optim.ts";
+import { joinChunks, splitChunks, tiedWholeNames } from "../nn/split.ts";
 import {
   ConfigError,
   type GPTConfig,
@@ -20,7 +23,7 @@ import {
   type TrainConfig,
   validateConfig,
 } from "./config.ts";
-import type { LanguageModel } from "./lm.ts";
+import type { LanguageModel, ModelOptions } from "./lm.ts";
 import { createModel } from "./model.ts";
 import { foreignToNanoGpt } from "./hf.ts";
 
@@ -78,20 +81,21 @@ export async function saveCheckpoint(
   model: LanguageModel,
   x: CheckpointExtras = {},
 ): Promise<Uint8Array> {
-  const tensors: Record<string, NamedArray> = {};
-  for (const [name, p] of model.namedParameters()) tensors[name] = hostArray(p, await p.data());
+  const params: Record<string, NamedArray> = {};
+  for (const [name, p] of model.namedParameters()) params[name] = hostArray(p, await p.data());
+  const tensors: Record<string, NamedArray> = joinChunks(model, params);
   const meta: Record<string, string> = {
     format: CHECKPOINT_FORMAT,
     format_version: String(CHECKPOINT_VERSION),
     model: model.kind,
     config: JSON.stringify(model.config),
-    tied: JSON.stringify(model.tiedNames()),
+    tied: JSON.stringify(tiedWholeNames(model)),
   };
   if (x.optimizer) {
     const s = x.optimizer.stateDict();
-    for (const [k, t] of Object.entries(s.tensors)) {
-      tensors[OPT_PREFIX + k] = hostArray(t, await t.data());
-    }
+    const moments: Record<string, NamedArray> = {};
+    for (const [k, t] of Object.entries(s.tensors)) moments[k] = hostArray(t, await t.data());
+    for (const [k, a] of Object.entries(joinChunks(model, moments))) tensors[OPT_PREFIX + k] = a;
     meta.optimizer = JSON.stringify({
       step: s.step,
       lr: s.lr,
@@ -153,6 +157,8 @@ export interface LoadCheckpointOptions {
   kind?: ModelKind;
   /** For files without our metadata: config fields the shapes cannot tell (nHead, dropout…). */
   config?: Partial<GPTConfig>;
+  /** How to hold the model's tables (row chunks; default: as the backend's limit needs). */
+  model?: Pick<ModelOptions, "maxBindingBytes" | "splitTableBytes">;
 }
 
 function parseJson<T>(meta: Record<string, string>, key: string): T | null {
@@ -201,9 +207,11 @@ export function loadCheckpoint(bytes: Uint8Array, o: LoadCheckpointOptions = {})
     if (k.startsWith(OPT_PREFIX)) moments[k.slice(OPT_PREFIX.length)] = t;
     else weights[k] = t;
   }
-  const model = createModel(kind, config, { backend: o.backend, skipInit: true });
+  const model = createModel(kind, config, { ...o.model, backend: o.backend, skipInit: true });
+  let chunkedMoments: Record<string, HostArray>;
   try {
     model.loadStateDict(weights);
+    chunkedMoments = splitChunks(model, moments) as Record<string, HostArray>;
   } catch (e) {
     model.dispose();
     throw new CheckpointError(`checkpoint (${kind}): ${(e as Error).message}`);
@@ -220,7 +228,7 @@ export function loadCheckpoint(bytes: Uint8Array, o: LoadCheckpointOptions = {})
     trainConfig: parseJson<TrainConfig>(metadata, "train_config"),
     rng: parseJson<Record<string, RngState>>(metadata, "rng"),
     tokenizer: metadata.tokenizer ?? null,
-    optimizer: opt ? { ...opt, tensors: moments } : null,
+    optimizer: opt ? { ...opt, tensors: chunkedMoments } : null,
     metadata,
   };
 }
@@ -239,7 +247,7 @@ function loadForeign(
   }
   const { weights, source, config } = foreignToNanoGpt(tensors, o.config ?? {});
   const kind = o.kind ?? "gpt";
-  const model = createModel(kind, config, { backend: o.backend, skipInit: true });
+  const model = createModel(kind, config, { ...o.model, backend: o.backend, skipInit: true });
   try {
     model.loadStateDict(weights);
   } catch (e) {

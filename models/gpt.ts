@@ -48,14 +48,16 @@ export class GPT extends LanguageModel {
   /** A randomly initialised GPT for `config` (see `makeConfig`, `PRESETS`). */
   constructor(config: GPTConfig, o: ModelOptions = {}) {
     super(
+      "gpt",
       config,
       (c, residStd) => ({
         blocks: Array.from({ length: c.nLayer }, () => new Block(c, residStd, o)),
         lnBias: c.bias,
         embDropout: true,
       }),
-      // Weight tying (Press & Wolf 2017): lm_head.weight is transformer.wte.weight.
-      (t) => new Linear(config.nEmbd, config.vocabSize, { bias: false, weight: t.wte.weight }),
+      // Weight tying (Press & Wolf 2017): lm_head.weight is transformer.wte.weight (the same
+      // Parameter, or the same row chunks).
+      (t) => new Linear(config.nEmbd, config.vocabSize, { bias: false, weight: t.wte.table }),
       o,
     );
   }

@@ -1,8 +1,13 @@
 // The decoder-only language model both GPT and BitGPT are: token (+ learned position) embeddings,
 // a stack of blocks, a final LayerNorm and lm_head, with nanoGPT's module names (`transformer.wte`,
 // `transformer.wpe`, `transformer.h.{i}`, `transformer.ln_f`, `lm_head`). Subclasses supply the
-// block and the head. Dims: B batch, T time, C nEmbd, V vocabSize.
+// block and the head. Dims: B batch, T time, C nEmbd, V vocabSize. Tables larger than one
+// storage binding (wte, wpe, BitGPT's lm_head on WebGPU) are held as row chunks (nn/split.ts);
+// checkpoints and `readState` join them, `loadStateDict` splits whole tables, so files never
+// show the split. Other weights over the limit are refused before allocation (params.ts).
 
+import { getBackend } from "../engine/device.ts";
+import type { TypedArray } from "../engine/dtype.ts";
 import { fmtShape, ShapeError } from "../engine/errors.ts";
 import type { Generator } from "../engine/random.ts";
 import type { Tensor } from "../engine/tensor.ts";
@@ -10,9 +15,11 @@ import { add, crossEntropy, narrow, reshape } from "../kernels/mod.ts";
 import type { KVCache, LayerCache } from "../nn/attention.ts";
 import { KVCache as Cache } from "../nn/attention.ts";
 import { Dropout, Embedding, type InitOptions, LayerNorm, type Linear } from "../nn/layers.ts";
-import { Module, ModuleList } from "../nn/module.ts";
+import { type LoadOptions, Module, ModuleList, type StateValue } from "../nn/module.ts";
 import { Rope } from "../nn/rope.ts";
+import { bindingLimit, joinChunks, splitChunks } from "../nn/split.ts";
 import { type GPTConfig, type ModelKind, validateConfig } from "./config.ts";
+import { checkBindingLimit } from "./params.ts";
 
 /** A transformer block: (B, T, C) -> (B, T, C), with an optional KV cache and rotary tables. */
 export interface BlockLike extends Module {
@@ -37,7 +44,27 @@ export interface ForwardResult {
 }
 
 /** Options of model construction. */
-export type ModelOptions = Omit<InitOptions, "std">;
+export interface ModelOptions extends Omit<InitOptions, "std"> {
+  /**
+   * The storage-binding limit to plan for, in bytes (default: the backend's, i.e. WebGPU's
+   * maxStorageBufferBindingSize; unlimited on cpu). Embeddings and lm_head over it are held as
+   * row chunks; any other weight over it is refused up front with DeviceLimitError.
+   */
+  maxBindingBytes?: number;
+  /**
+   * Hold the embeddings and lm_head as row chunks of at most this many bytes (default:
+   * maxBindingBytes). Lets tests run the split path on small models and backends.
+   */
+  splitTableBytes?: number;
+}
+
+/** Host data of one parameter as `readState` returns it. */
+export interface HostParam {
+  /** Its (whole) shape. */
+  shape: number[];
+  /** Its elements, row-major. */
+  data: TypedArray;
+}
 
 /** What a subclass decides: its blocks, ln_f's bias, and dropout after the embeddings. */
 export interface ModelParts {
@@ -61,10 +88,16 @@ export class Transformer extends Module {
   readonly h: ModuleList<BlockLike>;
   /** The final LayerNorm. */
   readonly ln_f: LayerNorm;
-  /** Build the embeddings and the final norm around `blocks`. */
-  constructor(c: GPTConfig, blocks: BlockLike[], p: ModelParts, o: ModelOptions) {
+  /** Build the embeddings (row chunks over `maxBytes`) and the final norm around `blocks`. */
+  constructor(
+    c: GPTConfig,
+    blocks: BlockLike[],
+    p: ModelParts,
+    o: ModelOptions,
+    maxBytes?: number,
+  ) {
     super();
-    const init = { ...o, std: 0.02 };
+    const init = { ...o, std: 0.02, maxBytes };
     this.wte = this.addModule("wte", new Embedding(c.vocabSize, c.nEmbd, init));
     this.wpe = c.pos === "learned"
       ? this.addModule("wpe", new Embedding(c.blockSize, c.nEmbd, init))
@@ -88,19 +121,30 @@ export abstract class LanguageModel extends Module {
   /** Rotary tables when `config.pos` is "rope", else null. */
   readonly rope: Rope | null;
 
-  /** Validate `config` and build the parts; `parts` makes the blocks, `head` the lm_head. */
+  /**
+   * Validate `config`, check every weight of a `kind` model fits the binding limit, and build the
+   * parts; `parts` makes the blocks, `head` the lm_head (tables over `maxBytes` as row chunks).
+   */
   constructor(
+    kind: ModelKind,
     config: GPTConfig,
     parts: (c: GPTConfig, residStd: number) => ModelParts,
-    head: (t: Transformer) => Linear,
+    head: (t: Transformer, maxBytes: number | undefined) => Linear,
     o: ModelOptions,
   ) {
     super();
     this.config = validateConfig({ ...config });
+    const limit = o.maxBindingBytes ?? bindingLimit(o.backend ?? getBackend());
+    checkBindingLimit(kind, this.config, limit, o.dtype);
+    const split = o.splitTableBytes ?? limit;
+    const maxBytes = Number.isFinite(split) ? split : undefined;
     const residStd = 0.02 / Math.sqrt(2 * config.nLayer); // nanoGPT's scaled residual init
     const p = parts(this.config, residStd);
-    this.transformer = this.addModule("transformer", new Transformer(this.config, p.blocks, p, o));
-    this.lm_head = this.addModule("lm_head", head(this.transformer));
+    this.transformer = this.addModule(
+      "transformer",
+      new Transformer(this.config, p.blocks, p, o, maxBytes),
+    );
+    this.lm_head = this.addModule("lm_head", head(this.transformer, maxBytes));
     this.rope = config.pos === "rope"
       ? this.addModule(
         "rope",
@@ -118,7 +162,27 @@ export abstract class LanguageModel extends Module {
   countParameters(nonEmbedding = true): number {
     const n = this.numParameters();
     const wpe = this.transformer.wpe;
-    return nonEmbedding && wpe ? n - wpe.weight.size : n;
+    return nonEmbedding && wpe ? n - wpe.num * wpe.dim : n;
+  }
+
+  /**
+   * Every parameter read back to the host under its file name, each table's row chunks joined
+   * into one [rows, cols] entry: what a checkpoint holds, however the model is split.
+   */
+  async readState(): Promise<Record<string, HostParam>> {
+    const out: Record<string, HostParam> = {};
+    for (const [n, p] of this.namedParameters()) {
+      out[n] = { shape: [...p.shape], data: await p.data() };
+    }
+    return joinChunks(this, out);
+  }
+
+  /**
+   * Module.loadStateDict that also takes whole tables (`transformer.wte.weight` [V, C], as files
+   * hold them) for weights held as row chunks, cutting them into the chunks on the host.
+   */
+  override loadStateDict(dict: Record<string, StateValue>, opts: LoadOptions = {}): void {
+    super.loadStateDict(splitChunks(this, dict), opts);
   }
 
   /** Use `g` for every dropout mask in the model (null: the engine's global generator). */
@@ -147,7 +211,7 @@ export abstract class LanguageModel extends Module {
     }
     const tr = this.transformer;
     let x = tr.wte.forward(ids); // (B, T, C)
-    if (tr.wpe) x = add(x, narrow(tr.wpe.weight, 0, offset, T)); // + (T, C)
+    if (tr.wpe) x = add(x, tr.wpe.rows(offset, T)); // + (T, C)
     x = tr.drop.forward(x);
     tr.h.items.forEach((block, i) => {
       x = block.forward(x, { cache: o.cache?.layers[i], rope: this.rope ?? undefined });

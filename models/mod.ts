@@ -9,3 +9,4 @@ export * from "./model.ts";
 export * from "./generate.ts";
 export * from "./checkpoint.ts";
 export * from "./train.ts";
+export * from "./params.ts";

@@ -105,14 +105,23 @@ export class WebGpuBackend implements Backend {
     };
   }
 
+  /**
+   * The largest tensor one storage binding may hold, in bytes (the device's
+   * maxStorageBufferBindingSize). Models hold larger tables as row chunks (nn/split.ts).
+   */
+  get maxBindingBytes(): number {
+    return this.ctx.limits.maxStorageBufferBindingSize;
+  }
+
   alloc(size: number, dtype: DType): Storage {
     const bytes = size * byteSize(dtype);
-    const limit = this.ctx.limits.maxStorageBufferBindingSize;
+    const limit = this.maxBindingBytes;
     if (bytes > limit) {
+      const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
       throw new BackendUnavailableError(
-        `webgpu: a tensor of ${size} ${dtype} elements needs ${bytes} bytes, over the adapter's ` +
-          `maxStorageBufferBindingSize of ${limit} bytes by ${bytes - limit}; use a smaller ` +
-          `shape or the cpu backend`,
+        `webgpu: a tensor of ${size} ${dtype} elements needs ${bytes} bytes (${mib(bytes)}), ` +
+          `over the adapter's maxStorageBufferBindingSize of ${limit} bytes (${mib(limit)}) by ` +
+          `${bytes - limit}; use a smaller shape (batch × time for activations) or the cpu backend`,
       );
     }
     return new GpuStorage(this.pool.acquire(Math.max(bytes, 4)), dtype, size);

@@ -7,6 +7,10 @@
 export interface PoolStats {
   /** Bytes held by live tensors (by size class). */
   liveBytes: number;
+  /** The most `liveBytes` has been since the pool was made or `resetPeak()` was called. */
+  peakLiveBytes: number;
+  /** The most live plus pooled bytes (all buffers the pool held) over the same span. */
+  peakHeldBytes: number;
   /** Bytes sitting in free lists. */
   pooledBytes: number;
   /** Buffers created. */
@@ -32,6 +36,8 @@ export function sizeClass(bytes: number): number {
 export class BufferPool {
   readonly stats: PoolStats = {
     liveBytes: 0,
+    peakLiveBytes: 0,
+    peakHeldBytes: 0,
     pooledBytes: 0,
     allocations: 0,
     reuses: 0,
@@ -57,9 +63,18 @@ export class BufferPool {
       });
       this.stats.allocations++;
     }
-    this.stats.liveBytes += cls;
-    this.stats.liveBuffers++;
+    const s = this.stats;
+    s.liveBytes += cls;
+    s.liveBuffers++;
+    s.peakLiveBytes = Math.max(s.peakLiveBytes, s.liveBytes);
+    s.peakHeldBytes = Math.max(s.peakHeldBytes, s.liveBytes + s.pooledBytes);
     return buf;
+  }
+
+  /** Start measuring `peakLiveBytes` and `peakHeldBytes` again from now. */
+  resetPeak(): void {
+    this.stats.peakLiveBytes = this.stats.liveBytes;
+    this.stats.peakHeldBytes = this.stats.liveBytes + this.stats.pooledBytes;
   }
 
   /** Return a buffer from `acquire` to its free list. */
