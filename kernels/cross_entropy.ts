@@ -5,8 +5,11 @@
 // mode row_kernel.ts's rowMode picks: one workgroup of 64 per row with max and Σexp reduced in
 // workgroup memory (GPUs, whose 50k-vocabulary rows are long), or one invocation per row with
 // no barriers (software adapters; many short rows); (2) one workgroup sums the row losses and
-// counts the non-ignored rows into sums [2] = (mean, count); the loss is a view of sums[0]. Backward, one dispatch, one invocation per
-// logit: dlogits[r, j] = (exp(logits[r, j] − lse_r) − [j = t_r])·dy/count, 0 on ignored rows.
+// counts the non-ignored rows into sums [2] = (mean, count); the loss is a view of sums[0].
+// Backward, one dispatch, one invocation per logit: dlogits[r, j] = (exp(logits[r, j] − lse_r) −
+// [j = t_r])·dy/count, 0 on ignored rows. The three steps are also exported without autograd
+// (crossEntropyStats, crossEntropyMean, crossEntropyGrad) for losses over row blocks whose
+// logits never exist all at once (models/head_loss.ts).
 // All rows ignored: loss 0 and zero gradient (PyTorch returns NaN; a fully padded batch should
 // not poison training). Targets outside [0, V) other than ignoreIndex: the CPU throws naming
 // the row and target; WebGPU cannot throw, so that row's loss and gradient are NaN, which makes
@@ -14,7 +17,8 @@
 
 import type { DeviceTraits, Kernel } from "../engine/backend.ts";
 import type { Tensor } from "../engine/tensor.ts";
-import { isFloat, wgslType } from "../engine/dtype.ts";
+import { type DType, isFloat, wgslType } from "../engine/dtype.ts";
+import { zeros } from "../engine/creation.ts";
 import { fmtShape, ShapeError } from "../engine/errors.ts";
 import { sameShape, sizeOf } from "../engine/shape.ts";
 import { grid1d, linearIndex, WORKGROUP_SIZE } from "../engine/webgpu/codegen.ts";
@@ -219,20 +223,84 @@ function check(logits: Tensor, targets: Tensor): void {
 }
 
 /**
+ * Cross-entropy's per-row statistics, no autograd: stats [N, 2] = (logsumexp of row r, its loss or
+ * 0 when its target is `ignoreIndex`) for logits [..., V] (N rows) and targets [...] (i32). The
+ * building block of a loss computed over row blocks (models/head_loss.ts): blocks' stats joined
+ * along rows give what one call over all rows gives.
+ */
+export function crossEntropyStats(logits: Tensor, targets: Tensor, ignoreIndex = -1): Tensor {
+  check(logits, targets);
+  const [stats] = runKernel(crossEntropyRowsKernel, [logits, targets], [{
+    shape: [rowsOf(logits), 2],
+  }], paramsOf(logits, ignoreIndex));
+  return stats;
+}
+
+/**
+ * sums [2] = (mean loss over the rows whose target is not `ignoreIndex`, their count) from
+ * `crossEntropyStats`' stats [N, 2] and the targets (N of them, any shape); no autograd.
+ */
+export function crossEntropyMean(stats: Tensor, targets: Tensor, ignoreIndex = -1): Tensor {
+  const rows = targets.size;
+  if (stats.ndim !== 2 || stats.shape[0] !== rows || stats.shape[1] !== 2) {
+    throw new ShapeError(
+      `crossEntropyMean: stats are ${fmtShape(stats.shape)}, expected [${rows}, 2] for targets ` +
+        `${fmtShape(targets.shape)}`,
+    );
+  }
+  const p: CrossEntropyParams = { rows, classes: 1, ignoreIndex };
+  return runKernel(crossEntropyMeanKernel, [stats, targets], [{ shape: [2] }], p)[0];
+}
+
+/**
+ * sums [2] = (0, the number of targets that are not `ignoreIndex`): the divisor of the mean loss
+ * before any row is seen (the mean kernel over zero losses); no autograd.
+ */
+export function crossEntropyCount(targets: Tensor, ignoreIndex = -1, dtype: DType = "f32"): Tensor {
+  const zero = zeros([targets.size, 2], { backend: targets.backend, dtype });
+  const sums = crossEntropyMean(zero, targets, ignoreIndex);
+  zero.dispose();
+  return sums;
+}
+
+/**
+ * The gradient of the mean loss for logits [..., V]: dlogits = (softmax(logits) − onehot(targets))
+ * · dy / count, 0 on ignored rows, where stats come from `crossEntropyStats` over these rows,
+ * count is sums[1] (of `crossEntropyMean` or `crossEntropyCount`, possibly over more rows than
+ * these) and dy is a one-element tensor; no autograd.
+ */
+export function crossEntropyGrad(
+  logits: Tensor,
+  targets: Tensor,
+  stats: Tensor,
+  sums: Tensor,
+  dy: Tensor,
+  ignoreIndex = -1,
+): Tensor {
+  check(logits, targets);
+  const inputs = [logits, targets, stats, sums, dy];
+  const p = paramsOf(logits, ignoreIndex);
+  return runKernel(crossEntropyBackwardKernel, inputs, [{ shape: logits.shape }], p)[0];
+}
+
+function rowsOf(logits: Tensor): number {
+  return sizeOf(logits.shape) / logits.shape[logits.ndim - 1];
+}
+
+function paramsOf(logits: Tensor, ignoreIndex: number): CrossEntropyParams {
+  return { rows: rowsOf(logits), classes: logits.shape[logits.ndim - 1], ignoreIndex };
+}
+
+/**
  * Mean cross-entropy of `logits` [..., V] against class indices `targets` [...] (i32), skipping
  * rows whose target is `ignoreIndex`; one fused op with a one-pass backward kernel.
  */
 export function crossEntropy(logits: Tensor, targets: Tensor, ignoreIndex = -1): Tensor {
-  check(logits, targets);
-  const classes = logits.shape[logits.ndim - 1];
-  const rows = sizeOf(logits.shape) / classes;
-  const p: CrossEntropyParams = { rows, classes, ignoreIndex };
-  const [stats] = runKernel(crossEntropyRowsKernel, [logits, targets], [{ shape: [rows, 2] }], p);
-  const [sums] = runKernel(crossEntropyMeanKernel, [stats, targets], [{ shape: [2] }], p);
+  const stats = crossEntropyStats(logits, targets, ignoreIndex);
+  const sums = crossEntropyMean(stats, targets, ignoreIndex);
   const loss = sums.withLayout([], [], 0);
   const out = withGrad(loss, "crossEntropy", [logits], (dy) => {
-    const inputs = [logits, targets, stats, sums, dy];
-    const [dx] = runKernel(crossEntropyBackwardKernel, inputs, [{ shape: logits.shape }], p);
+    const dx = crossEntropyGrad(logits, targets, stats, sums, dy, ignoreIndex);
     stats.dispose();
     sums.dispose();
     return [dx];

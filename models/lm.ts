@@ -5,6 +5,8 @@
 // storage binding (wte, wpe, BitGPT's lm_head on WebGPU) are held as row chunks (nn/split.ts);
 // checkpoints and `readState` join them, `loadStateDict` splits whole tables, so files never
 // show the split. Other weights over the limit are refused before allocation (params.ts).
+// Logits over the limit are never made whole for a loss: with targets, lm_head and the
+// cross-entropy run over blocks of tokens (head_loss.ts) and `logits` comes back null.
 
 import { getBackend } from "../engine/device.ts";
 import type { TypedArray } from "../engine/dtype.ts";
@@ -19,7 +21,8 @@ import { type LoadOptions, Module, ModuleList, type StateValue } from "../nn/mod
 import { Rope } from "../nn/rope.ts";
 import { bindingLimit, joinChunks, splitChunks } from "../nn/split.ts";
 import { type GPTConfig, type ModelKind, validateConfig } from "./config.ts";
-import { checkBindingLimit } from "./params.ts";
+import { blockedHeadLoss } from "./head_loss.ts";
+import { checkBindingLimit, logitsBlockRows } from "./params.ts";
 
 /** A transformer block: (B, T, C) -> (B, T, C), with an optional KV cache and rotary tables. */
 export interface BlockLike extends Module {
@@ -35,13 +38,29 @@ export interface ForwardOptions {
   lastOnly?: boolean;
 }
 
-/** Logits (B, T, V) — or (B, 1, V) with lastOnly — and the mean cross-entropy when targets given. */
-export interface ForwardResult {
+/** What `forward` returns without targets: the logits. */
+export interface LogitsResult {
   /** (B, T, V), or (B, 1, V) with lastOnly. */
   logits: Tensor;
-  /** Mean cross-entropy over the targets, or null without targets. */
-  loss: Tensor | null;
+  /** Always null: no targets, no loss. */
+  loss: null;
 }
+
+/** What `forward` returns with targets: the loss, and the logits unless it was computed in blocks. */
+export interface LossResult {
+  /**
+   * (B, T, V); null when the logits would have taken more than the model's `maxLogitsBytes`
+   * (default: one storage binding): the loss was then computed over row blocks whose logits
+   * never existed together, so there are none to return. A caller that needs logits forwards
+   * without targets (at most a binding's worth of B·T) or with `lastOnly`.
+   */
+  logits: Tensor | null;
+  /** Mean cross-entropy over the targets that are not -1, shape []. */
+  loss: Tensor;
+}
+
+/** Logits and, when targets were given, the mean cross-entropy. */
+export type ForwardResult = LogitsResult | LossResult;
 
 /** Options of model construction. */
 export interface ModelOptions extends Omit<InitOptions, "std"> {
@@ -56,6 +75,12 @@ export interface ModelOptions extends Omit<InitOptions, "std"> {
    * maxBindingBytes). Lets tests run the split path on small models and backends.
    */
   splitTableBytes?: number;
+  /**
+   * With targets, compute the loss over row blocks when the logits [B·T, V] would take more than
+   * this many bytes (default: maxBindingBytes). Lets tests run the blocked loss on small models;
+   * settable later as the model's `maxLogitsBytes`.
+   */
+  maxLogitsBytes?: number;
 }
 
 /** Host data of one parameter as `readState` returns it. */
@@ -120,6 +145,14 @@ export abstract class LanguageModel extends Module {
   readonly lm_head: Linear;
   /** Rotary tables when `config.pos` is "rope", else null. */
   readonly rope: Rope | null;
+  /** The storage-binding limit the model was planned for, in bytes (Infinity on cpu). */
+  readonly maxBindingBytes: number;
+  /**
+   * A forward with targets whose logits [B·T, V] would take more bytes than this computes the
+   * loss over row blocks of at most this many bytes of logits each (and returns null logits).
+   * At most maxBindingBytes; lower it to trade speed for memory.
+   */
+  maxLogitsBytes: number;
 
   /**
    * Validate `config`, check every weight of a `kind` model fits the binding limit, and build the
@@ -136,6 +169,8 @@ export abstract class LanguageModel extends Module {
     this.config = validateConfig({ ...config });
     const limit = o.maxBindingBytes ?? bindingLimit(o.backend ?? getBackend());
     checkBindingLimit(kind, this.config, limit, o.dtype);
+    this.maxBindingBytes = limit;
+    this.maxLogitsBytes = Math.min(o.maxLogitsBytes ?? limit, limit);
     const split = o.splitTableBytes ?? limit;
     const maxBytes = Number.isFinite(split) ? split : undefined;
     const residStd = 0.02 / Math.sqrt(2 * config.nLayer); // nanoGPT's scaled residual init
@@ -192,8 +227,16 @@ export abstract class LanguageModel extends Module {
 
   /**
    * ids (B, T) i32 -> logits (B, T, V); with targets (B, T) i32 also the mean cross-entropy
-   * (targets of -1 are ignored). With a cache the T positions follow the cached ones.
+   * (targets of -1 are ignored). With a cache the T positions follow the cached ones. When the
+   * logits of B·T tokens exceed `maxLogitsBytes`, the loss is computed over blocks of tokens
+   * (models/head_loss.ts: same value and gradients, memory of one block) and `logits` is null;
+   * without targets such logits are refused with DeviceLimitError when over maxBindingBytes.
    */
+  forward(ids: Tensor, targets: Tensor, o?: ForwardOptions): LossResult;
+  /** ids (B, T) i32 -> logits (B, T, V), or (B, 1, V) with lastOnly; no loss. */
+  forward(ids: Tensor, targets?: null, o?: ForwardOptions): LogitsResult;
+  /** Either of the above, as `targets` is given or not. */
+  forward(ids: Tensor, targets?: Tensor | null, o?: ForwardOptions): ForwardResult;
   forward(ids: Tensor, targets?: Tensor | null, o: ForwardOptions = {}): ForwardResult {
     const c = this.config;
     if (ids.ndim !== 2 || ids.dtype !== "i32") {
@@ -202,6 +245,40 @@ export abstract class LanguageModel extends Module {
       );
     }
     const [B, T] = ids.shape;
+    if (targets) {
+      if (o.lastOnly) throw new ShapeError(`${this.kind}: targets need all positions' logits`);
+      if (targets.shape.length !== 2 || targets.shape[0] !== B || targets.shape[1] !== T) {
+        throw new ShapeError(
+          `${this.kind}: targets are ${fmtShape(targets.shape)}, ids are ${fmtShape(ids.shape)}`,
+        );
+      }
+    }
+    const V = c.vocabSize;
+    // The planned limit, or a smaller one of the backend the model was moved to.
+    const binding = Math.min(this.maxBindingBytes, bindingLimit(ids.backend));
+    const dtype = this.transformer.ln_f.weight.dtype;
+    const blockRows = logitsBlockRows(this.kind, o.lastOnly ? B : B * T, V, dtype, {
+      withLoss: !!targets,
+      maxLogitsBytes: Math.min(this.maxLogitsBytes, binding),
+      maxBindingBytes: binding,
+    });
+    const x = this.hidden(ids, o); // (B, T, C)
+    if (targets && blockRows !== null) {
+      const h = reshape(x, [B * T, c.nEmbd]); // (B·T, C)
+      const loss = blockedHeadLoss(this.lm_head, h, reshape(targets, [B * T]), blockRows, -1);
+      return { logits: null, loss };
+    }
+    const h = o.lastOnly ? narrow(x, 1, T - 1, 1) : x; // (B, 1, C) or (B, T, C)
+    const logits = this.lm_head.forward(h); // (B, T, V)
+    if (!targets) return { logits, loss: null };
+    const loss = crossEntropy(reshape(logits, [B * T, V]), reshape(targets, [B * T]), -1);
+    return { logits, loss };
+  }
+
+  /** ids (B, T) -> the final hidden state ln_f(blocks(embeddings)) (B, T, C). */
+  private hidden(ids: Tensor, o: ForwardOptions): Tensor {
+    const c = this.config;
+    const T = ids.shape[1];
     const offset = o.cache?.length ?? 0;
     if (offset + T > c.blockSize) {
       throw new ShapeError(
@@ -216,19 +293,6 @@ export abstract class LanguageModel extends Module {
     tr.h.items.forEach((block, i) => {
       x = block.forward(x, { cache: o.cache?.layers[i], rope: this.rope ?? undefined });
     });
-    x = tr.ln_f.forward(x);
-    if (o.lastOnly) x = narrow(x, 1, T - 1, 1); // (B, 1, C)
-    const logits = this.lm_head.forward(x); // (B, T, V)
-    let loss: Tensor | null = null;
-    if (targets) {
-      if (o.lastOnly) throw new ShapeError(`${this.kind}: targets need all positions' logits`);
-      if (targets.shape.length !== 2 || targets.shape[0] !== B || targets.shape[1] !== T) {
-        throw new ShapeError(
-          `${this.kind}: targets are ${fmtShape(targets.shape)}, ids are ${fmtShape(ids.shape)}`,
-        );
-      }
-      loss = crossEntropy(reshape(logits, [B * T, c.vocabSize]), reshape(targets, [B * T]), -1);
-    }
-    return { logits, loss };
+    return tr.ln_f.forward(x);
   }
 }

@@ -2,7 +2,9 @@
 // (as llm.c's fill_in_parameter_sizes), so a model can be checked against the device's storage
 // binding limit before anything is allocated, and its memory estimated. Tables (the embeddings,
 // BitGPT's own lm_head) may exceed a binding: they are held as row chunks (nn/split.ts). Every
-// other weight must fit one binding, or the model is refused with an error naming it.
+// other weight must fit one binding, or the model is refused with an error naming it. The logits
+// [B·T, V] of a forward need not fit either when a loss is asked for: `logitsBlockRows` plans the
+// row blocks models/head_loss.ts computes it over; logits returned to the caller must fit.
 
 import { byteSize, type DType } from "../engine/dtype.ts";
 import type { GPTConfig, ModelKind } from "./config.ts";
@@ -99,4 +101,51 @@ export function checkBindingLimit(
 /** Parameter elements of a `kind` model for `c` (tied lm_head counted once). */
 export function parameterCount(kind: ModelKind, c: GPTConfig): number {
   return parameterSpecs(kind, c).reduce((n, p) => n + p.shape.reduce((a, b) => a * b, 1), 0);
+}
+
+/** What `logitsBlockRows` weighs: is a loss wanted, and the two limits in bytes. */
+export interface LogitsLimits {
+  /** Targets were given: the loss may be computed over row blocks without whole logits. */
+  withLoss: boolean;
+  /** The most bytes of logits made at once before the loss goes to row blocks. */
+  maxLogitsBytes: number;
+  /** The storage-binding limit: logits returned to the caller must fit it. */
+  maxBindingBytes: number;
+}
+
+/**
+ * How a `kind` model makes the logits of `rows` tokens over `V` classes: null when all at once
+ * (they fit `maxLogitsBytes`, or no loss is wanted and they fit one binding), else the rows per
+ * block of a blocked loss: the fewest blocks under maxLogitsBytes, balanced. Throws
+ * DeviceLimitError for logits that cannot be made: wanted whole over a binding, or one row over
+ * maxLogitsBytes.
+ */
+export function logitsBlockRows(
+  kind: ModelKind,
+  rows: number,
+  V: number,
+  dtype: DType,
+  l: LogitsLimits,
+): number | null {
+  const rowBytes = V * byteSize(dtype);
+  const bytes = rows * rowBytes;
+  if (!l.withLoss) {
+    if (bytes <= l.maxBindingBytes) return null;
+    throw new DeviceLimitError(
+      `${kind}: the logits [${rows}, ${V}] ${dtype} of ${rows} tokens need ${bytes} bytes ` +
+        `(${mib(bytes)}), over the storage-binding limit of ${l.maxBindingBytes} bytes ` +
+        `(${mib(l.maxBindingBytes)}) by ${bytes - l.maxBindingBytes}; forward at most ` +
+        `${Math.floor(l.maxBindingBytes / rowBytes)} tokens at once, pass targets to get the ` +
+        `loss computed over blocks of tokens (no logits returned), or use lastOnly`,
+    );
+  }
+  if (bytes <= l.maxLogitsBytes) return null;
+  const most = Math.floor(l.maxLogitsBytes / rowBytes);
+  if (most < 1) {
+    throw new DeviceLimitError(
+      `${kind}: one token's logits [${V}] ${dtype} need ${rowBytes} bytes, over the logits ` +
+        `limit of ${l.maxLogitsBytes} bytes (maxLogitsBytes); raise it`,
+    );
+  }
+  return Math.ceil(rows / Math.ceil(rows / most));
 }

@@ -107,7 +107,8 @@ console.log(
     `gradients (first three: |g|² ${gradSq.toExponential(3)}); ${peaks()}; rss ${rss()}`,
 );
 
-for (const t of [...graph, logits, x, y]) if (!(t instanceof Parameter)) t.dispose();
+for (const t of [...graph, x, y]) if (!(t instanceof Parameter)) t.dispose();
+logits?.dispose(); // null when the loss was computed over row blocks
 model.dispose();
 be.trim();
 const s = be.stats();

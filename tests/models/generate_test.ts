@@ -101,10 +101,10 @@ Deno.test("the cache feeds one token per step until the window slides, then bloc
   const m = model("gpt");
   const seen: number[] = [];
   const forward = m.forward.bind(m);
-  m.forward = (ids, targets, o) => {
-    seen.push(ids.shape[1]);
-    return forward(ids, targets, o);
-  };
+  m.forward = ((...args: Parameters<typeof forward>) => {
+    seen.push(args[0].shape[1]);
+    return forward(...args);
+  }) as typeof m.forward;
   await generate(m, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10], { maxNewTokens: 5, temperature: 0 });
   // Prompt of 10, then positions 11 and 12 cached (≤ blockSize 12); then the crop recomputes.
   deepStrictEqual(seen, [10, 1, 1, 12, 12]);

@@ -115,6 +115,7 @@ Deno.test("forward: logits [B, T, V], lastOnly [B, 1, V], loss ≈ ln V at init,
       backend: cpu,
     });
     const { logits, loss } = m.forward(ids, ids);
+    ok(logits, "logits of 10 tokens are returned");
     deepStrictEqual([...logits.shape], [2, 5, 11]);
     const l = await loss!.item();
     ok(Math.abs(l - Math.log(11)) < 0.3, `${kind}: initial loss ${l}`);
