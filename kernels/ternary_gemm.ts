@@ -4,12 +4,13 @@
 // `ternaryGemv` (decode, T = 1) and `ternaryGemm` (prompts, batches) share one WGSL generator
 // (kernels/ternary_wgsl.ts): an invocation owns rows × tokens outputs and streams their packed
 // rows, so GEMV's one activation row is reused across `gemvRows` rows and each GEMM weight word
-// across `gemmTokens` tokens. Grids: GEMV 1-D over row tiles; GEMM (row tiles / 64, token tiles).
-// dot4I8Packed or the plain-integer fallback, by `ternaryConfig` (feature and adapter detection)
-// or forced by the `dot4` option. CPU: the same integer sums straight from the packed words.
+// across `gemmTokens` tokens. Grids: GEMV 1-D over row tiles; GEMM (row tiles / `gemmWg`, token
+// tiles). dot4I8Packed or the plain-integer fallback and the tiles, by `ternaryConfigFor` (the
+// adapter's DeviceTraits) or forced by the `dot4` and `config` options. CPU: the same integer
+// sums straight from the packed words.
 
 import type { Tensor } from "../engine/tensor.ts";
-import type { Backend, CpuArg } from "../engine/backend.ts";
+import type { Backend, CpuArg, DeviceTraits } from "../engine/backend.ts";
 import { apply, copyOf, cpuContiguous, defineOp, type OpDef } from "../engine/op.ts";
 import { fmtShape, ShapeError } from "../engine/errors.ts";
 import { ceilDiv } from "../engine/shape.ts";
@@ -17,7 +18,9 @@ import { grid1d } from "../engine/webgpu/codegen.ts";
 import { WebGpuBackend } from "../engine/webgpu/backend.ts";
 import { ternaryRowWords } from "./ternary.ts";
 import type { QuantizedActivations } from "./ternary_quant.ts";
-import { TERNARY_WG, ternaryUsesVec4, ternaryWgsl } from "./ternary_wgsl.ts";
+import { TERNARY_WG, type TernaryShader, ternaryStepWords, ternaryWgsl } from "./ternary_wgsl.ts";
+
+export type { TernaryShader } from "./ternary_wgsl.ts";
 
 /** Packed ternary weights on a device. */
 export interface TernaryWeights {
@@ -43,18 +46,12 @@ export interface TernaryOptions {
   config?: Partial<TernaryConfig>;
 }
 
-/** Which kernel and which output. */
-export interface GemmParams {
+/** Which kernel, which output and the shader's specialisation (kernels/ternary_wgsl.ts). */
+export interface GemmParams extends Omit<TernaryShader, "gemv"> {
   /** One token (gemv) or a tile of tokens per invocation (gemm). */
   kind: "gemv" | "gemm";
-  /** Return the raw i32 sums instead of dequantised floats. */
-  raw: boolean;
   /** Output f64 (cpu backend, f64 inputs). */
   f64: boolean;
-  /** A bias is bound and added. */
-  bias: boolean;
-  /** Use dot4I8Packed (else the integer fallback). */
-  dot4: boolean;
   /** Output features. */
   N: number;
   /** Input features. */
@@ -63,12 +60,6 @@ export interface GemmParams {
   T: number;
   /** Weight scale s_w (outputs are divided by s_w · s_x). */
   scale: number;
-  /** Output rows per invocation. */
-  rows: number;
-  /** Tokens per invocation. */
-  tokens: number;
-  /** Load 4 weight words at once. */
-  vec4: boolean;
 }
 
 /** How a backend runs the ternary products: integer path and tile per invocation. */
@@ -77,14 +68,16 @@ export interface TernaryConfig {
   dot4: boolean;
   /** Output rows per GEMV invocation. */
   gemvRows: number;
-  /** Output rows × tokens per GEMM invocation. */
+  /** Output rows per GEMM invocation. */
   gemmRows: number;
-  /** Tokens per GEMM invocation. */
+  /** Tokens per GEMM invocation (at most: fewer tokens get the next power of two above them). */
   gemmTokens: number;
-  /** Load 4 weight words at once where K allows (GEMV). */
-  gemvVec4: boolean;
-  /** Load 4 weight words at once where K allows (GEMM). */
-  gemmVec4: boolean;
+  /** Weight words per GEMV step (1, 2 or 4: u32, vec2 or vec4 loads), fewer where K needs. */
+  gemvWords: 1 | 2 | 4;
+  /** Weight words per GEMM step, as `gemvWords`. */
+  gemmWords: 1 | 2 | 4;
+  /** Invocations per GEMM workgroup (the GEMV's is TERNARY_WG). */
+  gemmWg: number;
 }
 
 /** `t` when row-major at offset 0 (what the WGSL assumes), else a copy without autograd. */
@@ -98,33 +91,45 @@ export function hasDot4I8(backend: Backend): boolean {
 }
 
 /**
- * The configuration for a backend. GPUs: dot4I8Packed where the adapter has it, small tiles.
- * Software adapters (llvmpipe, SwiftShader, WARP) emulate dot4I8Packed with shifts and four
- * multiplies, so they get the pair-multiply path (on llvmpipe ≈ 1.2× faster at the decode
- * shapes, even at the prefill shape) and tall tiles that reuse each activation word across more
- * rows; their GEMM reads one weight word at a time (fewer live registers beat fewer loads there:
- * ≈ 1.3× at the prefill shape), their GEMV four (≈ 1.3× at the decode shapes). Measured with
- * tests/bench/ternary_bench.ts and per-tile sweeps on llvmpipe (LLVM 15, 256-bit, 2 cores).
+ * The configuration for an adapter. GPUs: dot4I8Packed where the adapter has it, 4×4 tiles,
+ * vec4 weight steps, 64 invocations a workgroup. Software adapters (llvmpipe, SwiftShader, WARP)
+ * emulate dot4I8Packed, so they take the pair-multiply path (on llvmpipe it ties or wins, up to
+ * ≈ 1.5× for the 32×8 GEMM tile), and tall tiles: there a storage load costs a per-lane loop per
+ * 32-bit component while a product costs one instruction per 8 lanes. The GEMM takes 32 rows × 8
+ * tokens and vec2 weight steps (≈ 1.5-2× over the former 16 × 4 single-word tiles at
+ * 128×2048·2048×2048; single words ≈ 15% slower, taller tiles, more tokens or vec4 steps spill
+ * or outgrow the instruction cache and lose), 16 invocations a workgroup so a 2048-row layer
+ * still spreads over many workgroups; the GEMV 8 rows and vec4 weights (the earlier sweep: ≈ 1.3×
+ * at the decode shapes; unchanged here). Measured with tests/bench/ternary_bench.ts and
+ * interleaved per-tile sweeps on llvmpipe (Mesa 22.3, LLVM 15, 256-bit, 2 cores, AVX-512 VNNI).
  */
-export function ternaryConfig(backend: Backend): TernaryConfig {
-  if (backend instanceof WebGpuBackend && backend.ctx.isFallback) {
+export function ternaryConfigFor(traits: DeviceTraits): TernaryConfig {
+  if (traits.isFallback) {
     return {
       dot4: false,
       gemvRows: 8,
-      gemmRows: 16,
-      gemmTokens: 4,
-      gemvVec4: true,
-      gemmVec4: false,
+      gemmRows: 32,
+      gemmTokens: 8,
+      gemvWords: 4,
+      gemmWords: 2,
+      gemmWg: 16,
     };
   }
   return {
-    dot4: hasDot4I8(backend),
+    dot4: traits.hasDot4I8,
     gemvRows: 4,
     gemmRows: 4,
     gemmTokens: 4,
-    gemvVec4: true,
-    gemmVec4: true,
+    gemvWords: 4,
+    gemmWords: 4,
+    gemmWg: TERNARY_WG,
   };
+}
+
+/** The configuration for a backend: its adapter's (`ternaryConfigFor`), a GPU's on the cpu. */
+export function ternaryConfig(backend: Backend): TernaryConfig {
+  const gpu = backend instanceof WebGpuBackend;
+  return ternaryConfigFor(gpu ? backend.ctx : { isFallback: false, hasDot4I8: false });
 }
 
 // Bit offset of value e (0..15) of a word: 8·(e % 4) + 2·(e / 4), as in kernels/ternary.ts.
@@ -174,13 +179,16 @@ export const ternaryMatmulOp: OpDef<GemmParams> = defineOp<GemmParams>({
     const tiles = ceilDiv(p.N, p.rows);
     return {
       source: ternaryWgsl({ ...p, gemv }),
-      grid: gemv
-        ? grid1d(tiles, TERNARY_WG)
-        : [ceilDiv(tiles, TERNARY_WG), ceilDiv(p.T, p.tokens), 1],
+      grid: gemv ? grid1d(tiles, p.wg) : [ceilDiv(tiles, p.wg), ceilDiv(p.T, p.tokens), 1],
       uniforms: new Uint8Array(u),
     };
   },
 });
+
+/** The least power of two >= n (n >= 1): a short prompt's token tile, not one of duplicates. */
+function pow2AtLeast(n: number): number {
+  return 2 ** Math.ceil(Math.log2(Math.max(1, n)));
+}
 
 function run(
   op: string,
@@ -230,8 +238,9 @@ function run(
     T: xq.tokens,
     scale: w.scale,
     rows: kind === "gemv" ? config.gemvRows : config.gemmRows,
-    tokens: kind === "gemv" ? 1 : config.gemmTokens,
-    vec4: (kind === "gemv" ? config.gemvVec4 : config.gemmVec4) && ternaryUsesVec4(K),
+    tokens: kind === "gemv" ? 1 : Math.min(config.gemmTokens, pow2AtLeast(xq.tokens)),
+    words: ternaryStepWords(K, kind === "gemv" ? config.gemvWords : config.gemmWords),
+    wg: kind === "gemv" ? TERNARY_WG : config.gemmWg,
   };
   const y = apply(ternaryMatmulOp, inputs, params);
   if (b && b !== bias) b.dispose();

@@ -1,7 +1,13 @@
 // WGSL of the ternary × int8 GEMV/GEMM (kernels/ternary_gemm.ts; formats in kernels/ternary.ts).
-// One invocation owns a tile of `tokens` × `rows` outputs and streams the rows' packed words
-// (as vec4<u32>, 64 weights per load, when asked and K16 is a multiple of 64; else one u32 at a
-// time), so every unpacked weight group feeds `tokens` products and every activation word `rows`.
+// Register-blocked, no workgroup memory: one invocation owns a tile of `tokens` × `rows` outputs
+// and streams its rows' packed words, `words` (1, 2 or 4: a u32, vec2 or vec4 load) per step, so
+// every unpacked weight word feeds `tokens` products and every activation word `rows`. The GEMM
+// takes its token tile from the workgroup id: all invocations of a workgroup read the same
+// activation words (broadcast loads on GPUs). On llvmpipe (Mesa 22) every storage-buffer load,
+// uniform or not, runs a per-lane loop of ≈ 15 + 7 instructions per 32-bit component, against
+// one instruction per 8 products, so there loads per product (1/(16·tokens) + 1/(4·rows) words,
+// fewer per-load overheads with wider steps) and the loop body's size (spills, code past the
+// instruction cache) decide the tile: kernels/ternary_gemm.ts, `ternaryConfigFor`.
 // Two integer paths, both exact:
 // - dot4: codes of group g, `(word >> 2g) & 0x03030303`, are an i8x4 of c = q + 1 in {0, 1, 2};
 //   `dot4I8Packed(codes, xword)` adds Σ c·x over four values.
@@ -10,15 +16,16 @@
 //   the wrapping product (c0 + c2·2^16)·A = c0·x2 + (c0·x0 + c2·x2)·2^16 (mod 2^32) carries a
 //   two-term dot product in its upper half: two multiply-adds per four weights instead of four
 //   (or, where dot4I8Packed is emulated, its unpacking). The lower half stays within ±2^15 over
-//   the ≤ 32 products of one unit, so `(acc + 2^15) >> 16` recovers the exact sum each unit.
-// Both then subtract the token's Σx (codes are q + 1), and scale once: y = f32(acc)/(s_w·s_x).
+//   the ≤ 32 products of one step, so `(acc + 2^15) >> 16` recovers the exact sum each step.
+// Both then subtract the token's Σx (codes are q + 1), and scale once: y = f32(acc)/(s_w·s_x),
+// with Σx and 1/(s_w·s_x) loaded once per token of the tile and the bias once per row.
 
 import { ternaryRowWords } from "./ternary.ts";
 import { linearIndex } from "../engine/webgpu/codegen.ts";
 
 /** Everything a ternary shader is specialised on. */
 export interface TernaryShader {
-  /** GEMV: a 1-D grid over row tiles, one token; GEMM: grid (row tiles / 64, token tiles). */
+  /** GEMV: a 1-D grid over row tiles, one token; GEMM: grid (row tiles / wg, token tiles). */
   gemv: boolean;
   /** Write the i32 sums instead of the dequantised f32 outputs. */
   raw: boolean;
@@ -26,26 +33,29 @@ export interface TernaryShader {
   bias: boolean;
   /** dot4I8Packed (true) or the pair-multiply fallback (false). */
   dot4: boolean;
-  /** Read weights as vec4<u32> (needs ceil(K/16) % 4 == 0); N, K and T are uniforms. */
-  vec4: boolean;
+  /** Weight words per step, read as one u32, vec2<u32> or vec4<u32> (must divide ceil(K/16)). */
+  words: 1 | 2 | 4;
   /** Output rows per invocation. */
   rows: number;
   /** Tokens per invocation (1 for GEMV). */
   tokens: number;
+  /** Invocations per workgroup. */
+  wg: number;
 }
 
-/** Invocations per workgroup of the ternary kernels. */
+/** Invocations per workgroup of the GEMV (and the GEMM's default). */
 export const TERNARY_WG = 64;
 const LANES = ["x", "y", "z", "w"];
 const range = (n: number) => Array.from({ length: n }, (_, i) => i);
 
-/** Can the shader read weights as vec4<u32> (K16 a multiple of 64)? */
-export function ternaryUsesVec4(K: number): boolean {
-  return ternaryRowWords(K) % 4 === 0;
+/** The most weight words per step, up to `want`, that divide a row of K inputs. */
+export function ternaryStepWords(K: number, want: 1 | 2 | 4): 1 | 2 | 4 {
+  const rw = ternaryRowWords(K);
+  return want === 4 && rw % 4 === 0 ? 4 : want >= 2 && rw % 2 === 0 ? 2 : 1;
 }
 
 function bindings(s: TernaryShader): string {
-  const w = s.vec4 ? "vec4<u32>" : "u32";
+  const w = s.words === 1 ? "u32" : `vec${s.words}<u32>`;
   const ins: [string, string][] = [["w", w], ["x", "vec4<u32>"]];
   if (!s.raw) ins.push(["xs", "f32"]);
   ins.push(["xsum", "i32"]);
@@ -75,88 +85,142 @@ fn pairB(v: u32) -> u32 {
 }
 fn upper(a: u32) -> i32 { return (bitcast<i32>(a) + 32768) >> 16u; }`;
 
-/** Statements for one packed word `wv(o)` of each row against activation vec4 `x(t)`. */
-function wordBody(s: TernaryShader, wv: (o: number) => string, xi: string): string[] {
-  const os = range(s.rows);
-  const ts = range(s.tokens);
-  const out = ts.map((t) => `let x${t} = x[xb${t} + ${xi}];`);
-  for (const g of range(4)) {
-    const lane = LANES[g];
-    const body: string[] = [];
-    if (s.dot4) {
-      body.push(...os.map((o) => `let c${o} = (${wv(o)} >> ${2 * g}u) & 0x03030303u;`));
-      for (const t of ts) {
-        body.push(...os.map((o) => `t${t}_${o} += dot4I8Packed(c${o}, x${t}.${lane});`));
-      }
-    } else {
-      body.push(...ts.flatMap((t) => [
-        `let pa${t} = pairA(x${t}.${lane});`,
-        `let pb${t} = pairB(x${t}.${lane});`,
-      ]));
-      body.push(...os.flatMap((o) => [
-        `let ca${o} = (${wv(o)} >> ${2 * g}u) & 0x00030003u;`,
-        `let cb${o} = (${wv(o)} >> ${2 * g + 8}u) & 0x00030003u;`,
-      ]));
-      for (const t of ts) {
-        body.push(...os.map((o) => `a${t}_${o} += ca${o} * pa${t} + cb${o} * pb${t};`));
-      }
-    }
-    out.push("{", ...body.map((l) => `  ${l}`), "}");
-  }
-  return out.map((l) => `      ${l}`);
+/** Unpacked activations of word `q` for token `t`: raw (dot4) or re-spread pairs. */
+function unpackX(s: TernaryShader, t: number, q: number, xi: string): string[] {
+  const out = [`let x${t}_${q} = x[xb${t} + ${xi}];`];
+  if (s.dot4) return out;
+  return out.concat(
+    range(4).flatMap((g) => [
+      `let pa${t}_${q}_${g} = pairA(x${t}_${q}.${LANES[g]});`,
+      `let pb${t}_${q}_${g} = pairB(x${t}_${q}.${LANES[g]});`,
+    ]),
+  );
 }
 
-/** Store of tile entry (t, o), guarded for the ragged edges. */
-function store(s: TernaryShader, t: number, o: number): string {
-  const tt = `(t0 + ${t}u)`;
-  const n = `(n0 + ${o}u)`;
-  const acc = `t${t}_${o} - xsum[${tt}]`;
-  const v = s.raw
-    ? acc
-    : `f32(${acc}) * (1.0 / (u.sw * xs[${tt}]))${s.bias ? ` + bias[${n}]` : ""}`;
-  return `  if (${tt} < u.tokens && ${n} < N) { y[${tt} * N + ${n}] = ${v}; }`;
+/** Codes of row `o` in weight word `w` (index `q` of the step). */
+function unpackW(s: TernaryShader, o: number, q: number, w: string): string[] {
+  if (s.dot4) {
+    return range(4).map((g) => `let c${o}_${q}_${g} = (${w} >> ${2 * g}u) & 0x03030303u;`);
+  }
+  return range(4).flatMap((g) => [
+    `let ca${o}_${q}_${g} = (${w} >> ${2 * g}u) & 0x00030003u;`,
+    `let cb${o}_${q}_${g} = (${w} >> ${2 * g + 8}u) & 0x00030003u;`,
+  ]);
+}
+
+/** Σ over words `qs` of row `o` × token `t`: dot4 terms, or the pair products (wrapping u32). */
+function terms(s: TernaryShader, t: number, o: number, qs: number[]): string {
+  return qs.flatMap((q) =>
+    range(4).map((g) =>
+      s.dot4
+        ? `dot4I8Packed(c${o}_${q}_${g}, x${t}_${q}.${LANES[g]})`
+        : `ca${o}_${q}_${g} * pa${t}_${q}_${g} + cb${o}_${q}_${g} * pb${t}_${q}_${g}`
+    )
+  ).join(" + ");
+}
+
+/**
+ * One step of `words` weight words. One or two: every token's activations first, then row by
+ * row its weights (loaded right there), codes and one sum per token (the pair path's ≤ 16
+ * products flushed at once, so no partial sum outlives its row). Four (vec4): word by word, the
+ * pair products summed in `a` and flushed at the end of the step (kernel body).
+ */
+function stepBody(s: TernaryShader): string[] {
+  const ts = range(s.tokens);
+  const W = s.words;
+  const out: string[] = [];
+  if (W < 4) {
+    for (const t of ts) {
+      for (const q of range(W)) out.push(...unpackX(s, t, q, W === 1 ? "j" : `2u * j + ${q}u`));
+    }
+    for (const o of range(s.rows)) {
+      out.push(`let w${o} = w[wb${o} + j];`);
+      for (const q of range(W)) {
+        out.push(...unpackW(s, o, q, W === 1 ? `w${o}` : `w${o}.${LANES[q]}`));
+      }
+      for (const t of ts) {
+        const sum = terms(s, t, o, range(W));
+        out.push(`acc${t}_${o} += ${s.dot4 ? sum : `upper(${sum})`};`);
+      }
+    }
+    return out;
+  }
+  for (const q of range(4)) {
+    const word = ts.flatMap((t) => unpackX(s, t, q, `4u * j + ${q}u`));
+    for (const o of range(s.rows)) {
+      word.push(...unpackW(s, o, q, `w${o}.${LANES[q]}`));
+      for (const t of ts) {
+        const to = s.dot4 ? `acc${t}_${o}` : `a${t}_${o}`;
+        word.push(`${to}${!s.dot4 && q === 0 ? " =" : " +="} ${terms(s, t, o, [q])};`);
+      }
+    }
+    out.push("{", ...word.map((l) => `  ${l}`), "}");
+  }
+  return out;
+}
+
+/** The stores of one token of the tile: Σx and the scale once, then each row, guarded. */
+function storeToken(s: TernaryShader, t: number): string[] {
+  const out = [`if (t0 + ${t}u < u.tokens) {`, `  let tt = t0 + ${t}u;`, `  let sum = xsum[tt];`];
+  if (!s.raw) out.push(`  let inv = 1.0 / (u.sw * xs[tt]);`);
+  for (const o of range(s.rows)) {
+    const acc = `acc${t}_${o} - sum`;
+    const v = s.raw ? acc : `f32(${acc}) * inv${s.bias ? ` + b${o}` : ""}`;
+    out.push(`  if (n0 + ${o}u < N) { y[tt * N + n0 + ${o}u] = ${v}; }`);
+  }
+  out.push("}");
+  return out;
 }
 
 const sources = new Map<string, string>();
 
 /** The WGSL of one ternary GEMV/GEMM specialisation (memoised: sources run to 2,000 lines). */
 export function ternaryWgsl(s: TernaryShader): string {
-  const key = [s.gemv, s.raw, s.bias, s.dot4, s.vec4, s.rows, s.tokens].join();
+  const key = [s.gemv, s.raw, s.bias, s.dot4, s.words, s.rows, s.tokens, s.wg].join();
   let source = sources.get(key);
   if (!source) sources.set(key, source = generate(s));
   return source;
 }
 
 function generate(s: TernaryShader): string {
-  const vec = s.vec4;
+  const vec = s.words === 4;
   const os = range(s.rows);
   const ts = range(s.tokens);
   const pairs = ts.flatMap((t) => os.map((o) => [t, o]));
-  const words = vec ? range(4) : [0];
-  const unit = words.flatMap((q) => {
-    const wv = (o: number) => (vec ? `w${o}.${LANES[q]}` : `w${o}`);
-    return [`    {`, ...wordBody(s, wv, vec ? `4u * j + ${q}u` : "j"), `    }`];
-  });
-  const tileIndex = s.gemv ? linearIndex(TERNARY_WG) : "gid.x";
+  // vec4 steps of the pair path sum a step's products in u32 `a`, flushed once per step.
+  const stepSums = !s.dot4 && vec;
+  const loop = [
+    ...(vec ? os.map((o) => `let w${o} = w[wb${o} + j];`) : []),
+    ...(stepSums ? pairs.map(([t, o]) => `var a${t}_${o}: u32;`) : []),
+    ...stepBody(s),
+    ...(stepSums ? pairs.map(([t, o]) => `acc${t}_${o} += upper(a${t}_${o});`) : []),
+  ];
+  const stores = [
+    ...(s.bias ? os.map((o) => `let b${o} = bias[min(n0 + ${o}u, N - 1u)];`) : []),
+    ...ts.flatMap((t) => storeToken(s, t)),
+  ];
+  const tile = s.gemv ? linearIndex(s.wg) : `wid.x * ${s.wg}u + lid`;
+  const indent = (ls: string[], n: number) => ls.map((l) => " ".repeat(n) + l).join("\n");
   return `${bindings(s)}
 ${s.dot4 ? "" : PAIR_HELPERS}
-@compute @workgroup_size(${TERNARY_WG})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+@compute @workgroup_size(${s.wg})
+fn main(
+  @builtin(global_invocation_id) gid: vec3<u32>,
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(local_invocation_index) lid: u32,
+) {
   let N = u.n;
   let KW = u.kw;
-  let UNITS = ${vec ? "KW / 4u" : "KW"};
-  let n0 = ${tileIndex} * ${s.rows}u;
-  let t0 = ${s.gemv ? "0u" : `gid.y * ${s.tokens}u`};
-  if (n0 >= N || t0 >= u.tokens) { return; }
-${os.map((o) => `  let wb${o} = min(n0 + ${o}u, N - 1u) * UNITS;`).join("\n")}
-${ts.map((t) => `  let xb${t} = min(t0 + ${t}u, u.tokens - 1u) * KW;`).join("\n")}
-${pairs.map(([t, o]) => `  var t${t}_${o} = 0i;`).join("\n")}
+  let UNITS = KW / ${s.words}u;
+  let n0 = (${tile}) * ${s.rows}u;
+  let t0 = ${s.gemv ? "0u" : `wid.y * ${s.tokens}u`};
+  if (n0 >= N) { return; }
+${indent(os.map((o) => `let wb${o} = min(n0 + ${o}u, N - 1u) * UNITS;`), 2)}
+${indent(ts.map((t) => `let xb${t} = min(t0 + ${t}u, u.tokens - 1u) * KW;`), 2)}
+${indent(pairs.map(([t, o]) => `var acc${t}_${o} = 0i;`), 2)}
   for (var j = 0u; j < UNITS; j++) {
-${os.map((o) => `    let w${o} = w[wb${o} + j];`).join("\n")}
-${s.dot4 ? "" : pairs.map(([t, o]) => `    var a${t}_${o} = 0u;`).join("\n")}
-${unit.join("\n")}
-${s.dot4 ? "" : pairs.map(([t, o]) => `    t${t}_${o} += upper(a${t}_${o});`).join("\n")}
+${indent(loop, 4)}
   }
-${pairs.map(([t, o]) => store(s, t, o)).join("\n")}
+${indent(stores, 2)}
 }`;
 }

@@ -1,10 +1,14 @@
 // Ternary × int8 GEMV/GEMM against our f32 matmul (kernels/matmul.ts) on the same adapter and
 // shapes, in one run: decode 1×2048·2048×2048 and 1×4096·4096×11008, prefill 128×2048·2048×2048.
-// A table is printed first from our own timing (products queued back to back, one sync at the
-// end, after a warm-up that compiles and autotunes): ms per product, effective GB/s of weight
-// bytes (packed u32 for ternary, f32 for the baseline) and the speed-up over f32. The f32 weight
-// [K, N] of the 11008-wide shape is 180 MB, over llvmpipe's 128 MiB binding limit, so it runs as
-// column blocks (the packed ternary weight is 11 MB and needs no split).
+// A table is printed first from our own timing: ms per product, effective GB/s of weight bytes
+// (packed u32 for ternary, f32 for the baseline) and the speed-up over f32. The candidates of a
+// shape are timed interleaved (f32, ternary, quantiser + ternary, the other integer path, then
+// again, ROUNDS times; each turn queues a batch of products back to back with one sync, whose
+// fixed wait is measured once and subtracted) and each gets its median, so load from other
+// processes on a shared machine hits all of them alike. Warm-up first: compiles and autotuning
+// stay out. The f32 weight [K, N] of the 11008-wide shape is 180 MB, over llvmpipe's 128 MiB
+// binding limit, so it runs as column blocks (the packed ternary weight is 11 MB and needs no
+// split).
 // Run: deno run -A tests/bench/ternary_bench.ts   (or deno task bench, which adds Deno.bench cases)
 
 import type { Tensor } from "../../engine/tensor.ts";
@@ -23,8 +27,10 @@ import {
 import { hasWebGPU } from "../util.ts";
 
 const SHAPES: [number, number, number][] = [[1, 2048, 2048], [1, 4096, 11008], [128, 2048, 2048]];
-/** Seconds of queued work per measurement (iterations are chosen to fill it). */
+/** Seconds of queued work per candidate, split over the rounds. */
 const TARGET_S = Number(Deno.env.get("TERNARY_BENCH_SECONDS") ?? 1);
+/** Interleaved rounds per shape; each candidate reports its median. */
+const ROUNDS = 5;
 
 let seed = 0x9e3779b9;
 /** A fast LCG: benchmark operands need no quality, only size. */
@@ -76,42 +82,66 @@ async function timeOf(gpu: WebGpuBackend, f: () => Tensor[], n: number): Promise
   return performance.now() - t0;
 }
 
-/**
- * ms per call of `f` (returning tensors to free): a warm-up read, a two-point estimate of the
- * per-call time (1 and 4 calls, so the ≈ 11 ms sync drops out), then enough calls to fill
- * TARGET_S, one sync at the end.
- */
-async function msPer(gpu: WebGpuBackend, f: () => Tensor[]): Promise<number> {
-  const warm = f();
-  await warm[0].data(); // compile, autotune, first touch
-  warm.forEach((t) => t.dispose());
-  const per = Math.max(0.01, ((await timeOf(gpu, f, 4)) - (await timeOf(gpu, f, 1))) / 3);
-  const iters = Math.max(3, Math.min(2000, Math.round((TARGET_S * 1000) / per)));
-  return (await timeOf(gpu, f, iters)) / iters;
+const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)];
+
+/** The fixed wait of one sync (≈ 10 ms on llvmpipe): median time of a 1×1 product and a sync. */
+async function syncMs(gpu: WebGpuBackend): Promise<number> {
+  const a = fromArray(new Float32Array([1]), [1, 1], { backend: gpu });
+  const one = () => [matmul(a, a)];
+  await timeOf(gpu, one, 1);
+  const v: number[] = [];
+  for (let i = 0; i < 7; i++) v.push(await timeOf(gpu, one, 1));
+  a.dispose();
+  return median(v);
 }
 
-const quantise = (o: Operands) => {
+/**
+ * Median ms per call of each candidate: a warm-up read (compile, autotune, first touch), a
+ * two-point estimate of the per-call time (1 and 4 calls) to size each turn's batch, then ROUNDS
+ * interleaved turns; each turn's time less one sync wait, over its calls.
+ */
+async function msPerAll(gpu: WebGpuBackend, fs: (() => Tensor[])[], sync: number) {
+  const iters: number[] = [];
+  for (const f of fs) {
+    const warm = f();
+    await warm[0].data();
+    warm.forEach((t) => t.dispose());
+    const per = Math.max(0.01, ((await timeOf(gpu, f, 4)) - (await timeOf(gpu, f, 1))) / 3);
+    iters.push(Math.max(2, Math.min(1000, Math.round((TARGET_S * 1000) / ROUNDS / per))));
+  }
+  const times = fs.map(() => [] as number[]);
+  for (let r = 0; r < ROUNDS; r++) {
+    for (let i = 0; i < fs.length; i++) {
+      times[i].push(Math.max(0, (await timeOf(gpu, fs[i], iters[i])) - sync) / iters[i]);
+    }
+  }
+  return times.map(median);
+}
+
+const ternary = (o: Operands, xq: QuantizedActivations, dot4?: boolean) =>
+  xq.tokens === 1 ? ternaryGemv(o.w, xq, { dot4 }) : ternaryGemm(o.w, xq, { dot4 });
+const product = (o: Operands, dot4?: boolean) => () => [ternary(o, o.xq, dot4)];
+/** The fused quantiser on x, then the product on its output. */
+const quantisedProduct = (o: Operands) => () => {
   const q = packActivations(o.x, o.g);
-  return [q.data, q.scale, q.sum];
+  return [q.data, q.scale, q.sum, ternary(o, q)];
 };
-const product = (o: Operands, dot4?: boolean) => () => [
-  o.xq.tokens === 1 ? ternaryGemv(o.w, o.xq, { dot4 }) : ternaryGemm(o.w, o.xq, { dot4 }),
-];
 const f32 = (o: Operands) => () => o.wf32.map((w) => matmul(o.x, w));
 
 async function table(gpu: WebGpuBackend): Promise<void> {
   const cfg = ternaryConfig(gpu);
   const fmt = (v: number) => (v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(3));
   const rows: string[] = [];
+  const sync = await syncMs(gpu);
+  const load = Deno.loadavg();
   for (const shape of SHAPES) {
     const [T, K, N] = shape;
     const o = operands(gpu, shape);
     const f32Bytes = K * N * 4;
     const packedBytes = o.w.packed.size * 4;
-    const tF32 = await msPer(gpu, f32(o));
-    const tQuant = await msPer(gpu, () => quantise(o));
-    const tTer = await msPer(gpu, product(o));
-    const other = gpu.ctx.hasDot4I8 || !cfg.dot4 ? await msPer(gpu, product(o, !cfg.dot4)) : NaN;
+    const both = gpu.ctx.hasDot4I8 || !cfg.dot4;
+    const fs = [f32(o), product(o), quantisedProduct(o), ...(both ? [product(o, !cfg.dot4)] : [])];
+    const [tF32, tTer, tBoth, other] = await msPerAll(gpu, fs, sync);
     const name = `${T}×${K}·${K}×${N}`;
     const line = (what: string, ms: number, bytes: number, ratio = "") =>
       rows.push(`| ${name} | ${what} | ${fmt(ms)} | ${fmt(bytes / ms / 1e6)} | ${ratio} |`);
@@ -122,14 +152,18 @@ async function table(gpu: WebGpuBackend): Promise<void> {
       f32Bytes,
     );
     line(`ternary ${cfg.dot4 ? "dot4" : "pair"} (default)`, tTer, packedBytes, x(tTer));
-    line("quantiser + ternary (default)", tQuant + tTer, packedBytes, x(tQuant + tTer));
-    if (!Number.isNaN(other)) {
+    line("quantiser + ternary (default)", tBoth, packedBytes, x(tBoth));
+    if (other !== undefined) {
       line(`ternary ${cfg.dot4 ? "pair" : "dot4"}`, other, packedBytes, x(other));
     }
     for (const t of [o.x, ...o.wf32, o.w.packed, o.g, o.xq.data, o.xq.scale, o.xq.sum]) t.dispose();
   }
+  const avg = (v: number[]) => v.map((l) => l.toFixed(2)).join(" ");
   console.log(`\nternary × int8 vs f32 (${gpu.describe()})`);
-  console.log(`load average ${Deno.loadavg().map((v) => v.toFixed(2)).join(" ")}`);
+  console.log(
+    `load average ${avg(load)} at start, ${avg(Deno.loadavg())} at end; ${ROUNDS} interleaved ` +
+      `rounds, medians; sync wait ${sync.toFixed(1)} ms subtracted`,
+  );
   console.log("| shape | kernel | ms | weight GB/s | vs f32 |\n| --- | --- | --- | --- | --- |");
   console.log(rows.join("\n"));
 }
@@ -152,6 +186,6 @@ if (gpu && !import.meta.main) {
     name: "quantiser + ternary GEMV",
     group,
     n: 5,
-    fn: batch(() => [...quantise(o), ...product(o)()], 20),
+    fn: batch(quantisedProduct(o), 20),
   });
 }

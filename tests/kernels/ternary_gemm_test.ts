@@ -1,6 +1,7 @@
 // Ternary × int8 GEMV/GEMM: the integer accumulators equal an unpacked-integer CPU reference
-// exactly (CPU kernel, and WebGPU with dot4I8Packed and with the plain-integer fallback) on odd
-// shapes; the dequantised output matches a float64 fake-quant forward to 1e-4 relative.
+// exactly (CPU kernel, and WebGPU with dot4I8Packed and with the plain-integer fallback, each with
+// the adapter's tiles, the other adapter class's tiles and odd ones) on odd and on random shapes;
+// the dequantised output matches a float64 fake-quant forward to 1e-4 relative.
 
 import { ok, strictEqual, throws } from "node:assert/strict";
 import type { Backend } from "../../engine/backend.ts";
@@ -19,13 +20,17 @@ import {
   ternaryAccumulate,
   type TernaryConfig,
   ternaryConfig,
+  ternaryConfigFor,
   ternaryGemm,
   ternaryGemv,
   type TernaryWeights,
 } from "../../kernels/ternary_gemm.ts";
+import { Generator } from "../../engine/random.ts";
+import { WebGpuBackend } from "../../engine/webgpu/backend.ts";
 import { cpu, freshSeed, gpu, hasWebGPU, randnArray } from "../util.ts";
 
-// K = 64 and 192 allow vec4 weight loads (ceil(K/16) % 4 == 0); the others load single words.
+// K = 64 and 192 allow vec4 weight loads (ceil(K/16) % 4 == 0), 17 and 100 vec2 ones (% 2 == 0);
+// the others load single words.
 const INS = [1, 15, 16, 17, 100, 64, 192];
 const OUTS = [1, 3, 17, 65];
 
@@ -92,13 +97,27 @@ function integerReference(q: Int8Array, xq: Int8Array, T: number, N: number, K: 
   return acc;
 }
 
-/** Tiles unlike any default (ragged edges hit another way), weight loads the other width. */
+/** Tiles unlike any default (ragged edges hit another way), weight loads of other widths. */
 function oddTiles(backend: Backend): Partial<TernaryConfig> {
   const d = ternaryConfig(backend);
-  return { gemvRows: 3, gemmRows: 2, gemmTokens: 3, gemvVec4: !d.gemvVec4, gemmVec4: !d.gemmVec4 };
+  return {
+    gemvRows: 3,
+    gemmRows: 2,
+    gemmTokens: 3,
+    gemvWords: d.gemvWords === 4 ? 1 : 4,
+    gemmWords: d.gemmWords === 4 ? 2 : 4,
+    gemmWg: 8,
+  };
 }
 
-/** The kernels to check on a backend: both WGSL paths, default and odd tiles on WebGPU. */
+/** The tiles of the other adapter class (software on a GPU, GPU on a software adapter). */
+function otherTiles(backend: Backend): Partial<TernaryConfig> {
+  const software = backend instanceof WebGpuBackend && backend.ctx.isFallback;
+  const { dot4: _, ...tiles } = ternaryConfigFor({ isFallback: !software, hasDot4I8: false });
+  return tiles;
+}
+
+/** The kernels to check on a backend: both WGSL paths, each with three tilings on WebGPU. */
 function paths(backend: Backend, T: number) {
   const kernels = T === 1 ? ["gemv", "gemm"] as const : ["gemm"] as const;
   const variants: { label: string; dot4?: boolean; config?: Partial<TernaryConfig> }[] = [];
@@ -106,11 +125,11 @@ function paths(backend: Backend, T: number) {
   else {
     for (const dot4 of hasDot4I8(backend) ? [true, false] : [false]) {
       const label = dot4 ? "dot4" : "fallback";
-      variants.push({ label, dot4 }, {
-        label: `${label} odd tiles`,
-        dot4,
-        config: oddTiles(backend),
-      });
+      variants.push(
+        { label, dot4 },
+        { label: `${label} odd tiles`, dot4, config: oddTiles(backend) },
+        { label: `${label} other adapter's tiles`, dot4, config: otherTiles(backend) },
+      );
     }
   }
   return kernels.flatMap((kernel) => variants.map((v) => ({ ...v, kernel })));
@@ -122,7 +141,7 @@ async function checkExact(backend: Backend, seed: number) {
     for (const N of OUTS) {
       // Every product of this (K, N) is issued first and read back together: one round trip.
       const pending: { got: Promise<ArrayLike<number>>; want: Int32Array; msg: string }[] = [];
-      for (const T of [1, 5]) {
+      for (const T of [1, 5, 17]) {
         const L = layer(T, N, K, seed + 100 * K + N + T);
         const W = upload(backend, L.w, N, K);
         const xa = packActivations(f32(backend, L.x, [T, K]), f32(backend, L.g, [K]));
@@ -142,7 +161,43 @@ async function checkExact(backend: Backend, seed: number) {
       }
     }
   }
-  ok(cases >= INS.length * OUTS.length * 2, `${cases} cases`);
+  ok(cases >= INS.length * OUTS.length * 3, `${cases} cases`);
+}
+
+/** Random shapes: K (not a multiple of 16) up to 300, N odd up to 599, T from 1, 3, 17, 65. */
+function randomShapes(seed: number, count: number): [number, number, number][] {
+  const u = new Generator(seed).uniform(3 * count);
+  return Array.from({ length: count }, (_, i) => {
+    const K = 1 + Math.floor(u[3 * i] * 300);
+    return [
+      [1, 3, 17, 65][Math.floor(u[3 * i + 2] * 4)],
+      2 * Math.floor(u[3 * i + 1] * 300) + 1,
+      K % 16 === 0 ? K + 1 : K,
+    ];
+  });
+}
+
+/** Exact integer sums of every path on random shapes (several row and token tiles, ragged). */
+async function checkRandomShapes(backend: Backend, seed: number) {
+  const shapes = randomShapes(seed, 6);
+  const pending: { got: Promise<ArrayLike<number>>; want: Int32Array; msg: string }[] = [];
+  for (const [T, N, K] of shapes) {
+    const L = layer(T, N, K, seed + 7 * N + K + T);
+    const W = upload(backend, L.w, N, K);
+    const xa = packActivations(f32(backend, L.x, [T, K]), f32(backend, L.g, [K]));
+    const xq = unpackInt8(await xa.data.data() as Uint32Array, T, K);
+    const want = integerReference(quantizeTernary(L.w).q, xq, T, N, K);
+    for (const { label, kernel, dot4, config } of paths(backend, T)) {
+      const got = ternaryAccumulate(W, xa, { kernel, dot4, config }).data();
+      pending.push({ got, want, msg: `${kernel} ${label} T=${T} N=${N} K=${K} seed ${seed}` });
+    }
+  }
+  for (const { got, want, msg } of pending) {
+    const g = await got;
+    strictEqual(g.length, want.length, msg);
+    for (let i = 0; i < want.length; i++) strictEqual(g[i], want[i], `${msg} at ${i}`);
+  }
+  ok(pending.length >= shapes.length, `${pending.length} cases`);
 }
 
 Deno.test("ternaryAccumulate on the cpu backend equals the integer reference exactly", async () => {
@@ -154,6 +209,18 @@ Deno.test({
   ignore: !hasWebGPU,
   async fn() {
     await checkExact(await gpu(), freshSeed());
+  },
+});
+
+Deno.test("ternaryAccumulate on the cpu backend is exact on random odd shapes", async () => {
+  await checkRandomShapes(cpu, freshSeed());
+});
+
+Deno.test({
+  name: "ternaryAccumulate on WebGPU (every path and tiling) is exact on random odd shapes",
+  ignore: !hasWebGPU,
+  async fn() {
+    await checkRandomShapes(await gpu(), freshSeed());
   },
 });
 
