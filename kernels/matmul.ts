@@ -6,11 +6,12 @@
 // 2×4 blocks of C are accumulated in registers over k, in cache blocks of columns and k.
 // WebGPU: kernels/matmul_wgsl.ts generates each variant for the operands' layout class (vec4
 // loads where rows are aligned, scalar loads otherwise; dims and strides in a uniform block).
-// Shapes with at least TUNE_MIN multiply-adds carry their shape class and every variant, so the
-// backend's autotuner (engine/webgpu/autotune.ts) times the variants once per class and adapter;
-// smaller ones run DEFAULT_VARIANT.
+// Shapes with at least TUNE_MIN multiply-adds carry their shape class and the candidate variants
+// (see candidatesOf), so the backend's autotuner (engine/webgpu/autotune.ts) times them once per
+// class and adapter; smaller ones run DEFAULT_VARIANT. On software adapters a k range longer
+// than SOFTWARE_MAX_K is summed in chunks (llvmpipe silently caps an invocation's loops).
 
-import type { ArgInfo, CpuArg, WgslLaunch } from "../engine/backend.ts";
+import type { ArgInfo, CpuArg, DeviceTraits, WgslLaunch } from "../engine/backend.ts";
 import type { TypedArray } from "../engine/dtype.ts";
 import type { Tensor } from "../engine/tensor.ts";
 import type { TunableLaunch, TuneTrial } from "../engine/webgpu/autotune.ts";
@@ -18,7 +19,9 @@ import { apply, defineOp, type OpDef } from "../engine/op.ts";
 import { broadcastShapes, ceilDiv, sizeOf } from "../engine/shape.ts";
 import { fmtShape, ShapeError } from "../engine/errors.ts";
 import { wgslType } from "../engine/dtype.ts";
-import { expand, reshape, transpose } from "./view.ts";
+import { WebGpuBackend } from "../engine/webgpu/backend.ts";
+import { add } from "./binary.ts";
+import { expand, narrow, reshape, transpose } from "./view.ts";
 import {
   type AMode,
   type BMode,
@@ -172,6 +175,13 @@ function modesOf(la: MatLayout, lb: MatLayout, p: MatmulParams): [AMode, BMode, 
 
 const sources = new Map<string, string>();
 
+/** The variant that runs for `v`: register blocks over 8×16 run as 8×16 with scalar loads (a
+ * big scalar-load kernel compiles for seconds on llvmpipe and is never the fast one). */
+function effective(v: MatmulVariant, modes: [AMode, BMode, CMode]): MatmulVariant {
+  const scalar = modes[0] === "s" || modes[1] === "s";
+  return v.kind === "reg" && v.tm * v.tn > 128 && scalar ? variantNamed("reg8x16") : v;
+}
+
 /** The launch of `v` (WGSL memoized per variant, dtype and modes). */
 function launchOf(
   v: MatmulVariant,
@@ -181,11 +191,7 @@ function launchOf(
   la: MatLayout,
   lb: MatLayout,
 ): TunableLaunch {
-  // Blocks over 8×16 fall back to 8×16 with scalar loads: a big scalar-load kernel compiles for
-  // seconds on llvmpipe and is never the fast one (its source is reg8x16's: one pipeline).
-  if (v.kind === "reg" && v.tm * v.tn > 128 && (modes[0] === "s" || modes[1] === "s")) {
-    v = variantNamed("reg8x16");
-  }
+  v = effective(v, modes);
   const key = `${v.name}|${t}|${modes.join("")}`;
   let source = sources.get(key);
   if (source === undefined) {
@@ -251,7 +257,29 @@ function trialOf(
   };
 }
 
-function matmulWgsl([a, b]: ArgInfo[], p: MatmulParams): WgslLaunch {
+/**
+ * The autotuner's candidates, the default first, then MATMUL_VARIANTS order, leaving out those
+ * that would run another candidate's kernel (see `effective`), those whose `after` is left out,
+ * and on software adapters the workgroup-tiled ones: there invocations run on CPU cores, so
+ * workgroup memory is plain memory behind costly barriers (5-10× slower than the register
+ * blocks on llvmpipe) and each tiled kernel compiles for seconds.
+ */
+function candidatesOf(modes: [AMode, BMode, CMode], device?: DeviceTraits): MatmulVariant[] {
+  const all = [
+    variantNamed(DEFAULT_VARIANT),
+    ...MATMUL_VARIANTS.filter((v) => v.name !== DEFAULT_VARIANT),
+  ];
+  const out: MatmulVariant[] = [];
+  for (const v of all) {
+    if (device?.isFallback && v.kind === "tile") continue;
+    if (effective(v, modes) !== v) continue;
+    if (v.after && !out.some((w) => w.name === v.after)) continue;
+    out.push(v);
+  }
+  return out;
+}
+
+function matmulWgsl([a, b]: ArgInfo[], p: MatmulParams, device?: DeviceTraits): WgslLaunch {
   const t = wgslType(a.dtype);
   const la = layoutOf(a);
   const lb = layoutOf(b);
@@ -259,16 +287,13 @@ function matmulWgsl([a, b]: ArgInfo[], p: MatmulParams): WgslLaunch {
   if (p.variant) return launchOf(variantNamed(p.variant), t, modes, p, la, lb);
   const launch = launchOf(variantNamed(DEFAULT_VARIANT), t, modes, p, la, lb);
   if (p.batch * p.M * p.N * p.K < TUNE_MIN) return launch;
-  // Candidates in MATMUL_VARIANTS order with the default first.
-  const order = [
-    variantNamed(DEFAULT_VARIANT),
-    ...MATMUL_VARIANTS.filter((v) => v.name !== DEFAULT_VARIANT),
-  ];
+  const order = candidatesOf(modes, device);
   const key = `matmul|${t}|${modes.join("")}|${bucket(p.M)}${bucket(p.N)}${bucket(p.K)}` +
     `|${p.batch > 1 ? "batched" : "single"}`;
   launch.tune = {
     key,
     names: order.map((v) => `matmul[${v.name}]`),
+    after: order.map((v) => order.findIndex((w) => w.name === v.after)),
     launch: (i) => launchOf(order[i], t, modes, p, la, lb),
     trial: () => trialOf(order, t, modes, p, la, lb),
   };
@@ -281,7 +306,7 @@ export const matmulOp: OpDef<MatmulParams> = defineOp<MatmulParams>({
   strided: true,
   shape: (_inputs, { batch, M, N }) => [batch, M, N],
   cpu: ([a, b], [c], p) => matmulCpu(a, b, c, p),
-  wgsl: (inputs, _outs, p) => matmulWgsl(inputs, p),
+  wgsl: (inputs, _outs, p, device) => matmulWgsl(inputs, p, device),
   backward(dy, [a, b]) {
     // dA = dC · Bᵀ, dB = Aᵀ · dC, per batch; the transposes are views, not copies.
     return [matmul(dy, transpose(b)), matmul(transpose(a), dy)];
@@ -301,6 +326,13 @@ export function matmulVariant(a: Tensor, b: Tensor, variant: string): Tensor {
   variantNamed(variant);
   return matmulWith(a, b, variant);
 }
+
+/**
+ * Longest k range one launch sums on a software adapter. llvmpipe ends an invocation's loops
+ * after 65535 iterations in all, without an error, which cut K past 65535 (scalar loads) or
+ * 262140 (vec4 loads) short; with 16384 every variant's loops stay under that cap.
+ */
+const SOFTWARE_MAX_K = 16384;
 
 function matmulWith(a: Tensor, b: Tensor, variant: string | undefined): Tensor {
   if (a.ndim === 0 || b.ndim === 0) {
@@ -332,6 +364,16 @@ function matmulWith(a: Tensor, b: Tensor, variant: string | undefined): Tensor {
   }
   if (a.dtype !== b.dtype) {
     throw new TypeError(`matmul: dtypes differ: a is ${a.dtype}, b is ${b.dtype}`);
+  }
+  if (K > SOFTWARE_MAX_K && a.backend instanceof WebGpuBackend && a.backend.ctx.isFallback) {
+    // The sum of the products over chunks of k (views, no copies).
+    let y: Tensor | null = null;
+    for (let k0 = 0; k0 < K; k0 += SOFTWARE_MAX_K) {
+      const kc = Math.min(SOFTWARE_MAX_K, K - k0);
+      const part = matmulWith(narrow(a, -1, k0, kc), narrow(b, -2, k0, kc), variant);
+      y = y ? add(y, part) : part;
+    }
+    return y as Tensor;
   }
   const batchShape = broadcastShapes("matmul", a.shape.slice(0, -2), b.shape.slice(0, -2));
   const batch = sizeOf(batchShape);

@@ -1,10 +1,13 @@
 // WGSL for the batched strided matmul of kernels/matmul.ts, generated per variant and layout.
 // Two families, both reading operands through strides (so transposed views need no copies):
 // - "reg": register-blocked, no workgroup memory. Each invocation computes a TM×TN block of C,
-//   loading per 4-step of k a TM×4 slice of A and a 4×TN slice of B into registers. Wins on
-//   llvmpipe: there every loaded component costs a per-lane loop (Mesa 22's SSBO path), so the
-//   ratio TM·TN / (TM + TN) decides, and barriers are expensive. Blocks past 16×32 compile for
-//   tens of seconds there (the accumulators spill), which is why none is offered.
+//   loading per 4-step of k a 4×TN slice of B, then A row by row, into registers. Wins on CPU
+//   adapters. On llvmpipe (Mesa 22.3) an invocation is one lane of an 8-wide SIMD group and
+//   every storage load is a loop over the lanes with a bounds check per component (about 40
+//   instructions per lane for a vec4), so loads, not multiply-adds, bound the kernel: the ratio
+//   TM·TN / (TM + TN) decides, and workgroup memory is no cheaper to read. 32×32 is the largest
+//   block offered: it compiles in 6-12 s per layout there (its 1024 accumulators spill), so the
+//   autotuner tries 16×32 and 32×32 only where 8×16 leads (see MatmulVariant.after).
 // - "tile": workgroup-memory tiling. A workgroup stages a BM×BK tile of A and a BK×BN tile of B
 //   in workgroup memory (coalesced global loads), then each invocation computes TM×TN of C from
 //   it, rows and columns interleaved across invocations so workgroup reads are conflict-free.
@@ -17,7 +20,8 @@
 // guarded stores, never by padding copies. Every variant adds k in order 0..K-1 into each
 // output as `c + a * b` (which the compiler may contract to an fma), so variants agree to
 // rounding. Dims and strides come from a uniform block: one pipeline per variant, dtype and
-// modes serves every shape.
+// modes serves every shape (baked constants measured no faster on llvmpipe, and would make
+// every new shape another multi-second compile).
 
 /** How an operand is read: vec4 along a named axis, or scalar through strides. */
 export type AMode = "k4" | "m4" | "s";
@@ -42,13 +46,24 @@ export interface MatmulVariant {
   wy: number;
   /** k-depth of a workgroup tile ("tile" only; a multiple of 4). */
   bk: number;
+  /**
+   * The variant that must lead (be within 25% of the fastest) before the autotuner compiles
+   * and times this one: big register blocks are tried only where 8×16 already pays.
+   */
+  after?: string;
 }
 
-/** The candidates the autotuner times; all fit WebGPU's default limits (16 KiB, 256 threads). */
+/**
+ * The candidates the autotuner times; all fit WebGPU's default limits (16 KiB, 256 threads).
+ * Big register blocks get small workgroups (one 8-wide SIMD group on llvmpipe), so that even a
+ * 256×256 product has 8 workgroups to spread over the CPU threads: coarser grids lose whole
+ * workgroups' time when another process takes a core.
+ */
 export const MATMUL_VARIANTS: readonly MatmulVariant[] = [
   { name: "reg4x4", kind: "reg", tm: 4, tn: 4, wx: 8, wy: 8, bk: 0 },
   { name: "reg8x16", kind: "reg", tm: 8, tn: 16, wx: 8, wy: 8, bk: 0 },
-  { name: "reg16x32", kind: "reg", tm: 16, tn: 32, wx: 8, wy: 8, bk: 0 },
+  { name: "reg16x32", kind: "reg", tm: 16, tn: 32, wx: 8, wy: 2, bk: 0, after: "reg8x16" },
+  { name: "reg32x32", kind: "reg", tm: 32, tn: 32, wx: 8, wy: 1, bk: 0, after: "reg8x16" },
   { name: "tile64", kind: "tile", tm: 4, tn: 4, wx: 16, wy: 16, bk: 16 },
   { name: "tile128", kind: "tile", tm: 8, tn: 8, wx: 16, wy: 16, bk: 8 },
 ];
@@ -140,27 +155,13 @@ export function regKernel(t: string, v: MatmulVariant, am: AMode, bm: BMode, cm:
       setup.push(`let bc${j} = bBase + min(col0 + ${j}u, u.N - 1u) * u.bsc;`);
     }
   }
-  // One k-step group: loads of A(i, kk) and B(kk, jv) for kk in kks, then the updates.
+  // One k-step group over kk in kks: the B slice is loaded first, then A row by row (a vec4
+  // along m carries 4 rows), each row's loads right before its updates. Loaded A values then
+  // live for one row only, which on llvmpipe spills less than loading all of A up front
+  // (measured 5-10% faster at 16×32 and 32×32).
   const step = (kks: number[]): string => {
     const body: string[] = [];
-    let aOf: (i: number, kk: number) => string;
     let bOf: (kk: number, jv: number) => string;
-    if (am === "k4") {
-      for (const i of range(tm)) body.push(`let a${i} = a[ar${i} + kq];`);
-      aOf = (i, kk) => `a${i}.${C4[kk]}`;
-    } else if (am === "m4") {
-      for (const kk of kks) {
-        for (const iv of range(tm / 4)) {
-          body.push(`let a${kk}_${iv} = a[ar${iv} + (k + ${kk}u) * asc4];`);
-        }
-      }
-      aOf = (i, kk) => `a${kk}_${i >> 2}.${C4[i & 3]}`;
-    } else {
-      for (const kk of kks) {
-        for (const i of range(tm)) body.push(`let a${kk}_${i} = a[ar${i} + (k + ${kk}u) * u.asc];`);
-      }
-      aOf = (i, kk) => `a${kk}_${i}`;
-    }
     if (bm === "n4") {
       for (const kk of kks) {
         for (const jv of range(tnv)) {
@@ -177,12 +178,28 @@ export function regKernel(t: string, v: MatmulVariant, am: AMode, bm: BMode, cm:
       }
       bOf = (kk, jv) => `${vt}(${range(4).map((q) => `b${kk}_${4 * jv + q}`).join(", ")})`;
     }
-    // Accumulator-major order: each accumulator takes its kks in a row (one spill round trip).
-    for (const i of range(tm)) {
-      for (const jv of range(tnv)) {
-        let e = `c${i}_${jv}`;
-        for (const kk of kks) e = mad(`${vt}(${aOf(i, kk)})`, bOf(kk, jv), e);
-        body.push(`c${i}_${jv} = ${e};`);
+    // A in units of rows loaded together: one row ("k4", "s") or four ("m4").
+    const unit = am === "m4" ? 4 : 1;
+    for (let u0 = 0; u0 < tm; u0 += unit) {
+      let aOf: (i: number, kk: number) => string;
+      if (am === "k4") {
+        body.push(`let a${u0} = a[ar${u0} + kq];`);
+        aOf = (i, kk) => `a${i}.${C4[kk]}`;
+      } else if (am === "m4") {
+        const iv = u0 / 4;
+        for (const kk of kks) body.push(`let a${kk}_${iv} = a[ar${iv} + (k + ${kk}u) * asc4];`);
+        aOf = (i, kk) => `a${kk}_${i >> 2}.${C4[i & 3]}`;
+      } else {
+        for (const kk of kks) body.push(`let a${kk}_${u0} = a[ar${u0} + (k + ${kk}u) * u.asc];`);
+        aOf = (i, kk) => `a${kk}_${i}`;
+      }
+      // Accumulator-major: each accumulator takes its kks in a row (one spill round trip).
+      for (let i = u0; i < u0 + unit; i++) {
+        for (const jv of range(tnv)) {
+          let e = `c${i}_${jv}`;
+          for (const kk of kks) e = mad(`${vt}(${aOf(i, kk)})`, bOf(kk, jv), e);
+          body.push(`c${i}_${jv} = ${e};`);
+        }
       }
     }
     return body.map((l) => `    ${l}`).join("\n");

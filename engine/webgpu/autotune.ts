@@ -3,12 +3,21 @@
 // The first time a key is seen the default runs and the key is queued; at the next read or sync
 // (already an async round trip) every queued key is timed once on a trial problem in scratch
 // buffers and the fastest candidate is cached for the life of the backend, i.e. per adapter.
+// Candidates are tried in stages: a candidate may name another that must lead (be within 25% of
+// the fastest so far) before it is even compiled, so slow-to-compile candidates (a 32×32
+// register block compiles for seconds on a CPU adapter) are tried only where a cheap sibling
+// shows that their family pays.
 // Timing: GPU timestamps around each candidate's compute pass when the device has the
 // "timestamp-query" feature (llvmpipe has it), else wall clock around submit +
-// onSubmittedWorkDone. Every candidate is first dispatched on a 1×1×1 grid and waited for, so
-// lazy shader compilation (llvmpipe compiles at first dispatch) stays out of the timings; then
-// each runs twice and its best time counts, except that a candidate already 4× slower than the
-// best after one timed run is not run again.
+// onSubmittedWorkDone. Every candidate of a stage is first dispatched on a 1×1×1 grid and
+// waited for, so lazy shader compilation (llvmpipe compiles at first dispatch) stays out of the
+// timings (it is reported apart, as compileMs); then the stage's candidates and those earlier
+// ones within 2× of the fastest run in rounds (at least three, more until each has run 60 ms in
+// all, at most eight), each round one submit with every candidate, and each one's median time
+// in the stage counts, except that a candidate already 4× slower than the fastest after one
+// timed run is not run again. The median, not the minimum: on a shared CPU adapter a burst of
+// other work slows some runs and a host's clock boost speeds up others, and one lucky run
+// should not decide.
 // Steady state costs one Map lookup per dispatch: no extra submits, no waits.
 
 import type { WgslLaunch } from "../backend.ts";
@@ -31,6 +40,11 @@ export interface Tunable {
   launch(i: number): WgslLaunch;
   /** The trial problem timed for this key. */
   trial(): TuneTrial;
+  /**
+   * Per candidate: the index of the candidate that must lead (be within 25% of the fastest so
+   * far) before this one is tried, or -1 to try it from the start (absent: all from the start).
+   */
+  after?: readonly number[];
 }
 
 /** A launch that may be swapped for another candidate; `label` names the variant in errors. */
@@ -43,9 +57,11 @@ export interface TunableLaunch extends WgslLaunch {
 export interface TuneResult {
   key: string;
   names: readonly string[];
-  /** Best milliseconds per candidate (Infinity where pruned). */
+  /** Median milliseconds per candidate over its last stage's runs (Infinity if never tried). */
   ms: number[];
   chosen: number;
+  /** Milliseconds spent compiling the candidates tried (their first dispatch included). */
+  compileMs: number;
   /** How the candidates were timed. */
   clock: "timestamp" | "wall";
 }
@@ -54,6 +70,16 @@ export interface TuneResult {
 export type PipelineSource = (label: string, source: string) => GPUComputePipeline;
 
 const PRUNE_FACTOR = 4;
+/** Candidates within this factor of the fastest are timed again in the next stage. */
+const CARRY_FACTOR = 2;
+/** A gated candidate is tried once its gate is within this factor of the fastest so far (one
+ * noisy sample should not keep a candidate out on a busy CPU adapter). */
+const GATE_SLACK = 1.25;
+/** Timed runs per candidate: at least MIN_ROUNDS, more while a candidate has run for less than
+ * MIN_TIMED_MS in all (two runs are too few for trials of a few ms on a shared CPU). */
+const MIN_ROUNDS = 3;
+const MAX_ROUNDS = 8;
+const MIN_TIMED_MS = 60;
 
 /** A candidate ready to dispatch on the trial problem. */
 interface Prepared {
@@ -111,21 +137,22 @@ export class Autotuner {
     while (this.#pending.size > 0) {
       const [key, tune] = this.#pending.entries().next().value!;
       this.#pending.delete(key);
-      const ms = await this.#time(tune);
-      let chosen = 0;
-      ms.forEach((t, i) => (t < ms[chosen] ? (chosen = i) : 0));
+      const { ms, compileMs } = await this.#time(tune);
+      const chosen = fastest(ms);
       this.#chosen.set(key, chosen);
       this.#results.push({
         key,
         names: tune.names,
         ms,
         chosen,
+        compileMs,
         clock: this.timestamps ? "timestamp" : "wall",
       });
     }
   }
 
-  async #time(tune: Tunable): Promise<number[]> {
+  /** Time the candidates stage by stage (see the file header); their ms and compile time. */
+  async #time(tune: Tunable): Promise<{ ms: number[]; compileMs: number }> {
     const trial = tune.trial();
     const buffers = trial.bindingBytes.map((bytes) =>
       this.device.createBuffer({
@@ -134,22 +161,53 @@ export class Autotuner {
       })
     );
     const n = tune.names.length;
-    const best = new Array<number>(n).fill(Infinity);
-    const runs: Prepared[] = [];
+    const after = (i: number) => tune.after?.[i] ?? -1;
+    const ms = new Array<number>(n).fill(Infinity);
+    const runs: (Prepared | undefined)[] = new Array(n).fill(undefined);
+    let compileMs = 0;
     try {
-      for (let i = 0; i < n; i++) runs.push(this.#prepare(tune, trial, i, buffers));
-      await this.#warm(runs);
-      for (let round = 0; round < 2; round++) {
-        const floor = Math.min(...best);
-        const active = runs.map((_, i) => round === 0 || best[i] <= PRUNE_FACTOR * floor);
-        const ms = await this.#round(runs, active);
-        ms.forEach((t, i) => (best[i] = Math.min(best[i], t)));
+      let stage = [...Array(n).keys()].filter((i) => after(i) < 0);
+      while (stage.length > 0) {
+        const t0 = performance.now();
+        for (const i of stage) runs[i] = this.#prepare(tune, trial, i, buffers);
+        await this.#warm(stage.map((i) => runs[i]!));
+        compileMs += performance.now() - t0;
+        // Candidates still in the running are timed again beside the newcomers: candidates
+        // compared in the same rounds see the same interference from other processes.
+        const floor0 = Math.min(...ms);
+        const timed = new Set(stage);
+        for (let i = 0; i < n; i++) {
+          if (Number.isFinite(ms[i]) && ms[i] <= CARRY_FACTOR * floor0) timed.add(i);
+        }
+        const stageMs = await this.#stage(runs, timed);
+        for (const i of timed) ms[i] = stageMs[i];
+        const floor = Math.min(...ms);
+        stage = [...Array(n).keys()].filter((i) =>
+          !runs[i] && after(i) >= 0 && ms[after(i)] <= GATE_SLACK * floor
+        );
       }
     } finally {
       for (const b of buffers) b.destroy();
-      for (const r of runs) r.uniform?.destroy();
+      for (const r of runs) r?.uniform?.destroy();
     }
-    return best;
+    return { ms, compileMs };
+  }
+
+  /** Rounds over the candidates in `timed` (see the file header): each one's median ms. */
+  async #stage(runs: (Prepared | undefined)[], timed: Set<number>): Promise<number[]> {
+    const samples: number[][] = runs.map(() => []);
+    const spent = (i: number) => samples[i].reduce((x, y) => x + y, 0);
+    for (let round = 0; round < MAX_ROUNDS; round++) {
+      const first = samples.map((s) => s[0] ?? Infinity);
+      const floor = Math.min(...first);
+      const active = runs.map((_, i) =>
+        timed.has(i) && (round === 0 || first[i] <= PRUNE_FACTOR * floor)
+      );
+      if (round >= MIN_ROUNDS && active.every((a, i) => !a || spent(i) >= MIN_TIMED_MS)) break;
+      const ms = await this.#round(runs, active);
+      ms.forEach((t, i) => Number.isFinite(t) && samples[i].push(t));
+    }
+    return samples.map((s) => (s.length > 0 ? median(s) : Infinity));
   }
 
   /** Dispatch every candidate once on a 1×1×1 grid and wait: compiles, untimed. */
@@ -191,7 +249,7 @@ export class Autotuner {
   }
 
   /** One run of each active candidate; milliseconds per candidate (Infinity if inactive). */
-  async #round(runs: Prepared[], active: boolean[]): Promise<number[]> {
+  async #round(runs: (Prepared | undefined)[], active: boolean[]): Promise<number[]> {
     const ms = new Array<number>(runs.length).fill(Infinity);
     if (this.timestamps) {
       const count = 2 * runs.length;
@@ -206,7 +264,7 @@ export class Autotuner {
       });
       const enc = this.device.createCommandEncoder();
       runs.forEach((r, i) => {
-        if (!active[i]) return;
+        if (!active[i] || !r) return;
         const pass = enc.beginComputePass({
           timestampWrites: {
             querySet,
@@ -227,14 +285,14 @@ export class Autotuner {
       read.unmap();
       for (const b of [resolve, read]) b.destroy();
       querySet.destroy();
-      runs.forEach((_, i) => {
-        if (active[i]) ms[i] = Number(ts[2 * i + 1] - ts[2 * i]) / 1e6;
+      runs.forEach((r, i) => {
+        if (active[i] && r) ms[i] = Number(ts[2 * i + 1] - ts[2 * i]) / 1e6;
       });
       return ms;
     }
     for (let i = 0; i < runs.length; i++) {
-      if (!active[i]) continue;
       const r = runs[i];
+      if (!active[i] || !r) continue;
       const enc = this.device.createCommandEncoder();
       const pass = enc.beginComputePass();
       pass.setPipeline(r.pipeline);
@@ -248,4 +306,18 @@ export class Autotuner {
     }
     return ms;
   }
+}
+
+/** The middle value (the mean of the two middle ones for an even count). */
+function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const h = s.length >> 1;
+  return s.length % 2 ? s[h] : (s[h - 1] + s[h]) / 2;
+}
+
+/** Index of the smallest time (the first on ties). */
+function fastest(ms: readonly number[]): number {
+  let best = 0;
+  ms.forEach((t, i) => (t < ms[best] ? (best = i) : 0));
+  return best;
 }

@@ -1,9 +1,11 @@
 // Matmul throughput, webgpu against cpu, at 256³, 512³ and 1024³: A·B plus the backward
-// products A·Bᵀ and Aᵀ·B on webgpu. Before the Deno.bench cases run, a table of GFLOP/s is
-// printed from our own timing: N products queued back to back, one sync at the end (the first
-// product of each shape class, which triggers autotuning, is excluded). The "cores" column is
-// this process's CPU time over wall time while webgpu ran: on llvmpipe (a CPU adapter) it shows
-// how much of the machine the run actually got when other processes compete for it.
+// products A·Bᵀ and Aᵀ·B on webgpu, and A·B at 128×2048 · 2048×2048 (a prefill through a
+// 2048-wide layer, the ternary GEMM's comparison shape). Before the Deno.bench cases run, a
+// table of GFLOP/s is printed from our own timing: N products queued back to back, one sync at
+// the end (the first product of each shape class, which triggers autotuning, is excluded; its
+// wall time is the "first ms" column, compiles and tuning included). The "cores" column is this
+// process's CPU time over wall time while webgpu ran: on llvmpipe (a CPU adapter) it shows how
+// much of the machine the run actually got when other processes compete for it.
 // Run: deno bench --allow-read --allow-env --allow-sys tests/bench/matmul_bench.ts
 
 import process from "node:process";
@@ -20,32 +22,39 @@ const cpu = cpuBackend();
 const gpu = hasWebGPU ? await webgpuBackend() : null;
 
 type Layout = "A·B" | "A·Bᵀ" | "Aᵀ·B";
+type Shape = [number, number, number];
 const product = (layout: Layout, a: Tensor, b: Tensor) =>
   layout === "A·B" ? matmul(a, b) : layout === "A·Bᵀ" ? matmul(a, transpose(b)) : matmul(
     transpose(a),
     b,
   );
 
-const inputs = new Map<string, [Tensor, Tensor]>();
-function operands(be: Backend, n: number): [Tensor, Tensor] {
-  const key = `${be.name}${n}`;
-  if (!inputs.has(key)) {
-    inputs.set(key, [randn([n, n], { backend: be }), randn([n, n], { backend: be })]);
-  }
+const inputs = new Map<string, Tensor>();
+function operand(be: Backend, rows: number, cols: number, which: string): Tensor {
+  const key = `${be.name}|${rows}x${cols}|${which}`;
+  if (!inputs.has(key)) inputs.set(key, randn([rows, cols], { backend: be }));
   return inputs.get(key)!;
+}
+/** Operands of A [M, K] · B [K, N], stored so that `product(layout, a, b)` is that product. */
+function operands(be: Backend, [M, N, K]: Shape, layout: Layout = "A·B"): [Tensor, Tensor] {
+  const a = layout === "Aᵀ·B" ? operand(be, K, M, "a") : operand(be, M, K, "a");
+  const b = layout === "A·Bᵀ" ? operand(be, N, K, "b") : operand(be, K, N, "b");
+  return [a, b];
 }
 
 /** GFLOP/s of `iters` products queued back to back, one sync at the end, after one warm-up;
- * and the CPU cores this process kept busy meanwhile. */
+ * the CPU cores this process kept busy meanwhile; and the warm-up's milliseconds. */
 async function gflops(
   be: Backend,
-  n: number,
+  shape: Shape,
   layout: Layout,
   iters: number,
-): Promise<[number, number]> {
-  const [a, b] = operands(be, n);
+): Promise<[number, number, number]> {
+  const [a, b] = operands(be, shape, layout);
+  const w0 = performance.now();
   const warm = product(layout, a, b);
   await warm.data(); // compiles, and tunes this shape class on webgpu
+  const firstMs = performance.now() - w0;
   warm.dispose();
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
@@ -54,18 +63,29 @@ async function gflops(
   const seconds = (performance.now() - t0) / 1000;
   const used = process.cpuUsage(cpu0);
   const cores = (used.user + used.system) / 1e6 / seconds;
-  return [(2 * n ** 3 * iters) / seconds / 1e9, cores];
+  const [M, N, K] = shape;
+  return [(2 * M * N * K * iters) / seconds / 1e9, cores, firstMs];
 }
 
 const rows: string[] = [];
-for (const n of SIZES) {
-  const [cpuRate] = await gflops(cpu, n, "A·B", n >= 1024 ? 1 : 3);
-  for (const layout of ["A·B", "A·Bᵀ", "Aᵀ·B"] as Layout[]) {
-    const [gpuRate, cores] = gpu ? await gflops(gpu, n, layout, n >= 1024 ? 5 : 20) : [NaN, NaN];
+const cases: [Shape, Layout[]][] = [
+  ...SIZES.map((n): [Shape, Layout[]] => [[n, n, n], ["A·B", "A·Bᵀ", "Aᵀ·B"]]),
+  [[128, 2048, 2048], ["A·B"]],
+];
+for (const [shape, layouts] of cases) {
+  const [M, N, K] = shape;
+  const big = M * N * K >= 2 ** 29;
+  const [cpuRate] = await gflops(cpu, shape, "A·B", big ? 1 : 3);
+  for (const layout of layouts) {
+    const [gpuRate, cores, firstMs] = gpu
+      ? await gflops(gpu, shape, layout, big ? 5 : 20)
+      : [NaN, NaN, NaN];
     const c = layout === "A·B" ? cpuRate.toFixed(2) : "";
     const ratio = layout === "A·B" && gpu ? `${(gpuRate / cpuRate).toFixed(1)}x` : "";
+    const size = M === N && N === K ? `${M}³` : `${M}×${K}·${K}×${N}`;
     rows.push(
-      `| ${n}³ | ${layout} | ${gpuRate.toFixed(1)} | ${cores.toFixed(2)} | ${c} | ${ratio} |`,
+      `| ${size} | ${layout} | ${gpuRate.toFixed(1)} | ${cores.toFixed(2)} | ` +
+        `${firstMs.toFixed(0)} | ${c} | ${ratio} |`,
     );
   }
 }
@@ -73,14 +93,20 @@ console.log(`\nmatmul GFLOP/s (f32; cpu accumulates in f64)`);
 console.log(gpu ? gpu.describe() : "webgpu: no adapter");
 console.log(`${navigator.hardwareConcurrency} CPU cores`);
 console.log(
-  `| size | product | webgpu | cores | cpu | webgpu/cpu |\n| --- | --- | --- | --- | --- | --- |`,
+  `| size | product | webgpu | cores | first ms | cpu | webgpu/cpu |\n` +
+    `| --- | --- | --- | --- | --- | --- | --- |`,
 );
 console.log(rows.join("\n"));
 if (gpu) {
-  console.log("\nautotune decisions (best ms per candidate on the trial problem):");
+  console.log("\nautotune decisions (best ms per candidate on the trial problem; compile ms):");
   for (const r of (gpu as WebGpuBackend).tuning()) {
-    const times = r.names.map((name, i) => `${name.slice(7, -1)} ${r.ms[i].toFixed(2)}`);
-    console.log(`  ${r.key} -> ${r.names[r.chosen]} (${r.clock}: ${times.join(", ")})`);
+    const times = r.names.map((name, i) =>
+      `${name.slice(7, -1)} ${Number.isFinite(r.ms[i]) ? r.ms[i].toFixed(2) : "-"}`
+    );
+    console.log(
+      `  ${r.key} -> ${r.names[r.chosen]} (${r.clock}: ${times.join(", ")}; ` +
+        `compile ${r.compileMs.toFixed(0)})`,
+    );
   }
 }
 
@@ -94,7 +120,7 @@ for (const n of SIZES) {
       n: 3,
       warmup: 1,
       async fn() {
-        const [a, b] = operands(gpu, n);
+        const [a, b] = operands(gpu, [n, n, n]);
         await matmul(a, b).data();
       },
     });
@@ -105,7 +131,7 @@ for (const n of SIZES) {
     n: 1,
     warmup: 1,
     async fn() {
-      const [a, b] = operands(cpu, n);
+      const [a, b] = operands(cpu, [n, n, n]);
       await matmul(a, b).data();
     },
   });

@@ -1,11 +1,22 @@
 // Matmul: NumPy semantics (1-D promotion, batched, broadcast batch dims), transposed and
 // narrowed operands read through their strides, the inner-dims error, finite-difference
-// gradients, and WebGPU-vs-CPU parity at odd sizes (tolerance 1e-3 once K >= 129).
+// gradients, WebGPU-vs-CPU parity at odd sizes (tolerance 1e-3 once K >= 129), and k ranges
+// past llvmpipe's loop cap.
 
 import { deepStrictEqual, throws } from "node:assert/strict";
 import type { Tensor } from "../../engine/tensor.ts";
 import { contiguous, matmul, narrow, transpose } from "../../kernels/mod.ts";
-import { assertClose, freshSeed, gradCheck, hasWebGPU, randnArray, t64, values } from "../util.ts";
+import { fromArray } from "../../engine/creation.ts";
+import {
+  assertClose,
+  freshSeed,
+  gpu,
+  gradCheck,
+  hasWebGPU,
+  randnArray,
+  t64,
+  values,
+} from "../util.ts";
 import { gpuParity } from "./gpu_helpers.ts";
 
 /** Naive reference: C[b] = A[b] · B[b] over row-major [batch, M, K] and [batch, K, N]. */
@@ -170,5 +181,25 @@ Deno.test({
       { shape: [2, 1, 3, 17] },
       { shape: [3, 17, 5] },
     ]);
+  },
+});
+
+// Regression: llvmpipe ends an invocation's loops after 65535 iterations in all, without an
+// error, so a single launch summed only the first 65535 (scalar loads) or 262140 (vec4 loads)
+// terms of k. Small integer operands keep every partial sum exact in f32: equality is exact.
+Deno.test({
+  name: "matmul webgpu sums every k past llvmpipe's loop cap (K = 70001 and 262148)",
+  ignore: !hasWebGPU,
+  async fn() {
+    const be = await gpu();
+    for (const K of [70001, 262148]) {
+      const [M, N] = [2, 3];
+      const av = Array.from({ length: M * K }, (_, e) => (Math.floor(e / K) + e % K) % 5 - 2);
+      const bv = Array.from({ length: K * N }, (_, e) => (Math.floor(e / N) + 2 * (e % N)) % 3 - 1);
+      const want = naive(av, bv, 1, M, K, N);
+      const a = fromArray(Float32Array.from(av), [M, K], { backend: be });
+      const b = fromArray(Float32Array.from(bv), [K, N], { backend: be });
+      deepStrictEqual(Array.from(await matmul(a, b).data()), Array.from(want), `K = ${K}`);
+    }
   },
 });

@@ -1,7 +1,8 @@
 // Every WGSL matmul variant (each autotune candidate) against the CPU reference: odd sizes
-// (scalar loads), aligned sizes (vec4 loads), batched with broadcast batch dims, transposed
-// operands in every combination; then the autotuner: one decision per shape class, no extra
-// submits at steady state, and the cpu backend's blocked kernel on ragged sizes.
+// (scalar loads), aligned sizes (vec4 loads), several workgroups with ragged edges, batched with
+// broadcast batch dims, transposed operands in every combination; then the autotuner: one
+// decision per shape class, no extra submits at steady state, and the cpu backend's blocked
+// kernel on ragged sizes.
 
 import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
 import type { Backend } from "../../engine/backend.ts";
@@ -79,6 +80,21 @@ for (const v of MATMUL_VARIANTS) {
       await check(v.name, op([36, 20]), op([20, 66], true)); // B along k, N odd
     },
   });
+
+  Deno.test({
+    name: `matmul variant ${v.name}: several workgroups each way, ragged last ones (vec4 layouts)`,
+    ignore,
+    async fn() {
+      // 100 × 300 spans more than one workgroup of every variant (32×32 blocks on 8×1
+      // invocations cover 32 × 256) in both directions, with partial blocks and idle
+      // invocations at the edges.
+      await check(v.name, op([100, 44]), op([44, 300])); // A · B
+      await check(v.name, op([100, 44]), op([44, 300], true)); // A · Bᵀ
+      await check(v.name, op([100, 44], true), op([44, 300])); // Aᵀ · B
+      await check(v.name, op([2, 68, 44], true), op([2, 44, 264])); // Aᵀ · B, batched
+      await check(v.name, op([3, 68, 44]), op([1, 44, 264], true)); // A · Bᵀ, broadcast B
+    },
+  });
 }
 
 Deno.test({
@@ -96,7 +112,12 @@ Deno.test({
     const results = be.tuning().slice(tuned);
     strictEqual(results.length, 1, "one shape class tuned");
     const r = results[0];
-    strictEqual(r.names.length, MATMUL_VARIANTS.length);
+    // The default first; on a software adapter no workgroup-tiled candidate; untried ones (a
+    // block whose smaller sibling lost) count as Infinity.
+    strictEqual(r.names[0], "matmul[reg4x4]");
+    const names = MATMUL_VARIANTS.map((v) => `matmul[${v.name}]`);
+    ok(r.names.every((x) => names.includes(x)), `${r.names}`);
+    strictEqual(r.names.some((x) => x.includes("tile")), !be.ctx.isFallback, `${r.names}`);
     ok(Number.isFinite(r.ms[r.chosen]) && r.ms.every((t) => t >= r.ms[r.chosen]), `${r.ms}`);
     // Same class again: no tuning, and nothing submitted until the read.
     const before = be.stats().submits;
