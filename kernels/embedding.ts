@@ -5,7 +5,9 @@
 // workgroup of 64 per vocabulary row v, which scans all N ids in order and, for each k with
 // ids[k] = v, adds dy[k, :] into its row (each invocation owns channels lid, lid + 64, ...).
 // No atomics, and every row is summed in position order, so the result is deterministic and
-// in the CPU loop's order. Cost: V·N id comparisons (broadcast loads of one id per step) plus
+// in the CPU loop's order. The ids are scanned in passes of `idsPerPass(C)` (the first pass
+// zeroes, later ones add): llvmpipe silently stops an invocation after 65,535 loop iterations in
+// all, counting every loop test; a pass stays under that even when every id is the same. Cost: V·N id comparisons (broadcast loads of one id per step) plus
 // N·C adds; for GPT-2 (V = 50257) and N = 8192 tokens that is 4e8 comparisons per step (not yet
 // timed on a real GPU); a sort-based CSR build would need O(N log N) work but several extra
 // dispatches. Out-of-range ids: the CPU throws naming the id and its position; WebGPU cannot
@@ -14,11 +16,11 @@
 import type { Tensor } from "../engine/tensor.ts";
 import { isFloat, wgslType } from "../engine/dtype.ts";
 import { fmtShape, ShapeError } from "../engine/errors.ts";
-import { apply, defineOp, type OpDef } from "../engine/op.ts";
+import { apply, defineOp, launch, type OpDef } from "../engine/op.ts";
 import { sizeOf } from "../engine/shape.ts";
 import { grid1d, linearIndex, WORKGROUP_SIZE } from "../engine/webgpu/codegen.ts";
 import { ROW_WG, rowGrid } from "./row_kernel.ts";
-import { reshape } from "./view.ts";
+import { contiguous, reshape } from "./view.ts";
 
 /** Parameters of the embedding kernels: vocabulary size V and embedding width C. */
 export interface EmbeddingParams {
@@ -75,26 +77,82 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   },
   backward(dy, [_w, ids], _out, p) {
     const rows = reshape(dy, [ids.size, p.C]);
-    return [apply(embeddingBackwardOp, [rows, reshape(ids, [ids.size])], p), null];
+    const grad = scatterPasses(embeddingBackwardOp, rows, reshape(ids, [ids.size]), p, p.C);
+    return [grad, null];
   },
 });
 
+/** Loop iterations an invocation may run on llvmpipe before it silently stops. */
+export const SOFTWARE_LOOP_CAP = 65535;
+
+/** Ids one backward pass scans for width C, so no invocation passes SOFTWARE_LOOP_CAP. */
+export function idsPerPass(C: number): number {
+  // Measured on llvmpipe: each id costs its loop test plus the channel loop's tests (one more
+  // than its iterations), so perId + 2; keep a few ids of slack for the zeroing loop.
+  const perId = Math.ceil(C / ROW_WG) + 2;
+  return Math.max(1, Math.floor((SOFTWARE_LOOP_CAP - 4 * perId) / perId));
+}
+
+/** The backward's ids [k0, k1) of one pass; the first pass (accumulate false) zeroes dWeight. */
+export interface EmbeddingPass {
+  /** First id position of the pass. */
+  k0: number;
+  /** One past the last id position of the pass. */
+  k1: number;
+  /** Add into dWeight instead of overwriting it. */
+  accumulate: boolean;
+}
+
+/**
+ * Run a scatter-add backward kernel over ids in passes of `idsPerPass(C)`: `first` makes the
+ * output (apply, zeroing), the rest add into it in place, in id order.
+ */
+export function scatterPasses<P>(
+  op: OpDef<P & EmbeddingPass>,
+  dy: Tensor,
+  ids: Tensor,
+  params: P,
+  C: number,
+): Tensor {
+  const N = ids.size;
+  const step = idsPerPass(C);
+  const rows = contiguous(dy);
+  const flat = contiguous(ids);
+  const out = apply(op, [rows, flat], {
+    ...params,
+    k0: 0,
+    k1: Math.min(N, step),
+    accumulate: false,
+  });
+  for (let k0 = step; k0 < N; k0 += step) {
+    launch(op, [rows, flat], [out], {
+      ...params,
+      k0,
+      k1: Math.min(N, k0 + step),
+      accumulate: true,
+    });
+  }
+  return out;
+}
+
 /** dWeight [V, C] from dy [N, C] and ids [N]: dWeight[v] = Σ_{k: ids[k] = v} dy[k]. */
-export const embeddingBackwardOp: OpDef<EmbeddingParams> = defineOp<EmbeddingParams>({
+export const embeddingBackwardOp: OpDef<EmbeddingParams & EmbeddingPass> = defineOp<
+  EmbeddingParams & EmbeddingPass
+>({
   name: "embedding_backward",
   shape: (_inputs, { V, C }) => [V, C],
-  cpu([dy, ids], [dw], { V, C }) {
-    dw.fill(0);
-    for (let k = 0; k < ids.shape[0]; k++) {
+  cpu([dy, ids], [dw], { V, C, k0, k1, accumulate }) {
+    if (!accumulate) dw.fill(0);
+    for (let k = k0; k < k1; k++) {
       const id = ids.data[k];
       if (id < 0 || id >= V) continue;
       for (let c = 0; c < C; c++) dw[id * C + c] += dy.data[k * C + c];
     }
   },
-  wgsl([dy, ids], _out, p) {
+  wgsl([dy], _out, p) {
     const t = wgslType(dy.dtype);
     return {
-      source: `${UNIFORM_STRUCT}
+      source: `struct U { k0: u32, k1: u32, V: u32, C: u32, accumulate: u32 }
 @group(0) @binding(0) var<storage, read> dy: array<${t}>;
 @group(0) @binding(1) var<storage, read> ids: array<i32>;
 @group(0) @binding(2) var<storage, read_write> dw: array<${t}>;
@@ -104,14 +162,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l: 
   let v = wid.x + wid.y * 65535u;
   if (v >= u.V) { return; }
   let base = v * u.C;
-  for (var c = l.x; c < u.C; c += ${ROW_WG}u) { dw[base + c] = 0.0; }
-  for (var k = 0u; k < u.n; k++) {
+  if (u.accumulate == 0u) {
+    for (var c = l.x; c < u.C; c += ${ROW_WG}u) { dw[base + c] = 0.0; }
+  }
+  for (var k = u.k0; k < u.k1; k++) {
     if (ids[k] != i32(v)) { continue; }
     for (var c = l.x; c < u.C; c += ${ROW_WG}u) { dw[base + c] += dy[k * u.C + c]; }
   }
 }`,
       grid: rowGrid(p.V),
-      uniforms: uniforms(ids.shape[0], p),
+      uniforms: new Uint32Array([p.k0, p.k1, p.V, p.C, p.accumulate ? 1 : 0, 0, 0, 0]),
     };
   },
 });

@@ -19,6 +19,7 @@ import { sizeOf } from "../engine/shape.ts";
 import { grid1d, linearIndex, WORKGROUP_SIZE } from "../engine/webgpu/codegen.ts";
 import { add } from "./binary.ts";
 import { ROW_WG, rowGrid } from "./row_kernel.ts";
+import { type EmbeddingPass, scatterPasses } from "./embedding.ts";
 import { reshape } from "./view.ts";
 
 /** Chunks one forward kernel binds (WebGPU's default limit of 8 storage buffers, less 2). */
@@ -109,11 +110,11 @@ export const embeddingSplitOp: OpDef<EmbeddingSplitParams> = defineOp<EmbeddingS
     const flat = reshape(ids, [ids.size]);
     const grads: (Tensor | null)[] = inputs.slice(0, -1).map((t, j) =>
       t.requiresGrad
-        ? apply(embeddingRowsBackwardOp, [rows, flat], {
+        ? scatterPasses(embeddingRowsBackwardOp, rows, flat, {
           start: bounds[j],
           rows: bounds[j + 1] - bounds[j],
           C,
-        })
+        }, C)
         : null
     );
     return [...grads, null];
@@ -131,21 +132,23 @@ export interface EmbeddingRowsParams {
 }
 
 /** dT [rows, C] from dy [N, C] and ids [N]: dT[v] = Σ_{k: ids[k] = start + v} dy[k]. */
-export const embeddingRowsBackwardOp: OpDef<EmbeddingRowsParams> = defineOp<EmbeddingRowsParams>({
+export const embeddingRowsBackwardOp: OpDef<EmbeddingRowsParams & EmbeddingPass> = defineOp<
+  EmbeddingRowsParams & EmbeddingPass
+>({
   name: "embedding_rows_backward",
   shape: (_inputs, { rows, C }) => [rows, C],
-  cpu([dy, ids], [dw], { start, rows, C }) {
-    dw.fill(0);
-    for (let k = 0; k < ids.shape[0]; k++) {
+  cpu([dy, ids], [dw], { start, rows, C, k0, k1, accumulate }) {
+    if (!accumulate) dw.fill(0);
+    for (let k = k0; k < k1; k++) {
       const v = ids.data[k] - start;
       if (v < 0 || v >= rows) continue;
       for (let c = 0; c < C; c++) dw[v * C + c] += dy.data[k * C + c];
     }
   },
-  wgsl([dy, ids], _out, { start, rows, C }) {
+  wgsl([dy], _out, { start, rows, C, k0, k1, accumulate }) {
     const t = wgslType(dy.dtype);
     return {
-      source: `struct U { n: u32 }
+      source: `struct U { k0: u32, k1: u32, accumulate: u32 }
 @group(0) @binding(0) var<storage, read> dy: array<${t}>;
 @group(0) @binding(1) var<storage, read> ids: array<i32>;
 @group(0) @binding(2) var<storage, read_write> dw: array<${t}>;
@@ -156,14 +159,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l: 
   if (v >= ${rows}u) { return; }
   let base = v * ${C}u;
   let id = i32(v + ${start}u);
-  for (var c = l.x; c < ${C}u; c += ${ROW_WG}u) { dw[base + c] = 0.0; }
-  for (var k = 0u; k < u.n; k++) {
+  if (u.accumulate == 0u) {
+    for (var c = l.x; c < ${C}u; c += ${ROW_WG}u) { dw[base + c] = 0.0; }
+  }
+  for (var k = u.k0; k < u.k1; k++) {
     if (ids[k] != id) { continue; }
     for (var c = l.x; c < ${C}u; c += ${ROW_WG}u) { dw[base + c] += dy[k * ${C}u + c]; }
   }
 }`,
       grid: rowGrid(rows),
-      uniforms: new Uint32Array([ids.shape[0]]),
+      uniforms: new Uint32Array([k0, k1, accumulate ? 1 : 0, 0]),
     };
   },
 });

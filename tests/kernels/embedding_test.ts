@@ -1,11 +1,11 @@
 // embedding: lookup and scatter-add backward by hand, errors, float64 gradient checks with
 // repeated ids and views, WebGPU-vs-CPU parity, and the documented GPU out-of-range behaviour.
 
-import { deepStrictEqual, throws } from "node:assert/strict";
+import { deepStrictEqual, ok, throws } from "node:assert/strict";
 import { tensor } from "../../engine/creation.ts";
 import { Generator } from "../../engine/random.ts";
 import type { Backend } from "../../engine/backend.ts";
-import { embedding, transpose } from "../../kernels/mod.ts";
+import { embedding, embeddingSplit, idsPerPass, transpose } from "../../kernels/mod.ts";
 import { assertClose, cpu, freshSeed, gpu, gradCheck, hasWebGPU, t64, values } from "../util.ts";
 import { poisonPool } from "./gpu_helpers.ts";
 
@@ -86,5 +86,50 @@ Deno.test({
     deepStrictEqual(Array.from(v.slice(2)).every(Number.isNaN), true);
     y.backward(t64([1, 1, 1, 1, 1, 1], [3, 2], g));
     deepStrictEqual(Array.from(await values(w.grad!)), [0, 0, 1, 1]);
+  },
+});
+
+// Regression: llvmpipe stops an invocation after 65,535 loop iterations in all, so one pass
+// over 20,000 equal ids at C = 200 (100,000 iterations) summed only part of them before the
+// backward was split into passes (idsPerPass).
+Deno.test({
+  name: "embedding backward over more ids than one pass (plain and split tables) matches cpu",
+  ignore: !hasWebGPU,
+  async fn() {
+    const backend = await gpu();
+    const seed = freshSeed();
+    const cases: [number, number, number, (k: number) => number][] = [
+      [3, 200, 20000, () => 1], // every id the same: the worst case of one pass
+      [5, 3, 70001, (k) => (k * 7 + seed) % 5],
+    ];
+    for (const [V, C, N, idOf] of cases) {
+      ok(N > idsPerPass(C), "the case needs several passes");
+      const idv = Int32Array.from({ length: N }, (_, k) => idOf(k));
+      const dyv = Float32Array.from({ length: N * C }, (_, i) => ((i * 37 + seed) % 11) - 5);
+      const grads: Float32Array[] = [];
+      for (const b of [cpu, backend]) {
+        const w = tensor(new Float32Array(V * C), [V, C], { backend: b, requiresGrad: true });
+        const y = embedding(w, tensor(idv, [N], { backend: b }));
+        y.backward(tensor(dyv, [N, C], { backend: b }));
+        grads.push(Float32Array.from(await w.grad!.data()));
+        // Split tables: rows [0, 1) and [1, V).
+        const t0 = tensor(new Float32Array(C), [1, C], { backend: b, requiresGrad: true });
+        const t1 = tensor(new Float32Array((V - 1) * C), [V - 1, C], {
+          backend: b,
+          requiresGrad: true,
+        });
+        embeddingSplit([t0, t1], tensor(idv, [N], { backend: b })).backward(
+          tensor(dyv, [N, C], { backend: b }),
+        );
+        const g = new Float32Array(V * C);
+        g.set(await t0.grad!.data());
+        g.set(await t1.grad!.data(), C);
+        grads.push(g);
+      }
+      // Sums of small integers: exact in f32 on both backends.
+      deepStrictEqual(grads[2], grads[0], `plain V ${V} C ${C} N ${N} seed ${seed}`);
+      deepStrictEqual(grads[3], grads[1], `split V ${V} C ${C} N ${N} seed ${seed}`);
+      deepStrictEqual(grads[1], grads[0], `split equals plain on cpu`);
+    }
   },
 });
