@@ -6,6 +6,7 @@
 import { describeDevice, useBackend } from "../engine/device.ts";
 import { Generator } from "../engine/random.ts";
 import type { Tokenizer } from "../data/tokenizer.ts";
+import { BitGPT } from "../models/bitgpt.ts";
 import { generateStream } from "../models/generate.ts";
 import type { LanguageModel } from "../models/lm.ts";
 import { checkpointTokenizer, generatePath, readCheckpoint } from "./checkpoints.ts";
@@ -117,16 +118,23 @@ export async function runGenerate(argv: readonly string[]): Promise<number> {
     const packed = ckpt.kind === "bitgpt" && c.ternary
       ? await useTernaryFile(model, path, ckpt.iteration)
       : null;
+    // Without a usable file, pack the latent weights here: the packed path gives the same
+    // logits as the fake-quantised one (BitLinear trains on the same integer levels), faster.
+    const packedAtLoad = ckpt.kind === "bitgpt" && c.ternary && !packed?.path &&
+      model instanceof BitGPT;
+    if (packedAtLoad) await model.quantize();
     if (packed?.path) console.error(`inference: packed ternary weights from ${packed.path}`);
-    else if (ckpt.kind === "bitgpt") {
-      const why = c.ternary ? packed?.reason : "--ternary false";
-      console.error(`inference: fake-quantised latent weights (${why})`);
+    else if (packedAtLoad) {
+      console.error(`inference: packed ternary weights, quantised at load (${packed?.reason})`);
+    } else if (ckpt.kind === "bitgpt") {
+      console.error("inference: fake-quantised latent weights (--ternary false)");
     }
     try {
       const out = new Output();
       return c.chat ? await runChat(model, tok, c, out) : await runSamples(model, tok, c, out);
     } finally {
       packed?.dispose();
+      if (packedAtLoad) model.dequantize();
     }
   } finally {
     model.dispose();

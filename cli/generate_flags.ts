@@ -119,7 +119,7 @@ export const GENERATE_FLAGS: readonly FlagSpec<GenerateConfig>[] = [
     key: "ternary",
     name: "ternary",
     kind: { type: "bool" },
-    help: "BitGPT: use the packed ternary weights file when present",
+    help: "BitGPT: run on packed ternary weights (the file train wrote, else packed at load)",
   },
   {
     key: "verbose",

@@ -102,6 +102,14 @@ Deno.test("generate (cpu): BitGPT runs from the packed ternary file; greedy text
   ]);
   ok(latent.stderr.includes("inference: fake-quantised latent weights (--ternary false)"));
   strictEqual(packed.stdout, latent.stdout);
+  // Without the file, generate packs the latent weights at load: same text again.
+  const copy = await copyDir(dir);
+  tempDirs.push(copy);
+  await Deno.remove(`${copy}/ckpt.ternary.safetensors`);
+  const atLoad = await runCli(["generate", "--out-dir", copy, "--backend", "cpu", ...flags]);
+  strictEqual(atLoad.code, 0, atLoad.stderr);
+  ok(atLoad.stderr.includes("inference: packed ternary weights, quantised at load (no "));
+  strictEqual(atLoad.stdout, packed.stdout);
 });
 
 Deno.test("train --resume continues from the saved iteration", async () => {
