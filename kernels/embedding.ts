@@ -1,17 +1,19 @@
 // Embedding lookup: out[..., c] = weight[ids[...], c] (PyTorch's F.embedding), with a
 // deterministic scatter-add backward. Shapes (V rows, C channels, N = number of ids):
 // weight [V, C] float, ids [...] i32 -> out [..., C]; all row-major (apply copies views).
-// Forward: one invocation per output element (workgroup 64). Backward: dWeight [V, C] by one
-// workgroup of 64 per vocabulary row v, which scans all N ids in order and, for each k with
-// ids[k] = v, adds dy[k, :] into its row (each invocation owns channels lid, lid + 64, ...).
-// No atomics, and every row is summed in position order, so the result is deterministic and
-// in the CPU loop's order. The ids are scanned in passes of `idsPerPass(C)` (the first pass
-// zeroes, later ones add): llvmpipe silently stops an invocation after 65,535 loop iterations in
-// all, counting every loop test; a pass stays under that even when every id is the same. Cost: V·N id comparisons (broadcast loads of one id per step) plus
-// N·C adds; for GPT-2 (V = 50257) and N = 8192 tokens that is 4e8 comparisons per step (not yet
-// timed on a real GPU); a sort-based CSR build would need O(N log N) work but several extra
-// dispatches. Out-of-range ids: the CPU throws naming the id and its position; WebGPU cannot
-// throw, so such a position's output row is NaN (the loss turns NaN) and adds no gradient.
+// Forward: one invocation per output element (workgroup 64). Backward: dWeight for table rows
+// [start, start + rows) (the whole table, or one row chunk of embedding_split.ts) by one
+// workgroup of 64 per row v, which scans the ids in order and, for each k with
+// ids[k] = start + v, adds dy[k, :] into its row (each invocation owns channels lid, lid + 64,
+// ...). No atomics, and every row is summed in position order, so the result is deterministic
+// and in the CPU loop's order. The ids are scanned in passes of `idsPerPass(C)` (the first pass
+// zeroes, later ones add): llvmpipe silently stops an invocation after 65,535 loop tests in all,
+// and a pass stays under that even when every id is the same. Cost: V·N id comparisons
+// (broadcast loads of one id per step) plus N·C adds; for GPT-2 (V = 50257) and N = 8192 tokens
+// that is 4e8 comparisons per step (not yet timed on a real GPU); a sort-based CSR build would
+// need O(N log N) work but several extra dispatches. Out-of-range ids: the CPU throws naming the
+// id and its position; WebGPU cannot throw, so such a position's output row is NaN (the loss
+// turns NaN) and adds no gradient.
 
 import type { Tensor } from "../engine/tensor.ts";
 import { isFloat, wgslType } from "../engine/dtype.ts";
@@ -77,7 +79,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   },
   backward(dy, [_w, ids], _out, p) {
     const rows = reshape(dy, [ids.size, p.C]);
-    const grad = scatterPasses(embeddingBackwardOp, rows, reshape(ids, [ids.size]), p, p.C);
+    const grad = embeddingRowsGrad(rows, reshape(ids, [ids.size]), { start: 0, rows: p.V, C: p.C });
     return [grad, null];
   },
 });
@@ -103,56 +105,38 @@ export interface EmbeddingPass {
   accumulate: boolean;
 }
 
-/**
- * Run a scatter-add backward kernel over ids in passes of `idsPerPass(C)`: `first` makes the
- * output (apply, zeroing), the rest add into it in place, in id order.
- */
-export function scatterPasses<P>(
-  op: OpDef<P & EmbeddingPass>,
-  dy: Tensor,
-  ids: Tensor,
-  params: P,
-  C: number,
-): Tensor {
-  const N = ids.size;
-  const step = idsPerPass(C);
-  const rows = contiguous(dy);
-  const flat = contiguous(ids);
-  const out = apply(op, [rows, flat], {
-    ...params,
-    k0: 0,
-    k1: Math.min(N, step),
-    accumulate: false,
-  });
-  for (let k0 = step; k0 < N; k0 += step) {
-    launch(op, [rows, flat], [out], {
-      ...params,
-      k0,
-      k1: Math.min(N, k0 + step),
-      accumulate: true,
-    });
-  }
-  return out;
+/** Rows [start, start + rows) of a [V, C] table's gradient: what one backward computes. */
+export interface EmbeddingRowsParams {
+  /** The first row (of the whole table) this gradient covers. */
+  start: number;
+  /** Rows covered. */
+  rows: number;
+  /** Embedding width. */
+  C: number;
 }
 
-/** dWeight [V, C] from dy [N, C] and ids [N]: dWeight[v] = Σ_{k: ids[k] = v} dy[k]. */
-export const embeddingBackwardOp: OpDef<EmbeddingParams & EmbeddingPass> = defineOp<
-  EmbeddingParams & EmbeddingPass
+/**
+ * dT [rows, C] from dy [N, C] and ids [N]: dT[v] = Σ_{k: ids[k] = start + v} dy[k], over the
+ * pass's ids [k0, k1). The whole table is start 0, rows V; a row chunk (embedding_split.ts)
+ * is its own range.
+ */
+export const embeddingBackwardOp: OpDef<EmbeddingRowsParams & EmbeddingPass> = defineOp<
+  EmbeddingRowsParams & EmbeddingPass
 >({
   name: "embedding_backward",
-  shape: (_inputs, { V, C }) => [V, C],
-  cpu([dy, ids], [dw], { V, C, k0, k1, accumulate }) {
+  shape: (_inputs, { rows, C }) => [rows, C],
+  cpu([dy, ids], [dw], { start, rows, C, k0, k1, accumulate }) {
     if (!accumulate) dw.fill(0);
     for (let k = k0; k < k1; k++) {
-      const id = ids.data[k];
-      if (id < 0 || id >= V) continue;
-      for (let c = 0; c < C; c++) dw[id * C + c] += dy.data[k * C + c];
+      const v = ids.data[k] - start;
+      if (v < 0 || v >= rows) continue;
+      for (let c = 0; c < C; c++) dw[v * C + c] += dy.data[k * C + c];
     }
   },
   wgsl([dy], _out, p) {
     const t = wgslType(dy.dtype);
     return {
-      source: `struct U { k0: u32, k1: u32, V: u32, C: u32, accumulate: u32 }
+      source: `struct U { k0: u32, k1: u32, start: u32, rows: u32, C: u32, accumulate: u32 }
 @group(0) @binding(0) var<storage, read> dy: array<${t}>;
 @group(0) @binding(1) var<storage, read> ids: array<i32>;
 @group(0) @binding(2) var<storage, read_write> dw: array<${t}>;
@@ -160,21 +144,48 @@ export const embeddingBackwardOp: OpDef<EmbeddingParams & EmbeddingPass> = defin
 @compute @workgroup_size(${ROW_WG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l: vec3<u32>) {
   let v = wid.x + wid.y * 65535u;
-  if (v >= u.V) { return; }
+  if (v >= u.rows) { return; }
   let base = v * u.C;
+  let id = i32(v + u.start);
   if (u.accumulate == 0u) {
     for (var c = l.x; c < u.C; c += ${ROW_WG}u) { dw[base + c] = 0.0; }
   }
   for (var k = u.k0; k < u.k1; k++) {
-    if (ids[k] != i32(v)) { continue; }
+    if (ids[k] != id) { continue; }
     for (var c = l.x; c < u.C; c += ${ROW_WG}u) { dw[base + c] += dy[k * u.C + c]; }
   }
 }`,
-      grid: rowGrid(p.V),
-      uniforms: new Uint32Array([p.k0, p.k1, p.V, p.C, p.accumulate ? 1 : 0, 0, 0, 0]),
+      grid: rowGrid(p.rows),
+      uniforms: new Uint32Array([p.k0, p.k1, p.start, p.rows, p.C, p.accumulate ? 1 : 0, 0, 0]),
     };
   },
 });
+
+/**
+ * The gradient of table rows [start, start + rows) from dy [N, C] and ids [N], scanning the ids
+ * in passes of `idsPerPass(C)` (the first zeroes, the rest add in place, in id order).
+ */
+export function embeddingRowsGrad(dy: Tensor, ids: Tensor, p: EmbeddingRowsParams): Tensor {
+  const N = ids.size;
+  const step = idsPerPass(p.C);
+  const rows = contiguous(dy);
+  const flat = contiguous(ids);
+  const out = apply(embeddingBackwardOp, [rows, flat], {
+    ...p,
+    k0: 0,
+    k1: Math.min(N, step),
+    accumulate: false,
+  });
+  for (let k0 = step; k0 < N; k0 += step) {
+    launch(embeddingBackwardOp, [rows, flat], [out], {
+      ...p,
+      k0,
+      k1: Math.min(N, k0 + step),
+      accumulate: true,
+    });
+  }
+  return out;
+}
 
 /** Rows of `weight` [V, C] picked by `ids` [...] (i32): the result is [..., C]. */
 export function embedding(weight: Tensor, ids: Tensor): Tensor {

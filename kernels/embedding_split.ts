@@ -6,10 +6,8 @@
 // element (workgroup 256); a chunk selects itself with baked row bounds. More chunks run as
 // groups whose outputs are summed (rows outside a group's range read 0). Out-of-range ids as
 // kernels/embedding.ts: the CPU throws naming the id, WebGPU writes a NaN row. Backward: per chunk
-// a workgroup of 64 per row v scans all N ids for starts[j] + v in order (deterministic, the CPU
-// loop's order), so the chunks together cost the unsplit kernel's V·N comparisons. As there, the
-// scan is one loop of N steps per invocation: llvmpipe stops loops after 65535 iterations, so on
-// llvmpipe a batch must hold fewer than about 65000 tokens.
+// the unsplit kernel's own row-range backward (embeddingRowsGrad: one workgroup of 64 per row,
+// ids scanned in order in passes), so the chunks together cost its V·N comparisons.
 
 import type { Tensor } from "../engine/tensor.ts";
 import { isFloat, wgslType } from "../engine/dtype.ts";
@@ -18,8 +16,7 @@ import { apply, defineOp, type OpDef } from "../engine/op.ts";
 import { sizeOf } from "../engine/shape.ts";
 import { grid1d, linearIndex, WORKGROUP_SIZE } from "../engine/webgpu/codegen.ts";
 import { add } from "./binary.ts";
-import { ROW_WG, rowGrid } from "./row_kernel.ts";
-import { type EmbeddingPass, scatterPasses } from "./embedding.ts";
+import { embeddingRowsGrad } from "./embedding.ts";
 import { reshape } from "./view.ts";
 
 /** Chunks one forward kernel binds (WebGPU's default limit of 8 storage buffers, less 2). */
@@ -110,66 +107,14 @@ export const embeddingSplitOp: OpDef<EmbeddingSplitParams> = defineOp<EmbeddingS
     const flat = reshape(ids, [ids.size]);
     const grads: (Tensor | null)[] = inputs.slice(0, -1).map((t, j) =>
       t.requiresGrad
-        ? scatterPasses(embeddingRowsBackwardOp, rows, flat, {
+        ? embeddingRowsGrad(rows, flat, {
           start: bounds[j],
           rows: bounds[j + 1] - bounds[j],
           C,
-        }, C)
+        })
         : null
     );
     return [...grads, null];
-  },
-});
-
-/** Parameters of the backward of one chunk: its first row in the whole table, rows, width. */
-export interface EmbeddingRowsParams {
-  /** The chunk's first row in the whole table. */
-  start: number;
-  /** Rows of the chunk. */
-  rows: number;
-  /** Embedding width. */
-  C: number;
-}
-
-/** dT [rows, C] from dy [N, C] and ids [N]: dT[v] = Σ_{k: ids[k] = start + v} dy[k]. */
-export const embeddingRowsBackwardOp: OpDef<EmbeddingRowsParams & EmbeddingPass> = defineOp<
-  EmbeddingRowsParams & EmbeddingPass
->({
-  name: "embedding_rows_backward",
-  shape: (_inputs, { rows, C }) => [rows, C],
-  cpu([dy, ids], [dw], { start, rows, C, k0, k1, accumulate }) {
-    if (!accumulate) dw.fill(0);
-    for (let k = k0; k < k1; k++) {
-      const v = ids.data[k] - start;
-      if (v < 0 || v >= rows) continue;
-      for (let c = 0; c < C; c++) dw[v * C + c] += dy.data[k * C + c];
-    }
-  },
-  wgsl([dy], _out, { start, rows, C, k0, k1, accumulate }) {
-    const t = wgslType(dy.dtype);
-    return {
-      source: `struct U { k0: u32, k1: u32, accumulate: u32 }
-@group(0) @binding(0) var<storage, read> dy: array<${t}>;
-@group(0) @binding(1) var<storage, read> ids: array<i32>;
-@group(0) @binding(2) var<storage, read_write> dw: array<${t}>;
-@group(0) @binding(3) var<uniform> u: U;
-@compute @workgroup_size(${ROW_WG})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l: vec3<u32>) {
-  let v = wid.x + wid.y * 65535u;
-  if (v >= ${rows}u) { return; }
-  let base = v * ${C}u;
-  let id = i32(v + ${start}u);
-  if (u.accumulate == 0u) {
-    for (var c = l.x; c < ${C}u; c += ${ROW_WG}u) { dw[base + c] = 0.0; }
-  }
-  for (var k = u.k0; k < u.k1; k++) {
-    if (ids[k] != id) { continue; }
-    for (var c = l.x; c < ${C}u; c += ${ROW_WG}u) { dw[base + c] += dy[k * ${C}u + c]; }
-  }
-}`,
-      grid: rowGrid(rows),
-      uniforms: new Uint32Array([k0, k1, accumulate ? 1 : 0, 0]),
-    };
   },
 });
 
