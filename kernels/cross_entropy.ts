@@ -22,7 +22,16 @@ import { zeros } from "../engine/creation.ts";
 import { fmtShape, ShapeError } from "../engine/errors.ts";
 import { sameShape, sizeOf } from "../engine/shape.ts";
 import { grid1d, linearIndex, WORKGROUP_SIZE } from "../engine/webgpu/codegen.ts";
-import { ROW_WG, ROW_WGSL, rowGrid, rowMode, rowWgsl, runKernel, withGrad } from "./row_kernel.ts";
+import {
+  ROW_MAX_SUM_EXP,
+  ROW_WG,
+  ROW_WGSL,
+  rowGrid,
+  rowMode,
+  rowWgsl,
+  runKernel,
+  withGrad,
+} from "./row_kernel.ts";
 
 /** Parameters of the cross-entropy kernels: rows, classes per row, the target to skip. */
 export interface CrossEntropyParams {
@@ -91,12 +100,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l: 
   if (row >= u.rows) { return; }
   let lid = lane_of(l.x);
   let base = row * u.len;
-  var m = -3.402823e38;
-  for (var j = lid; j < u.len; j += LANES) { m = max(m, x[base + j]); }
-  m = wg_max(m, lid);
-  var s = 0.0;
-  for (var j = lid; j < u.len; j += LANES) { s += exp(x[base + j] - m); }
-  s = wg_sum(s, lid);
+  ${ROW_MAX_SUM_EXP}
   if (lid == 0u) {
     let lse = m + log(s);
     let t = targets[row];

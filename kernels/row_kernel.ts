@@ -65,6 +65,18 @@ export function rowMode(rows: number, len: number, device?: DeviceTraits): RowMo
     : "workgroup";
 }
 
+/**
+ * WGSL statements for the body of a row kernel (after `lid` and `base`, with the row in `x`):
+ * `m` = the row's max and `s` = Σ exp(x − m), both on every lane. The stable log-sum-exp of
+ * softmax, log-softmax and cross-entropy.
+ */
+export const ROW_MAX_SUM_EXP = `var m = -3.402823e38;
+  for (var j = lid; j < u.len; j += LANES) { m = max(m, x[base + j]); }
+  m = wg_max(m, lid);
+  var s = 0.0;
+  for (var j = lid; j < u.len; j += LANES) { s += exp(x[base + j] - m); }
+  s = wg_sum(s, lid);`;
+
 /** Grid covering `rows` rows in `mode` (groups past 65,535 spill into the second dimension). */
 export function rowGrid(rows: number, mode: RowMode = "workgroup"): [number, number, number] {
   return grid1d(rows, mode === "workgroup" ? 1 : ROW_WG);

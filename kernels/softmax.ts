@@ -17,7 +17,15 @@ import { apply, defineOp, type OpDef } from "../engine/op.ts";
 import { normAxis } from "../engine/shape.ts";
 import { permute, reshape } from "./view.ts";
 import type { DeviceTraits } from "../engine/backend.ts";
-import { ROW_WG, rowGrid, type RowMode, rowMode, rowsOf, rowWgsl } from "./row_kernel.ts";
+import {
+  ROW_MAX_SUM_EXP,
+  ROW_WG,
+  rowGrid,
+  type RowMode,
+  rowMode,
+  rowsOf,
+  rowWgsl,
+} from "./row_kernel.ts";
 
 /** Which row function: softmax or log-softmax. */
 export type SoftmaxKind = "softmax" | "log_softmax";
@@ -46,12 +54,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l: 
   if (row >= u.rows) { return; }
   let lid = lane_of(l.x);
   let base = row * u.len;
-  var m = -3.402823e38;
-  for (var j = lid; j < u.len; j += LANES) { m = max(m, x[base + j]); }
-  m = wg_max(m, lid);
-  var s = 0.0;
-  for (var j = lid; j < u.len; j += LANES) { s += exp(x[base + j] - m); }
-  s = wg_sum(s, lid);
+  ${ROW_MAX_SUM_EXP}
   for (var j = lid; j < u.len; j += LANES) { y[base + j] = ${write}; }
 }`;
 }
