@@ -42,6 +42,50 @@ export interface WgslLaunch {
   grid: [number, number, number];
   /** Bytes of the uniform block, bound after the outputs. */
   uniforms?: ArrayBufferView;
+  /**
+   * Inputs the kernel reads from textures rather than storage buffers (see TextureStage): each
+   * one's binding holds a scratch texture that its stage kernel fills just before `main` runs.
+   */
+  stages?: TextureStage[];
+}
+
+/**
+ * An input staged in a scratch texture: `rgba32float`, `width` texels by `height` rows by
+ * `layers`, bound to the launch's `main` as a read-only `texture_storage_2d_array` in place of
+ * the input's buffer. It is filled from the input's buffer either by `copy` (a
+ * copyBufferToTexture, where rows are contiguous and aligned) or by `fill`, a kernel whose
+ * binding 0 is the input's buffer (read-only storage), 1 the texture
+ * (`texture_storage_2d_array<rgba32float, write>`), 2 its uniform block. Textures come from a
+ * pool and are free again once `main` is recorded.
+ */
+export interface TextureStage {
+  /** Which input (binding) it replaces. */
+  input: number;
+  /** Texels per row. */
+  width: number;
+  /** Rows. */
+  height: number;
+  /** Array layers. */
+  layers: number;
+  /** A name for errors. */
+  label: string;
+  /** The kernel that fills the texture (entry point `main`), when there is no `copy`. */
+  fill?: { source: string; grid: [number, number, number]; uniforms: ArrayBufferView };
+  /** A buffer-to-texture copy of `size` texels × rows × layers from the input's buffer. */
+  copy?: {
+    offset: number;
+    bytesPerRow: number;
+    rowsPerImage: number;
+    size: [number, number, number];
+  };
+}
+
+/** The read-only storage textures a device offers kernels (largest side and layer count). */
+export interface TextureLimits {
+  /** maxTextureDimension2D: texels per row, and rows. */
+  readonly side: number;
+  /** maxTextureArrayLayers. */
+  readonly layers: number;
 }
 
 /**
@@ -53,6 +97,11 @@ export interface DeviceTraits {
   readonly isFallback: boolean;
   /** WGSL `dot4I8Packed` (language feature packed_4x8_integer_dot_product) is available. */
   readonly hasDot4I8: boolean;
+  /**
+   * Present when kernels may read read-only storage textures (WGSL language feature
+   * readonly_and_readwrite_storage_textures), i.e. may use WgslLaunch.stages.
+   */
+  readonly textures?: TextureLimits;
 }
 
 /**

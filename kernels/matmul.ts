@@ -5,7 +5,9 @@
 // CPU: per batch, A is packed row-major and B column-major (both k-contiguous) in float64, then
 // 2×4 blocks of C are accumulated in registers over k, in cache blocks of columns and k.
 // WebGPU: kernels/matmul_wgsl.ts generates each variant for the operands' layout class (vec4
-// loads where rows are aligned, scalar loads otherwise; dims and strides in a uniform block).
+// loads where rows are aligned, scalar loads otherwise; dims and strides in a uniform block);
+// kernels/matmul_tex.ts the texture-staged ones, offered where the device has read-only storage
+// textures (the fastest on llvmpipe).
 // Shapes with at least TUNE_MIN multiply-adds carry their shape class and the candidate variants
 // (see candidatesOf), so the backend's autotuner (engine/webgpu/autotune.ts) times them once per
 // class and adapter; smaller ones run DEFAULT_VARIANT. On software adapters a k range longer
@@ -30,6 +32,7 @@ import {
   matmulSource,
   type MatmulVariant,
 } from "./matmul_wgsl.ts";
+import { texKernel, texLaunchParts, texPlan, texturesFit } from "./matmul_tex.ts";
 
 export { MATMUL_VARIANTS };
 export type { MatmulVariant };
@@ -182,6 +185,11 @@ function effective(v: MatmulVariant, modes: [AMode, BMode, CMode]): MatmulVarian
   return v.kind === "reg" && v.tm * v.tn > 128 && scalar ? variantNamed("reg8x16") : v;
 }
 
+/** Can "tex" variants run this product on `device`? */
+function texOk(t: string, p: MatmulParams, la: MatLayout, lb: MatLayout, device?: DeviceTraits) {
+  return t === "f32" && texturesFit(texPlan(p.batch, p.M, p.N, p.K, la, lb), device?.textures);
+}
+
 /** The launch of `v` (WGSL memoized per variant, dtype and modes). */
 function launchOf(
   v: MatmulVariant,
@@ -192,10 +200,13 @@ function launchOf(
   lb: MatLayout,
 ): TunableLaunch {
   v = effective(v, modes);
-  const key = `${v.name}|${t}|${modes.join("")}`;
+  const plan = v.kind === "tex" ? texPlan(p.batch, p.M, p.N, p.K, la, lb) : null;
+  const key = plan
+    ? `${v.name}|${plan.am}${plan.bm}${modes[2]}`
+    : `${v.name}|${t}|${modes.join("")}`;
   let source = sources.get(key);
   if (source === undefined) {
-    source = matmulSource(t, v, ...modes);
+    source = plan ? texKernel(v, plan.am, plan.bm, modes[2]) : matmulSource(t, v, ...modes);
     sources.set(key, source);
   }
   const grid: [number, number, number] = [
@@ -209,12 +220,14 @@ function launchOf(
         `${fmtShape(grid)} workgroups, over the ${MAX_GROUPS} per dimension WebGPU allows`,
     );
   }
+  const label = `matmul[${v.name}]`;
+  if (plan) return { source, grid, label, ...texLaunchParts(plan, p.batch, p.M, p.N, p.K) };
   const uniforms = new Uint32Array([
     ...[p.M, p.N, p.K, 0],
     ...[la.off, la.sb, la.sr, la.sc],
     ...[lb.off, lb.sb, lb.sr, lb.sc],
   ]);
-  return { source, grid, uniforms, label: `matmul[${v.name}]` };
+  return { source, grid, uniforms, label };
 }
 
 function variantNamed(name: string): MatmulVariant {
@@ -227,7 +240,8 @@ function variantNamed(name: string): MatmulVariant {
   return v;
 }
 
-const bucket = (d: number) => (d < 64 ? "s" : d < 256 ? "m" : d < 1024 ? "l" : "x");
+/** A dim's size class. Dims from TRIAL_DIM up share one class: their trials are the same. */
+const bucket = (d: number) => (d < 64 ? "s" : d < 256 ? "m" : d < TRIAL_DIM ? "l" : "x");
 
 /** A trial problem of the same layout class with dims capped at TRIAL_DIM (fresh buffers). */
 function trialOf(
@@ -260,11 +274,16 @@ function trialOf(
 /**
  * The autotuner's candidates, the default first, then MATMUL_VARIANTS order, leaving out those
  * that would run another candidate's kernel (see `effective`), those whose `after` is left out,
- * and on software adapters the workgroup-tiled ones: there invocations run on CPU cores, so
- * workgroup memory is plain memory behind costly barriers (5-10× slower than the register
- * blocks on llvmpipe) and each tiled kernel compiles for seconds.
+ * the texture-staged ones where they cannot run (`tex`: see matmul_tex.ts), and on software
+ * adapters the workgroup-tiled ones: there invocations run on CPU cores, so workgroup memory is
+ * plain memory behind costly barriers (5-10× slower than the register blocks on llvmpipe) and
+ * each tiled kernel compiles for seconds.
  */
-function candidatesOf(modes: [AMode, BMode, CMode], device?: DeviceTraits): MatmulVariant[] {
+function candidatesOf(
+  modes: [AMode, BMode, CMode],
+  tex: boolean,
+  device?: DeviceTraits,
+): MatmulVariant[] {
   const all = [
     variantNamed(DEFAULT_VARIANT),
     ...MATMUL_VARIANTS.filter((v) => v.name !== DEFAULT_VARIANT),
@@ -272,6 +291,7 @@ function candidatesOf(modes: [AMode, BMode, CMode], device?: DeviceTraits): Matm
   const out: MatmulVariant[] = [];
   for (const v of all) {
     if (device?.isFallback && v.kind === "tile") continue;
+    if (!tex && v.kind === "tex") continue;
     if (effective(v, modes) !== v) continue;
     if (v.after && !out.some((w) => w.name === v.after)) continue;
     out.push(v);
@@ -284,12 +304,23 @@ function matmulWgsl([a, b]: ArgInfo[], p: MatmulParams, device?: DeviceTraits): 
   const la = layoutOf(a);
   const lb = layoutOf(b);
   const modes = modesOf(la, lb, p);
-  if (p.variant) return launchOf(variantNamed(p.variant), t, modes, p, la, lb);
+  const tex = texOk(t, p, la, lb, device);
+  if (p.variant) {
+    const v = variantNamed(p.variant);
+    if (v.kind === "tex" && !tex) {
+      throw new Error(
+        `matmul: variant ${v.name} needs f32 operands, read-only storage textures and texture ` +
+          `sides within the device's limit; [${p.batch}, ${p.M}, ${p.K}] · [${p.K}, ${p.N}] ` +
+          `(${t}) on this device has not`,
+      );
+    }
+    return launchOf(v, t, modes, p, la, lb);
+  }
   const launch = launchOf(variantNamed(DEFAULT_VARIANT), t, modes, p, la, lb);
   if (p.batch * p.M * p.N * p.K < TUNE_MIN) return launch;
-  const order = candidatesOf(modes, device);
+  const order = candidatesOf(modes, tex, device);
   const key = `matmul|${t}|${modes.join("")}|${bucket(p.M)}${bucket(p.N)}${bucket(p.K)}` +
-    `|${p.batch > 1 ? "batched" : "single"}`;
+    `|${p.batch > 1 ? "batched" : "single"}${tex ? "|tex" : ""}`;
   launch.tune = {
     key,
     names: order.map((v) => `matmul[${v.name}]`),

@@ -34,8 +34,11 @@ export type CMode = "n4" | "s";
 export interface MatmulVariant {
   /** The variant's name (`matmulVariant` and the autotuner use it). */
   name: string;
-  /** Register-blocked ("reg") or workgroup-tiled through shared memory ("tile"). */
-  kind: "reg" | "tile";
+  /**
+   * Register-blocked ("reg"), workgroup-tiled through shared memory ("tile"), or
+   * register-blocked over operands staged in textures ("tex", kernels/matmul_tex.ts).
+   */
+  kind: "reg" | "tile" | "tex";
   /** Rows of C per invocation (a multiple of 4). */
   tm: number;
   /** Columns of C per invocation (a multiple of 4). */
@@ -64,6 +67,9 @@ export const MATMUL_VARIANTS: readonly MatmulVariant[] = [
   { name: "reg8x16", kind: "reg", tm: 8, tn: 16, wx: 8, wy: 8, bk: 0 },
   { name: "reg16x32", kind: "reg", tm: 16, tn: 32, wx: 8, wy: 2, bk: 0, after: "reg8x16" },
   { name: "reg32x32", kind: "reg", tm: 32, tn: 32, wx: 8, wy: 1, bk: 0, after: "reg8x16" },
+  { name: "tex8x16", kind: "tex", tm: 8, tn: 16, wx: 8, wy: 8, bk: 0 },
+  { name: "tex16x32", kind: "tex", tm: 16, tn: 32, wx: 8, wy: 2, bk: 0, after: "tex8x16" },
+  { name: "tex32x32", kind: "tex", tm: 32, tn: 32, wx: 8, wy: 1, bk: 0, after: "tex16x32" },
   { name: "tile64", kind: "tile", tm: 4, tn: 4, wx: 16, wy: 16, bk: 16 },
   { name: "tile128", kind: "tile", tm: 8, tn: 8, wx: 16, wy: 16, bk: 8 },
 ];
@@ -95,7 +101,7 @@ function bindings(t: string, am: AMode, bm: BMode, cm: CMode): string {
 }
 
 /** Store the accumulators `acc(i, jv)` (vec4 over 4 columns) at rows `row(i)`, cols `col(jv)`. */
-function stores(
+export function stores(
   cm: CMode,
   rows: string[],
   cols: string[],
@@ -337,7 +343,8 @@ ${stores(cm, rows, cols, (i, jv) => `c${i}_${jv}`)}
 }`;
 }
 
-/** WGSL of `variant` for operand modes (am, bm, cm) and element type `t`. */
+/** WGSL of a "reg" or "tile" `variant` for operand modes (am, bm, cm) and element type `t`
+ * ("tex" variants: kernels/matmul_tex.ts). */
 export function matmulSource(
   t: string,
   variant: MatmulVariant,
@@ -345,6 +352,7 @@ export function matmulSource(
   bm: BMode,
   cm: CMode,
 ): string {
+  if (variant.kind === "tex") throw new Error(`matmul: ${variant.name} is built by matmul_tex.ts`);
   return variant.kind === "reg"
     ? regKernel(t, variant, am, bm, cm)
     : tileKernel(t, variant, am, bm, cm);

@@ -7,6 +7,8 @@
 // the fastest so far) before it is even compiled, so slow-to-compile candidates (a 32×32
 // register block compiles for seconds on a CPU adapter) are tried only where a cheap sibling
 // shows that their family pays.
+// A candidate's texture stages (WgslLaunch.stages) are part of it: their copies and fill
+// kernels are timed with its main kernel, each candidate on its own scratch textures.
 // Timing: GPU timestamps around each candidate's compute pass when the device has the
 // "timestamp-query" feature (llvmpipe has it), else wall clock around submit +
 // onSubmittedWorkDone. Every candidate of a stage is first dispatched on a 1×1×1 grid and
@@ -81,12 +83,26 @@ const MIN_ROUNDS = 3;
 const MAX_ROUNDS = 8;
 const MIN_TIMED_MS = 60;
 
-/** A candidate ready to dispatch on the trial problem. */
-interface Prepared {
+/** One dispatch of a candidate. */
+interface Dispatch {
   pipeline: GPUComputePipeline;
   bindGroup: GPUBindGroup;
   grid: [number, number, number];
-  uniform: GPUBuffer | null;
+}
+
+/** A buffer-to-texture copy of a staged input. */
+interface Copy {
+  src: GPUTexelCopyBufferInfo;
+  dst: GPUTexelCopyTextureInfo;
+  size: [number, number, number];
+}
+
+/** A candidate ready to run on the trial problem: its stages' copies and fills, then `main`. */
+interface Prepared {
+  copies: Copy[];
+  dispatches: Dispatch[];
+  /** Scratch made for it (destroyed after timing). */
+  owned: (GPUBuffer | GPUTexture)[];
 }
 
 /** Per-backend cache of tuning decisions and the queue of keys waiting to be timed. */
@@ -157,7 +173,7 @@ export class Autotuner {
     const buffers = trial.bindingBytes.map((bytes) =>
       this.device.createBuffer({
         size: Math.max(16, Math.ceil(bytes / 16) * 16),
-        usage: GPUBufferUsage.STORAGE,
+        usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC, // COPY_SRC: staged textures
       })
     );
     const n = tune.names.length;
@@ -188,7 +204,7 @@ export class Autotuner {
       }
     } finally {
       for (const b of buffers) b.destroy();
-      for (const r of runs) r?.uniform?.destroy();
+      for (const r of runs) for (const o of r?.owned ?? []) o.destroy();
     }
     return { ms, compileMs };
   }
@@ -213,11 +229,14 @@ export class Autotuner {
   /** Dispatch every candidate once on a 1×1×1 grid and wait: compiles, untimed. */
   async #warm(runs: Prepared[]): Promise<void> {
     const enc = this.device.createCommandEncoder();
+    for (const r of runs) for (const c of r.copies) enc.copyBufferToTexture(c.src, c.dst, c.size);
     const pass = enc.beginComputePass();
     for (const r of runs) {
-      pass.setPipeline(r.pipeline);
-      pass.setBindGroup(0, r.bindGroup);
-      pass.dispatchWorkgroups(1, 1, 1);
+      for (const d of r.dispatches) {
+        pass.setPipeline(d.pipeline);
+        pass.setBindGroup(0, d.bindGroup);
+        pass.dispatchWorkgroups(1, 1, 1);
+      }
     }
     pass.end();
     this.device.queue.submit([enc.finish()]);
@@ -226,26 +245,55 @@ export class Autotuner {
 
   #prepare(tune: Tunable, trial: TuneTrial, i: number, buffers: GPUBuffer[]): Prepared {
     const launch = trial.launch(i);
-    const pipeline = this.pipeline(`${tune.names[i]}`, launch.source);
-    const entries: GPUBindGroupEntry[] = buffers.map((buffer, b) => ({
-      binding: b,
-      resource: { buffer },
-    }));
-    let uniform: GPUBuffer | null = null;
-    if (launch.uniforms) {
-      const u = launch.uniforms;
-      uniform = this.device.createBuffer({
-        size: Math.ceil(u.byteLength / 16) * 16,
-        usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
+    const owned: (GPUBuffer | GPUTexture)[] = [];
+    const resources: GPUBindingResource[] = buffers.map((buffer) => ({ buffer }));
+    const dispatches: Dispatch[] = [];
+    const dispatch = (
+      label: string,
+      source: string,
+      bound: GPUBindingResource[],
+      u: ArrayBufferView | undefined,
+      grid: [number, number, number],
+    ) => {
+      const pipeline = this.pipeline(label, source);
+      const entries: GPUBindGroupEntry[] = bound.map((resource, b) => ({ binding: b, resource }));
+      if (u) {
+        const uniform = this.device.createBuffer({
+          size: Math.ceil(u.byteLength / 16) * 16,
+          usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
+        });
+        this.device.queue.writeBuffer(uniform, 0, u.buffer, u.byteOffset, u.byteLength);
+        owned.push(uniform);
+        entries.push({ binding: entries.length, resource: { buffer: uniform } });
+      }
+      const layout = pipeline.getBindGroupLayout(0);
+      dispatches.push({
+        pipeline,
+        bindGroup: this.device.createBindGroup({ layout, entries }),
+        grid,
       });
-      this.device.queue.writeBuffer(uniform, 0, u.buffer, u.byteOffset, u.byteLength);
-      entries.push({ binding: entries.length, resource: { buffer: uniform } });
+    };
+    const copies: Copy[] = [];
+    for (const st of launch.stages ?? []) {
+      const texture = this.device.createTexture({
+        size: [st.width, st.height, st.layers],
+        format: "rgba32float",
+        usage: GPUTextureUsage.STORAGE_BINDING | GPUTextureUsage.COPY_DST,
+      });
+      owned.push(texture);
+      const view = texture.createView({ dimension: "2d-array" });
+      const buffer = buffers[st.input];
+      if (st.copy) {
+        const { offset, bytesPerRow, rowsPerImage, size } = st.copy;
+        copies.push({ src: { buffer, offset, bytesPerRow, rowsPerImage }, dst: { texture }, size });
+      } else {
+        const { source, grid, uniforms } = st.fill!;
+        dispatch(st.label, source, [{ buffer }, view], uniforms, grid);
+      }
+      resources[st.input] = view;
     }
-    const bindGroup = this.device.createBindGroup({
-      layout: pipeline.getBindGroupLayout(0),
-      entries,
-    });
-    return { pipeline, bindGroup, grid: launch.grid, uniform };
+    dispatch(tune.names[i], launch.source, resources, launch.uniforms, launch.grid);
+    return { copies, dispatches, owned };
   }
 
   /** One run of each active candidate; milliseconds per candidate (Infinity if inactive). */
@@ -265,16 +313,16 @@ export class Autotuner {
       const enc = this.device.createCommandEncoder();
       runs.forEach((r, i) => {
         if (!active[i] || !r) return;
+        // The copies sit between an empty pass that stamps the start and the dispatches' pass
+        // that stamps the end, so they are timed too.
+        const begin = { querySet, beginningOfPassWriteIndex: 2 * i };
+        if (r.copies.length > 0) enc.beginComputePass({ timestampWrites: begin }).end();
+        for (const c of r.copies) enc.copyBufferToTexture(c.src, c.dst, c.size);
+        const end = { querySet, endOfPassWriteIndex: 2 * i + 1 };
         const pass = enc.beginComputePass({
-          timestampWrites: {
-            querySet,
-            beginningOfPassWriteIndex: 2 * i,
-            endOfPassWriteIndex: 2 * i + 1,
-          },
+          timestampWrites: r.copies.length > 0 ? end : { ...begin, ...end },
         });
-        pass.setPipeline(r.pipeline);
-        pass.setBindGroup(0, r.bindGroup);
-        pass.dispatchWorkgroups(...r.grid);
+        encode(pass, r);
         pass.end();
       });
       enc.resolveQuerySet(querySet, 0, count, resolve, 0);
@@ -294,10 +342,9 @@ export class Autotuner {
       const r = runs[i];
       if (!active[i] || !r) continue;
       const enc = this.device.createCommandEncoder();
+      for (const c of r.copies) enc.copyBufferToTexture(c.src, c.dst, c.size);
       const pass = enc.beginComputePass();
-      pass.setPipeline(r.pipeline);
-      pass.setBindGroup(0, r.bindGroup);
-      pass.dispatchWorkgroups(...r.grid);
+      encode(pass, r);
       pass.end();
       const t0 = performance.now();
       this.device.queue.submit([enc.finish()]);
@@ -305,6 +352,15 @@ export class Autotuner {
       ms[i] = performance.now() - t0;
     }
     return ms;
+  }
+}
+
+/** Record a candidate's dispatches (stage fills first, so their cost is timed too). */
+function encode(pass: GPUComputePassEncoder, r: Prepared): void {
+  for (const d of r.dispatches) {
+    pass.setPipeline(d.pipeline);
+    pass.setBindGroup(0, d.bindGroup);
+    pass.dispatchWorkgroups(...d.grid);
   }
 }
 

@@ -2,8 +2,9 @@
 // batching. Dispatches share one compute pass of one command encoder, which is submitted only at
 // read points or every MAX_BATCH dispatches; nothing submits or waits per op. Uniform blocks and
 // bind groups are reused through binding.ts; kernels with several variants are autotuned at
-// read points through autotune.ts. Compilation and validation errors are captured per pipeline
-// and thrown at the next read or sync.
+// read points through autotune.ts. A launch may stage inputs in scratch textures first
+// (WgslLaunch.stages: a copy or a fill kernel, textures pooled in textures.ts). Compilation and
+// validation errors are captured per pipeline and thrown at the next read or sync.
 
 import type { Backend, BoundArg, Kernel, Storage } from "../backend.ts";
 import type { DType, TypedArray } from "../dtype.ts";
@@ -12,7 +13,8 @@ import { BackendUnavailableError, DeviceError, ShaderCompileError } from "../err
 import { BufferPool, type PoolStats } from "./pool.ts";
 import { acquireDevice, describeContext, type GpuContext } from "./device.ts";
 import { Autotuner, type TunableLaunch, type TuneResult } from "./autotune.ts";
-import { BindingCache, type BindingStats } from "./binding.ts";
+import { BindingCache, type BindingStats, type Resource, type UniformSlot } from "./binding.ts";
+import { type ScratchTexture, TexturePool, type TextureStats } from "./textures.ts";
 
 /** Dispatches per submit: bounds the work queued behind one submit and the encoder's size. */
 export const MAX_BATCH = 256;
@@ -32,7 +34,7 @@ function gpuStorage(s: Storage): GpuStorage {
 }
 
 /** Counters of the backend, for tests and `--verbose`. */
-export interface WebGpuStats extends PoolStats, BindingStats {
+export interface WebGpuStats extends PoolStats, BindingStats, TextureStats {
   dispatches: number;
   submits: number;
   pipelines: number;
@@ -42,6 +44,8 @@ export interface WebGpuStats extends PoolStats, BindingStats {
 export class WebGpuBackend implements Backend {
   readonly name = "webgpu";
   readonly pool: BufferPool;
+  /** Scratch textures of staged launches (WgslLaunch.stages). */
+  readonly textures: TexturePool;
   readonly device: GPUDevice;
   #pipelines = new Map<string, GPUComputePipeline>();
   #checks: Promise<void>[] = [];
@@ -57,6 +61,7 @@ export class WebGpuBackend implements Backend {
   private constructor(readonly ctx: GpuContext) {
     this.device = ctx.device;
     this.pool = new BufferPool(ctx.device, ctx.limits.maxBufferSize);
+    this.textures = new TexturePool(ctx.device);
     this.#bindings = new BindingCache(ctx.device, () => this.flush());
     this.#tuner = new Autotuner(
       ctx.device,
@@ -100,6 +105,7 @@ export class WebGpuBackend implements Backend {
     return {
       ...this.pool.stats,
       ...this.#bindings.stats,
+      ...this.textures.stats,
       ...this.#counters,
       pipelines: this.#pipelines.size,
     };
@@ -183,17 +189,48 @@ export class WebGpuBackend implements Backend {
         inputs.map((a) => a.info),
         outputs.map((a) => a.info),
         params,
-        this.ctx, // a GpuContext carries the DeviceTraits (isFallback, hasDot4I8)
+        this.ctx, // a GpuContext carries the DeviceTraits (isFallback, hasDot4I8, textures)
       ) as TunableLaunch,
     );
     const pipeline = this.#pipeline(launch.label ?? kernel.name, launch.source);
-    const buffers = [...inputs, ...outputs].map((a) => gpuStorage(a.storage).buffer);
+    const resources: Resource[] = [...inputs, ...outputs].map((a) => gpuStorage(a.storage).buffer);
+    const staged: ScratchTexture[] = [];
+    for (const st of launch.stages ?? []) {
+      // Stage the input in a scratch texture; `main` binds the texture instead of the buffer.
+      const tex = this.textures.acquire(st.width, st.height, st.layers);
+      const buffer = resources[st.input] as GPUBuffer;
+      if (st.copy) {
+        const { offset, bytesPerRow, rowsPerImage, size } = st.copy;
+        this.#endPass();
+        this.#enc().copyBufferToTexture(
+          { buffer, offset, bytesPerRow, rowsPerImage },
+          { texture: tex.texture },
+          size,
+        );
+      } else {
+        const { source, grid, uniforms } = st.fill!;
+        const fill = this.#pipeline(st.label, source);
+        this.#dispatch(fill, [buffer, tex.view], this.#bindings.uniform(uniforms), grid);
+      }
+      resources[st.input] = tex.view;
+      staged.push(tex);
+    }
     const uniform = launch.uniforms ? this.#bindings.uniform(launch.uniforms) : undefined;
-    const bindGroup = this.#bindings.bindGroup(pipeline, buffers, uniform);
+    this.#dispatch(pipeline, resources, uniform, launch.grid);
+    for (const tex of staged) this.textures.release(tex);
+  }
+
+  #dispatch(
+    pipeline: GPUComputePipeline,
+    resources: Resource[],
+    uniform: UniformSlot | undefined,
+    grid: [number, number, number],
+  ): void {
+    const bindGroup = this.#bindings.bindGroup(pipeline, resources, uniform);
     const pass = this.#computePass();
     pass.setPipeline(pipeline);
     pass.setBindGroup(0, bindGroup);
-    pass.dispatchWorkgroups(...launch.grid);
+    pass.dispatchWorkgroups(...grid);
     this.#counters.dispatches++;
     if (++this.#batched >= MAX_BATCH) this.flush();
   }
@@ -210,10 +247,11 @@ export class WebGpuBackend implements Backend {
     this.#batched = 0;
   }
 
-  /** Destroy pooled (free) buffers, after submitting work that may still use them. */
+  /** Destroy pooled (free) buffers and textures, after submitting work that may use them. */
   trim(): void {
     this.flush();
     this.pool.trim();
+    this.textures.trim();
     this.#bindings.forgetGroups();
   }
 

@@ -12,6 +12,9 @@ const CHUNK = 64 * 1024; // one uniform buffer (maxUniformBufferBindingSize's de
 const MAX_CHUNKS = 64; // 4 MiB of uniform blocks
 const MAX_GROUPS = 8192;
 
+/** What a kernel binds: a storage buffer, or a staged texture's view. */
+export type Resource = GPUBuffer | GPUTextureView;
+
 /** A uniform block's place in the store. */
 export interface UniformSlot {
   id: number;
@@ -81,21 +84,24 @@ export class BindingCache {
     return slot;
   }
 
-  /** The bind group of `pipeline` over `buffers` (bindings 0..n-1) and an optional uniform. */
-  bindGroup(pipeline: GPUComputePipeline, buffers: GPUBuffer[], uniform?: UniformSlot) {
+  /**
+   * The bind group of `pipeline` over `resources` (bindings 0..n-1: storage buffers, or the
+   * views of staged textures) and an optional uniform after them.
+   */
+  bindGroup(pipeline: GPUComputePipeline, resources: Resource[], uniform?: UniformSlot) {
     let key = `${this.id(pipeline)}|${uniform?.id ?? 0}`;
-    for (const b of buffers) key += `|${this.id(b)}`;
+    for (const b of resources) key += `|${this.id(b)}`;
     const hit = this.#groups.get(key);
     if (hit) {
       this.stats.bindGroupHits++;
       return hit;
     }
     if (this.#groups.size >= MAX_GROUPS) this.#groups.clear();
-    const entries: GPUBindGroupEntry[] = buffers.map((buffer, i) => ({
+    const entries: GPUBindGroupEntry[] = resources.map((r, i) => ({
       binding: i,
-      resource: { buffer },
+      resource: r instanceof GPUBuffer ? { buffer: r } : r,
     }));
-    if (uniform) entries.push({ binding: buffers.length, resource: uniform.binding });
+    if (uniform) entries.push({ binding: resources.length, resource: uniform.binding });
     const group = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
     this.#groups.set(key, group);
     this.stats.bindGroups++;

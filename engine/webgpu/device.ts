@@ -1,6 +1,7 @@
 // Adapter and device acquisition: request the adapter's own maxima for the limits the engine
 // uses, watch for uncaptured errors and device loss, and describe what was chosen in one line.
 
+import type { TextureLimits } from "../backend.ts";
 import { BackendUnavailableError } from "../errors.ts";
 
 /** The limits the engine raises to the adapter's maxima. */
@@ -14,6 +15,8 @@ export const USED_LIMITS = [
   "maxComputeWorkgroupSizeZ",
   "maxStorageBuffersPerShaderStage",
   "maxComputeWorkgroupsPerDimension",
+  "maxTextureDimension2D",
+  "maxTextureArrayLayers",
 ] as const;
 
 /** An acquired device with what we learned about its adapter. */
@@ -25,6 +28,8 @@ export interface GpuContext {
   /** WGSL `packed_4x8_integer_dot_product` (dot4I8Packed) is available. */
   hasDot4I8: boolean;
   isFallback: boolean;
+  /** Read-only storage textures for staged kernels (WGSL readonly_and_readwrite_storage_textures). */
+  textures?: TextureLimits;
 }
 
 /** Is a WebGPU adapter available at all? */
@@ -66,6 +71,9 @@ export async function acquireDevice(): Promise<GpuContext> {
     limits,
     hasDot4I8: features?.has("packed_4x8_integer_dot_product") ?? false,
     isFallback: (adapter.info as { isFallbackAdapter?: boolean }).isFallbackAdapter ?? false,
+    textures: features?.has("readonly_and_readwrite_storage_textures")
+      ? { side: limits.maxTextureDimension2D, layers: limits.maxTextureArrayLayers }
+      : undefined,
   };
 }
 
@@ -79,5 +87,6 @@ export function describeContext(ctx: GpuContext): string {
     `max binding ${Math.floor(ctx.limits.maxStorageBufferBindingSize / MiB)} MiB, ` +
     `max buffer ${Math.floor(ctx.limits.maxBufferSize / MiB)} MiB, ` +
     `workgroup storage ${ctx.limits.maxComputeWorkgroupStorageSize / 1024} KiB, ` +
-    `dot4I8Packed ${ctx.hasDot4I8 ? "yes" : "no"}`;
+    `dot4I8Packed ${ctx.hasDot4I8 ? "yes" : "no"}, ` +
+    `read-only storage textures ${ctx.textures ? "yes" : "no"}`;
 }

@@ -1,7 +1,8 @@
 // Staged autotuning: a candidate gated on another (`after`) is compiled and timed only once that
 // one leads, so the big register blocks (16×32, 32×32) are tried only where 8×16 pays; and
 // matmul's candidate lists per layout class and adapter kind (software adapters get no
-// workgroup-tiled candidates, scalar-load layouts no blocks past 8×16).
+// workgroup-tiled candidates, scalar-load layouts no register blocks past 8×16, devices with
+// read-only storage textures the texture-staged blocks where their textures fit).
 
 import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
 import type { ArgInfo, DeviceTraits } from "../../engine/backend.ts";
@@ -97,7 +98,7 @@ function offered(M: number, N: number, K: number, device: DeviceTraits) {
   return { names, after: tune.after!.map((i) => (i < 0 ? "" : names[i])) };
 }
 
-Deno.test("matmul candidates: big blocks gated on 8×16; tiled ones on hardware adapters only", () => {
+Deno.test("matmul candidates: big blocks gated; tiled ones on hardware only; tex where they fit", () => {
   deepStrictEqual(offered(256, 256, 256, software), {
     names: ["reg4x4", "reg8x16", "reg16x32", "reg32x32"],
     after: ["", "", "reg8x16", "reg8x16"],
@@ -106,6 +107,23 @@ Deno.test("matmul candidates: big blocks gated on 8×16; tiled ones on hardware 
     names: ["reg4x4", "reg8x16", "reg16x32", "reg32x32", "tile64", "tile128"],
     after: ["", "", "reg8x16", "reg8x16", "", ""],
   });
+  // Read-only storage textures: the texture-staged blocks, each gated on the next smaller one;
+  // not where a staged texture's side would pass the device's limit.
+  const textures = { side: 16384, layers: 2048 };
+  const withTextures = { ...software, textures };
+  deepStrictEqual(offered(256, 256, 256, withTextures), {
+    names: ["reg4x4", "reg8x16", "reg16x32", "reg32x32", "tex8x16", "tex16x32", "tex32x32"],
+    after: ["", "", "reg8x16", "reg8x16", "", "tex8x16", "tex16x32"],
+  });
+  // The fill reads any layout, so scalar-load layouts keep every texture-staged block.
+  deepStrictEqual(offered(256, 256, 257, withTextures).names, [
+    ...["reg4x4", "reg8x16"],
+    ...["tex8x16", "tex16x32", "tex32x32"],
+  ]);
+  deepStrictEqual(
+    offered(20000, 256, 256, withTextures).names,
+    offered(20000, 256, 256, software).names,
+  );
   // K odd: A is read with scalar loads, where blocks past 8×16 would only rerun 8×16's kernel.
   deepStrictEqual(offered(256, 256, 257, software), {
     names: ["reg4x4", "reg8x16"],
