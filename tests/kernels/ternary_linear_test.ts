@@ -15,7 +15,7 @@ import {
 } from "../../kernels/ternary_linear.ts";
 import { BitLinear } from "../../nn/bitlinear.ts";
 import { readSafetensors, writeSafetensors } from "../../nn/safetensors.ts";
-import { cpu, gpu, hasWebGPU, randnArray } from "../util.ts";
+import { cpu, gpu, hasWebGPU, randnArray, settleGarbage } from "../util.ts";
 
 const [IN, OUT] = [100, 17];
 
@@ -147,8 +147,12 @@ Deno.test({
       }
     };
     await step();
+    // Garbage of earlier tests is finalised (its buffers released) whenever V8 collects it:
+    // collect it before each count so only this layer's buffers are compared.
+    await settleGarbage();
     const live = backend.stats().liveBuffers;
     for (let i = 0; i < 5; i++) await step();
+    await settleGarbage();
     strictEqual(backend.stats().liveBuffers, live);
     packed.dispose();
   },
