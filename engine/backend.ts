@@ -49,18 +49,23 @@ export interface WgslLaunch {
   stages?: TextureStage[];
 }
 
+/** Texel formats of staged textures: 4 floats, 4 words, or 1 word. */
+export type StageFormat = "rgba32float" | "rgba32uint" | "r32uint";
+
 /**
- * An input staged in a scratch texture: `rgba32float`, `width` texels by `height` rows by
- * `layers`, bound to the launch's `main` as a read-only `texture_storage_2d_array` in place of
- * the input's buffer. It is filled from the input's buffer either by `copy` (a
- * copyBufferToTexture, where rows are contiguous and aligned) or by `fill`, a kernel whose
- * binding 0 is the input's buffer (read-only storage), 1 the texture
- * (`texture_storage_2d_array<rgba32float, write>`), 2 its uniform block. Textures come from a
- * pool and are free again once `main` is recorded.
+ * An input staged in a scratch texture of `format` (default `rgba32float`), `width` texels by
+ * `height` rows by `layers`, bound to the launch's `main` as a read-only
+ * `texture_storage_2d_array` in place of the input's buffer. It is filled from the input's buffer
+ * either by `copy` (a copyBufferToTexture, where rows are contiguous and aligned) or by `fill`, a
+ * kernel whose binding 0 is the input's buffer (read-only storage), 1 the texture
+ * (`texture_storage_2d_array<format, write>`), 2 its uniform block. Textures come from a pool
+ * and are free again once `main` is recorded.
  */
 export interface TextureStage {
   /** Which input (binding) it replaces. */
   input: number;
+  /** Texel format (default rgba32float). */
+  format?: StageFormat;
   /** Texels per row. */
   width: number;
   /** Rows. */

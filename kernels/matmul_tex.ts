@@ -16,8 +16,9 @@
 //   B "n" (row-major):   rows k, texels along n: width ceil(N/4), height ceil(K/4)·4
 //   B "k" (transposed):  rows n, texels along k: width ceil(K/4), height N
 // with layers = the operand's batch (1 if broadcast), and both sides then raised to a size that
-// is not a power of two (see npot). Staging is a copyBufferToTexture where the stored rows are
-// whole texels, 256-byte aligned (WebGPU's bytesPerRow rule) and k needs no padding; otherwise a
+// is not a power of two (npot in texture_stage.ts). Staging is a copyBufferToTexture where the
+// stored rows are whole texels, 256-byte aligned (WebGPU's bytesPerRow rule) and k needs no
+// padding; otherwise a
 // fill kernel reads the operand through its strides (vec4 loads when a row is contiguous and
 // 4-aligned) and writes zeros past its columns and rows, so k is a whole number of 4-steps
 // (products of padding are 0 and add nothing) and the multiply has no tail loop. Texels the
@@ -30,6 +31,7 @@
 import type { TextureLimits, TextureStage } from "../engine/backend.ts";
 import { ceilDiv } from "../engine/shape.ts";
 import { type CMode, type MatmulVariant, stores } from "./matmul_wgsl.ts";
+import { npot, REQUIRES_TEXTURES } from "./texture_stage.ts";
 
 /** How A is stored: texels along k ("k") or along m ("m"). */
 export type TexAMode = "k" | "m";
@@ -69,7 +71,6 @@ export interface TexPlan {
 
 const range = (n: number) => Array.from({ length: n }, (_, i) => i);
 const C4 = ["x", "y", "z", "w"];
-const REQUIRES = "requires readonly_and_readwrite_storage_textures;";
 
 /** Stage A [M, K] and B [K, N] (batch `batch`) along their contiguous axes. */
 export function texPlan(
@@ -128,17 +129,6 @@ export function texPlan(
   return { am, bm, a, b };
 }
 
-/**
- * `n`, or the next size that is not a power of two. llvmpipe compiles a kernel again for each
- * combination of its textures' sides being powers of two or not (part of its shader key), so
- * every staged texture gets sides that are not: one compile per variant and mode instead of up
- * to 16 (a 32×32 block takes 7-17 s to compile there).
- */
-function npot(n: number): number {
-  const s = Math.max(n, 3);
-  return (s & (s - 1)) === 0 ? s + 1 : s;
-}
-
 /** Texture size of a stored matrix: [width, height]. */
 function texSize(m: Stored): [number, number] {
   return [npot(ceilDiv(m.cols, 4)), npot(m.kRows ? ceilDiv(m.rows, 4) * 4 : m.rows)];
@@ -158,7 +148,7 @@ function fillSource(vec: boolean): string {
     : range(4).map((i) =>
       `if (q * 4u + ${i}u < s.cols) { v.${C4[i]} = x[base + (q * 4u + ${i}u) * s.sc]; }`
     ).join("\n      ");
-  return `${REQUIRES}
+  return `${REQUIRES_TEXTURES}
 struct S { rows: u32, cols: u32, off: u32, sb: u32, sr: u32, sc: u32, width: u32, height: u32 }
 @group(0) @binding(0) var<storage, read> x: array<${vec ? "vec4<f32>" : "f32"}>;
 @group(0) @binding(1) var t: texture_storage_2d_array<rgba32float, write>;
@@ -269,7 +259,7 @@ export function texKernel(v: MatmulVariant, am: TexAMode, bm: TexBMode, cm: CMod
     }
   }
   const accs = range(tm).flatMap((i) => range(tnv).map((jv) => `var c${i}_${jv} = vec4<f32>();`));
-  return `${REQUIRES}
+  return `${REQUIRES_TEXTURES}
 struct U { M: u32, N: u32, kq: u32, nq: u32, mq: u32, az: u32, bz: u32, pad: u32 }
 @group(0) @binding(0) var ta: texture_storage_2d_array<rgba32float, read>;
 @group(0) @binding(1) var tb: texture_storage_2d_array<rgba32float, read>;

@@ -22,6 +22,7 @@
 
 import { ternaryRowWords } from "./ternary.ts";
 import { linearIndex } from "../engine/webgpu/codegen.ts";
+import { REQUIRES_TEXTURES } from "./texture_stage.ts";
 
 /** Everything a ternary shader is specialised on. */
 export interface TernaryShader {
@@ -41,6 +42,12 @@ export interface TernaryShader {
   tokens: number;
   /** Invocations per workgroup. */
   wg: number;
+  /**
+   * Read W and x from staged textures (r32uint or rgba32uint by `words`, which must be 1 or 4;
+   * kernels/ternary_gemm.ts stages them) instead of storage buffers: a texel load is far cheaper
+   * than a buffer load on llvmpipe.
+   */
+  tex?: boolean;
 }
 
 /** Invocations per workgroup of the GEMV (and the GEMM's default). */
@@ -63,6 +70,11 @@ function bindings(s: TernaryShader): string {
   const lines = ins.map(([n, t], i) =>
     `@group(0) @binding(${i}) var<storage, read> ${n}: array<${t}>;`
   );
+  if (s.tex) {
+    const wf = s.words === 4 ? "rgba32uint" : "r32uint";
+    lines[0] = `@group(0) @binding(0) var w: texture_storage_2d_array<${wf}, read>;`;
+    lines[1] = `@group(0) @binding(1) var x: texture_storage_2d_array<rgba32uint, read>;`;
+  }
   lines.push(
     `@group(0) @binding(${ins.length}) var<storage, read_write> y: array<${
       s.raw ? "i32" : "f32"
@@ -85,9 +97,20 @@ fn pairB(v: u32) -> u32 {
 }
 fn upper(a: u32) -> i32 { return (bitcast<i32>(a) + 32768) >> 16u; }`;
 
+/** The load of token `t`'s activation word `xi` (xb: its row start, or row when staged). */
+function xLoad(s: TernaryShader, t: number, xi: string): string {
+  return s.tex ? `textureLoad(x, vec2<u32>(${xi}, xb${t}), 0u)` : `x[xb${t} + ${xi}]`;
+}
+
+/** The load of row `o`'s weight unit `j` (wb: its row start, or row when staged). */
+function wLoad(s: TernaryShader, o: number): string {
+  if (!s.tex) return `w[wb${o} + j]`;
+  return `textureLoad(w, vec2<u32>(j, wb${o}), 0u)${s.words === 1 ? ".x" : ""}`;
+}
+
 /** Unpacked activations of word `q` for token `t`: raw (dot4) or re-spread pairs. */
 function unpackX(s: TernaryShader, t: number, q: number, xi: string): string[] {
-  const out = [`let x${t}_${q} = x[xb${t} + ${xi}];`];
+  const out = [`let x${t}_${q} = ${xLoad(s, t, xi)};`];
   if (s.dot4) return out;
   return out.concat(
     range(4).flatMap((g) => [
@@ -134,7 +157,7 @@ function stepBody(s: TernaryShader): string[] {
       for (const q of range(W)) out.push(...unpackX(s, t, q, W === 1 ? "j" : `2u * j + ${q}u`));
     }
     for (const o of range(s.rows)) {
-      out.push(`let w${o} = w[wb${o} + j];`);
+      out.push(`let w${o} = ${wLoad(s, o)};`);
       for (const q of range(W)) {
         out.push(...unpackW(s, o, q, W === 1 ? `w${o}` : `w${o}.${LANES[q]}`));
       }
@@ -176,7 +199,7 @@ const sources = new Map<string, string>();
 
 /** The WGSL of one ternary GEMV/GEMM specialisation (memoised: sources run to 2,000 lines). */
 export function ternaryWgsl(s: TernaryShader): string {
-  const key = [s.gemv, s.raw, s.bias, s.dot4, s.words, s.rows, s.tokens, s.wg].join();
+  const key = [s.gemv, s.raw, s.bias, s.dot4, s.words, s.rows, s.tokens, s.wg, !!s.tex].join();
   let source = sources.get(key);
   if (!source) sources.set(key, source = generate(s));
   return source;
@@ -190,7 +213,7 @@ function generate(s: TernaryShader): string {
   // vec4 steps of the pair path sum a step's products in u32 `a`, flushed once per step.
   const stepSums = !s.dot4 && vec;
   const loop = [
-    ...(vec ? os.map((o) => `let w${o} = w[wb${o} + j];`) : []),
+    ...(vec ? os.map((o) => `let w${o} = ${wLoad(s, o)};`) : []),
     ...(stepSums ? pairs.map(([t, o]) => `var a${t}_${o}: u32;`) : []),
     ...stepBody(s),
     ...(stepSums ? pairs.map(([t, o]) => `acc${t}_${o} += upper(a${t}_${o});`) : []),
@@ -201,7 +224,11 @@ function generate(s: TernaryShader): string {
   ];
   const tile = s.gemv ? linearIndex(s.wg) : `wid.x * ${s.wg}u + lid`;
   const indent = (ls: string[], n: number) => ls.map((l) => " ".repeat(n) + l).join("\n");
-  return `${bindings(s)}
+  if (s.tex && s.words === 2) throw new Error("ternary: staged weights take 1 or 4 words a step");
+  const rowOf = s.tex ? "" : " * UNITS";
+  const tokenOf = s.tex ? "" : " * KW";
+  return `${s.tex ? REQUIRES_TEXTURES : ""}
+${bindings(s)}
 ${s.dot4 ? "" : PAIR_HELPERS}
 @compute @workgroup_size(${s.wg})
 fn main(
@@ -215,8 +242,8 @@ fn main(
   let n0 = (${tile}) * ${s.rows}u;
   let t0 = ${s.gemv ? "0u" : `wid.y * ${s.tokens}u`};
   if (n0 >= N) { return; }
-${indent(os.map((o) => `let wb${o} = min(n0 + ${o}u, N - 1u) * UNITS;`), 2)}
-${indent(ts.map((t) => `let xb${t} = min(t0 + ${t}u, u.tokens - 1u) * KW;`), 2)}
+${indent(os.map((o) => `let wb${o} = min(n0 + ${o}u, N - 1u)${rowOf};`), 2)}
+${indent(ts.map((t) => `let xb${t} = min(t0 + ${t}u, u.tokens - 1u)${tokenOf};`), 2)}
 ${indent(pairs.map(([t, o]) => `var acc${t}_${o} = 0i;`), 2)}
   for (var j = 0u; j < UNITS; j++) {
 ${indent(loop, 4)}

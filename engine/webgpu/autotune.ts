@@ -277,7 +277,7 @@ export class Autotuner {
     for (const st of launch.stages ?? []) {
       const texture = this.device.createTexture({
         size: [st.width, st.height, st.layers],
-        format: "rgba32float",
+        format: st.format ?? "rgba32float",
         usage: GPUTextureUsage.STORAGE_BINDING | GPUTextureUsage.COPY_DST,
       });
       owned.push(texture);

@@ -197,7 +197,7 @@ export class WebGpuBackend implements Backend {
     const staged: ScratchTexture[] = [];
     for (const st of launch.stages ?? []) {
       // Stage the input in a scratch texture; `main` binds the texture instead of the buffer.
-      const tex = this.textures.acquire(st.width, st.height, st.layers);
+      const tex = this.textures.acquire(st.width, st.height, st.layers, st.format);
       const buffer = resources[st.input] as GPUBuffer;
       if (st.copy) {
         const { offset, bytesPerRow, rowsPerImage, size } = st.copy;
@@ -237,14 +237,17 @@ export class WebGpuBackend implements Backend {
 
   /** Submit recorded work without waiting for it. */
   flush(): void {
-    if (!this.#encoder) return;
-    this.#endPass();
-    this.device.queue.submit([this.#encoder.finish()]);
-    this.#counters.submits++;
-    for (const b of this.#afterSubmit) b.destroy();
-    this.#afterSubmit = [];
-    this.#encoder = null;
-    this.#batched = 0;
+    if (this.#encoder) {
+      this.#endPass();
+      this.device.queue.submit([this.#encoder.finish()]);
+      this.#counters.submits++;
+      for (const b of this.#afterSubmit) b.destroy();
+      this.#afterSubmit = [];
+      this.#encoder = null;
+      this.#batched = 0;
+    }
+    // Evicted scratch textures: whatever used them is submitted now.
+    this.textures.retire();
   }
 
   /** Destroy pooled (free) buffers and textures, after submitting work that may use them. */

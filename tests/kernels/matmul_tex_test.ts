@@ -1,12 +1,13 @@
 // Texture-staged matmul (kernels/matmul_tex.ts): how each operand layout is stored and staged
 // (a copy where WebGPU's copy rules allow, a vec4 or scalar fill otherwise), then parity with the
 // CPU reference on every storage mode and staging path, batched and broadcast, through offsets
-// and strided views; scratch textures pooled; oversized sides refused.
+// and strided views; scratch textures pooled under a byte cap; oversized sides refused.
 
-import { deepStrictEqual, ok, strictEqual, throws } from "node:assert/strict";
+import { deepStrictEqual, notStrictEqual, ok, strictEqual, throws } from "node:assert/strict";
 import type { Backend } from "../../engine/backend.ts";
 import type { Tensor } from "../../engine/tensor.ts";
 import type { WebGpuBackend } from "../../engine/webgpu/backend.ts";
+import { TexturePool } from "../../engine/webgpu/textures.ts";
 import { fromArray } from "../../engine/creation.ts";
 import { type OperandLayout, texLaunchParts, texPlan } from "../../kernels/matmul_tex.ts";
 import { matmul, matmulVariant, narrow, transpose } from "../../kernels/mod.ts";
@@ -148,5 +149,31 @@ Deno.test({
       () => matmulVariant(tall, row, "tex8x16"),
       /tex8x16 needs f32 operands, read-only storage textures/,
     );
+  },
+});
+
+Deno.test({
+  name: "texture pool: free textures over the byte cap are destroyed, least recently used first",
+  ignore,
+  async fn() {
+    const be = (await gpu()) as WebGpuBackend;
+    const bytes = (w: number, h: number) => w * h * 16;
+    const pool = new TexturePool(be.device, bytes(8, 8) + bytes(8, 9));
+    const a = pool.acquire(8, 8, 1);
+    const b = pool.acquire(8, 9, 1);
+    const c = pool.acquire(8, 10, 1);
+    strictEqual(pool.stats.textureBytes, bytes(8, 8) + bytes(8, 9) + bytes(8, 10));
+    pool.release(a);
+    pool.release(b);
+    ok(!pool.hasRetired, "within the cap");
+    strictEqual(pool.acquire(8, 8, 1), a, "reused");
+    pool.release(a); // now a is the most recently used, b the least
+    pool.release(c); // over the cap: b goes, then a still leaves it over: a goes too
+    ok(pool.hasRetired);
+    pool.retire();
+    strictEqual(pool.stats.textureBytes, bytes(8, 10));
+    strictEqual(pool.acquire(8, 10, 1), c, "the most recent stays");
+    notStrictEqual(pool.acquire(8, 9, 1), b, "evicted: a new texture");
+    pool.trim();
   },
 });

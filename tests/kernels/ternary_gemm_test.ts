@@ -31,7 +31,8 @@ import { cpu, freshSeed, gpu, hasWebGPU, randnArray } from "../util.ts";
 
 // K = 64 and 192 allow vec4 weight loads (ceil(K/16) % 4 == 0), 17 and 100 vec2 ones (% 2 == 0);
 // the others load single words.
-const INS = [1, 15, 16, 17, 100, 64, 192];
+// 256 and 1024: activations (and at 1024 weights too) staged by copy on adapters with textures.
+const INS = [1, 15, 16, 17, 100, 64, 192, 256, 1024];
 const OUTS = [1, 3, 17, 65];
 
 /** Is v within 1e-3 of a rounding tie (k + 0.5)? */
@@ -117,7 +118,10 @@ function otherTiles(backend: Backend): Partial<TernaryConfig> {
   return tiles;
 }
 
-/** The kernels to check on a backend: both WGSL paths, each with three tilings on WebGPU. */
+/** A software adapter's tiles where it has no read-only storage textures. */
+const bufferTiles = ternaryConfigFor({ isFallback: true, hasDot4I8: false });
+
+/** The kernels to check on a backend: both WGSL paths, each with four tilings on WebGPU. */
 function paths(backend: Backend, T: number) {
   const kernels = T === 1 ? ["gemv", "gemm"] as const : ["gemm"] as const;
   const variants: { label: string; dot4?: boolean; config?: Partial<TernaryConfig> }[] = [];
@@ -129,6 +133,7 @@ function paths(backend: Backend, T: number) {
         { label, dot4 },
         { label: `${label} odd tiles`, dot4, config: oddTiles(backend) },
         { label: `${label} other adapter's tiles`, dot4, config: otherTiles(backend) },
+        { label: `${label} software tiles on buffers`, dot4, config: bufferTiles },
       );
     }
   }
