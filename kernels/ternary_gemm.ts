@@ -5,8 +5,9 @@
 // (kernels/ternary_wgsl.ts): an invocation owns rows × tokens outputs and streams their packed
 // rows, so GEMV's one activation row is reused across `gemvRows` rows and each GEMM weight word
 // across `gemmTokens` tokens. Grids: GEMV 1-D over row tiles; GEMM (row tiles / `gemmWg`, token
-// tiles). dot4I8Packed or the plain-integer fallback and the tiles, by `ternaryConfigFor` (the
-// adapter's DeviceTraits) or forced by the `dot4` and `config` options. CPU: the same integer
+// tiles). dot4I8Packed or the plain-integer fallback, the tiles and whether the GEMM reads W and
+// x from staged textures, by `ternaryConfigFor` (the adapter's DeviceTraits) or forced by the
+// `dot4` and `config` options. CPU: the same integer
 // sums straight from the packed words.
 
 import type { Tensor } from "../engine/tensor.ts";
@@ -98,8 +99,10 @@ export function hasDot4I8(backend: Backend): boolean {
  * vec4 weight steps, 64 invocations a workgroup. Software adapters (llvmpipe, SwiftShader, WARP)
  * emulate dot4I8Packed, so they take the pair-multiply path (on llvmpipe it ties or wins, up to
  * ≈ 1.5× for the 32×8 GEMM tile), and tall tiles: there a storage load costs a per-lane loop per
- * 32-bit component while a product costs one instruction per 8 lanes. The GEMM takes 32 rows × 8
- * tokens and vec2 weight steps (≈ 1.5-2× over the former 16 × 4 single-word tiles at
+ * 32-bit component while a product costs one instruction per 8 lanes. Where the adapter has
+ * read-only storage textures the GEMM stages W and x in textures per call (a copy or fill, about
+ * 0.5 ms for a 2048×2048 layer) and reads texels, far cheaper than buffer loads there: 16 rows ×
+ * 16 tokens of single words. Otherwise the GEMM takes 32 rows × 8 tokens and vec2 weight steps (≈ 1.5-2× over the former 16 × 4 single-word tiles at
  * 128×2048·2048×2048; single words ≈ 15% slower, taller tiles, more tokens or vec4 steps spill
  * or outgrow the instruction cache and lose), 16 invocations a workgroup so a 2048-row layer
  * still spreads over many workgroups; the GEMV 8 rows and vec4 weights (the earlier sweep: ≈ 1.3×

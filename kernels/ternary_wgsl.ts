@@ -7,7 +7,9 @@
 // uniform or not, runs a per-lane loop of ≈ 15 + 7 instructions per 32-bit component, against
 // one instruction per 8 products, so there loads per product (1/(16·tokens) + 1/(4·rows) words,
 // fewer per-load overheads with wider steps) and the loop body's size (spills, code past the
-// instruction cache) decide the tile: kernels/ternary_gemm.ts, `ternaryConfigFor`.
+// instruction cache) decide the tile: kernels/ternary_gemm.ts, `ternaryConfigFor`. With `tex`
+// the same kernel reads W (r32uint or rgba32uint texels of 1 or 4 words, one row per weight row)
+// and x (rgba32uint, one row per token) from staged textures instead.
 // Two integer paths, both exact:
 // - dot4: codes of group g, `(word >> 2g) & 0x03030303`, are an i8x4 of c = q + 1 in {0, 1, 2};
 //   `dot4I8Packed(codes, xword)` adds Σ c·x over four values.
