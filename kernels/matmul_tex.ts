@@ -144,7 +144,7 @@ export function texturesFit(plan: TexPlan, lim?: TextureLimits): boolean {
 /** The fill kernel, with vec4 loads of whole texels (`vec`) or four scalar loads. */
 function fillSource(vec: boolean): string {
   const load = vec
-    ? "v = x[(base >> 2u) + q];"
+    ? "if (q * 4u < s.cols) { v = x[(base >> 2u) + q]; }"
     : range(4).map((i) =>
       `if (q * 4u + ${i}u < s.cols) { v.${C4[i]} = x[base + (q * 4u + ${i}u) * s.sc]; }`
     ).join("\n      ");
@@ -179,8 +179,10 @@ function stageOf(input: number, m: Stored): TextureStage {
   const pitch = 4 * m.sr;
   const rowsPerImage = m.layers > 1 ? m.sb / m.sr : m.rows;
   if (
-    rowsWhole && pitch % 256 === 0 && (4 * m.off) % 16 === 0 && (!m.kRows || m.rows % 4 === 0) &&
-    Number.isInteger(rowsPerImage) && rowsPerImage >= m.rows
+    // A copy's bytesPerRow must cover a row: rows closer than that (a row stride of 0 from
+    // expand, or overlapping rows) are filled instead.
+    rowsWhole && m.sr >= m.cols && pitch % 256 === 0 && (4 * m.off) % 16 === 0 &&
+    (!m.kRows || m.rows % 4 === 0) && Number.isInteger(rowsPerImage) && rowsPerImage >= m.rows
   ) {
     return {
       ...stage,

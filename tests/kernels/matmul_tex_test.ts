@@ -10,7 +10,7 @@ import type { WebGpuBackend } from "../../engine/webgpu/backend.ts";
 import { TexturePool } from "../../engine/webgpu/textures.ts";
 import { fromArray } from "../../engine/creation.ts";
 import { type OperandLayout, texLaunchParts, texPlan } from "../../kernels/matmul_tex.ts";
-import { matmul, matmulVariant, narrow, transpose } from "../../kernels/mod.ts";
+import { expand, matmul, matmulVariant, narrow, transpose } from "../../kernels/mod.ts";
 import { assertClose, cpu, freshSeed, gpu, hasWebGPU, randnArray } from "../util.ts";
 
 const ignore = !hasWebGPU;
@@ -72,6 +72,11 @@ Deno.test("tex staging: each operand stored along its contiguous axis, copied wh
     staging(64, 64, 64, rowMajor(64, 64, true), { sb: 0, sr: 64, sc: 1, off: 0 }, 3).how,
     ["copy", "copy"],
   );
+  // A broadcast row (row stride 0, from expand) cannot be copied: bytesPerRow must cover a row.
+  deepStrictEqual(
+    staging(64, 64, 64, { sb: 0, sr: 0, sc: 1, off: 0 }, { sb: 0, sr: 64, sc: 0, off: 0 }).how,
+    ["vec4 fill", "scalar fill"],
+  );
   // Offsets: a copy needs 16-byte alignment.
   deepStrictEqual(
     staging(64, 64, 64, { ...rowMajor(64, 64), off: 4 }, { ...rowMajor(64, 64), off: 2 }).how,
@@ -117,6 +122,9 @@ Deno.test({
     // Batched copies (rowsPerImage) and a broadcast B.
     await check(v, (b, s) => [make([3, 40, 64], s, b), make([64, 128], s + 1, b)]);
     await check(v, (b, s) => [make([2, 40, 64], s, b), T(make([2, 68, 64], s + 1, b))]);
+    // Broadcast rows (stride 0) of A and broadcast columns of B.
+    await check(v, (b, s) => [expand(make([1, 64], s, b), [40, 64]), make([64, 128], s + 1, b)]);
+    await check(v, (b, s) => [make([40, 64], s, b), expand(make([64, 1], s + 1, b), [64, 128])]);
     // Offsets: rows 4.. (16-byte aligned: a copy), rows 3.. (scalar fill), a column slice.
     await check(v, (b, s) => [narrow(make([40, 64], s, b), 0, 4, 33), make([64, 64], s + 1, b)]);
     await check(
