@@ -20,7 +20,7 @@ import { WebGpuBackend } from "../engine/webgpu/backend.ts";
 import { ternaryRowWords } from "./ternary.ts";
 import type { QuantizedActivations } from "./ternary_quant.ts";
 import { TERNARY_WG, type TernaryShader, ternaryStepWords, ternaryWgsl } from "./ternary_wgsl.ts";
-import { u32Stage } from "./texture_stage.ts";
+import { npot, u32Stage } from "./texture_stage.ts";
 
 export type { TernaryShader } from "./ternary_wgsl.ts";
 
@@ -250,11 +250,25 @@ function run(
   if (dtype === "f64" && w.packed.backend.name !== "cpu") {
     throw new TypeError(`${op}: f64 output exists only on the cpu backend`);
   }
-  const config = { ...ternaryConfig(w.packed.backend), ...overrides };
-  const tex = kind === "gemm" && config.gemmTextures;
-  if (tex && !(w.packed.backend instanceof WebGpuBackend && w.packed.backend.ctx.textures)) {
-    throw new Error(`${op}: gemmTextures needs a webgpu adapter with read-only storage textures`);
+  let config = { ...ternaryConfig(w.packed.backend), ...overrides };
+  const backend = w.packed.backend;
+  const textures = backend instanceof WebGpuBackend ? backend.ctx.textures : undefined;
+  if (kind === "gemm" && config.gemmTextures) {
+    if (!textures) {
+      throw new Error(`${op}: gemmTextures needs a webgpu adapter with read-only storage textures`);
+    }
+    // The staged textures' sides: W's texels per row and rows, x's texels per row and tokens.
+    const words = ternaryStepWords(K, config.gemmWords) === 4 ? 4 : 1;
+    if (![KW / words, N, KW, xq.tokens].every((n) => npot(n) <= textures.side)) {
+      // Over the device's texture side: the buffer kernel with a software adapter's tiles.
+      const { gemmRows, gemmTokens, gemmWords, gemmWg } = ternaryConfigFor({
+        isFallback: true,
+        hasDot4I8: false,
+      });
+      config = { ...config, gemmRows, gemmTokens, gemmWords, gemmWg, gemmTextures: false };
+    }
   }
+  const tex = kind === "gemm" && config.gemmTextures;
   const stepWords = ternaryStepWords(K, kind === "gemv" ? config.gemvWords : config.gemmWords);
   const useDot4 = dot4 ?? config.dot4;
   if (useDot4 && w.packed.backend.name === "webgpu" && !hasDot4I8(w.packed.backend)) {

@@ -101,8 +101,6 @@ interface Copy {
 interface Prepared {
   copies: Copy[];
   dispatches: Dispatch[];
-  /** Scratch made for it (destroyed after timing). */
-  owned: (GPUBuffer | GPUTexture)[];
 }
 
 /** Per-backend cache of tuning decisions and the queue of keys waiting to be timed. */
@@ -180,12 +178,13 @@ export class Autotuner {
     const after = (i: number) => tune.after?.[i] ?? -1;
     const ms = new Array<number>(n).fill(Infinity);
     const runs: (Prepared | undefined)[] = new Array(n).fill(undefined);
+    const owned: (GPUBuffer | GPUTexture)[] = []; // scratch of every candidate
     let compileMs = 0;
     try {
       let stage = [...Array(n).keys()].filter((i) => after(i) < 0);
       while (stage.length > 0) {
         const t0 = performance.now();
-        for (const i of stage) runs[i] = this.#prepare(tune, trial, i, buffers);
+        for (const i of stage) runs[i] = this.#prepare(tune, trial, i, buffers, owned);
         await this.#warm(stage.map((i) => runs[i]!));
         compileMs += performance.now() - t0;
         // Candidates still in the running are timed again beside the newcomers: candidates
@@ -204,7 +203,7 @@ export class Autotuner {
       }
     } finally {
       for (const b of buffers) b.destroy();
-      for (const r of runs) for (const o of r?.owned ?? []) o.destroy();
+      for (const o of owned) o.destroy();
     }
     return { ms, compileMs };
   }
@@ -243,9 +242,16 @@ export class Autotuner {
     await this.device.queue.onSubmittedWorkDone();
   }
 
-  #prepare(tune: Tunable, trial: TuneTrial, i: number, buffers: GPUBuffer[]): Prepared {
+  /** Candidate `i` ready to run; what it creates goes into `owned` at once (destroyed by the
+   * caller even if preparing throws). */
+  #prepare(
+    tune: Tunable,
+    trial: TuneTrial,
+    i: number,
+    buffers: GPUBuffer[],
+    owned: (GPUBuffer | GPUTexture)[],
+  ): Prepared {
     const launch = trial.launch(i);
-    const owned: (GPUBuffer | GPUTexture)[] = [];
     const resources: GPUBindingResource[] = buffers.map((buffer) => ({ buffer }));
     const dispatches: Dispatch[] = [];
     const dispatch = (
@@ -293,7 +299,7 @@ export class Autotuner {
       resources[st.input] = view;
     }
     dispatch(tune.names[i], launch.source, resources, launch.uniforms, launch.grid);
-    return { copies, dispatches, owned };
+    return { copies, dispatches };
   }
 
   /** One run of each active candidate; milliseconds per candidate (Infinity if inactive). */

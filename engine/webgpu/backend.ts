@@ -195,29 +195,33 @@ export class WebGpuBackend implements Backend {
     const pipeline = this.#pipeline(launch.label ?? kernel.name, launch.source);
     const resources: Resource[] = [...inputs, ...outputs].map((a) => gpuStorage(a.storage).buffer);
     const staged: ScratchTexture[] = [];
-    for (const st of launch.stages ?? []) {
-      // Stage the input in a scratch texture; `main` binds the texture instead of the buffer.
-      const tex = this.textures.acquire(st.width, st.height, st.layers, st.format);
-      const buffer = resources[st.input] as GPUBuffer;
-      if (st.copy) {
-        const { offset, bytesPerRow, rowsPerImage, size } = st.copy;
-        this.#endPass();
-        this.#enc().copyBufferToTexture(
-          { buffer, offset, bytesPerRow, rowsPerImage },
-          { texture: tex.texture },
-          size,
-        );
-      } else {
-        const { source, grid, uniforms } = st.fill!;
-        const fill = this.#pipeline(st.label, source);
-        this.#dispatch(fill, [buffer, tex.view], this.#bindings.uniform(uniforms), grid);
+    try {
+      for (const st of launch.stages ?? []) {
+        // Stage the input in a scratch texture; `main` binds the texture instead of the buffer.
+        const tex = this.textures.acquire(st.width, st.height, st.layers, st.format);
+        const buffer = resources[st.input] as GPUBuffer;
+        if (st.copy) {
+          const { offset, bytesPerRow, rowsPerImage, size } = st.copy;
+          this.#endPass();
+          this.#enc().copyBufferToTexture(
+            { buffer, offset, bytesPerRow, rowsPerImage },
+            { texture: tex.texture },
+            size,
+          );
+        } else {
+          const { source, grid, uniforms } = st.fill!;
+          const fill = this.#pipeline(st.label, source);
+          this.#dispatch(fill, [buffer, tex.view], this.#bindings.uniform(uniforms), grid);
+        }
+        resources[st.input] = tex.view;
+        staged.push(tex);
       }
-      resources[st.input] = tex.view;
-      staged.push(tex);
+      const uniform = launch.uniforms ? this.#bindings.uniform(launch.uniforms) : undefined;
+      this.#dispatch(pipeline, resources, uniform, launch.grid);
+    } finally {
+      // Back to the pool even if recording threw (recorded reads still run first).
+      for (const tex of staged) this.textures.release(tex);
     }
-    const uniform = launch.uniforms ? this.#bindings.uniform(launch.uniforms) : undefined;
-    this.#dispatch(pipeline, resources, uniform, launch.grid);
-    for (const tex of staged) this.textures.release(tex);
   }
 
   #dispatch(

@@ -312,3 +312,21 @@ Deno.test("ternary products reject mismatched shapes, naming the op", () => {
   };
   throws(() => ternaryAccumulate(bad, xa), /packed weight is u32 \[3, 2\], expected u32 \[3, 3\]/);
 });
+
+Deno.test({
+  name: "ternary GEMM with a side over the texture limit runs on buffers, still exact",
+  ignore: !hasWebGPU,
+  async fn() {
+    const backend = await gpu();
+    if (!(backend instanceof WebGpuBackend) || !backend.ctx.textures) return;
+    // N rows = the limit itself: its staged side (never a power of two) would be one over.
+    const [T, N, K] = [2, backend.ctx.textures.side, 16];
+    const L = layer(T, N, K, freshSeed());
+    const W = upload(backend, L.w, N, K);
+    const xa = packActivations(f32(backend, L.x, [T, K]), f32(backend, L.g, [K]));
+    const xq = unpackInt8(await xa.data.data() as Uint32Array, T, K);
+    const want = integerReference(quantizeTernary(L.w).q, xq, T, N, K);
+    const got = await ternaryAccumulate(W, xa, { kernel: "gemm" }).data();
+    for (let i = 0; i < want.length; i++) strictEqual(got[i], want[i], `at ${i}`);
+  },
+});
