@@ -20,7 +20,10 @@ export type {
   CpuArg,
   DeviceTraits,
   Kernel,
+  StageFormat,
   Storage,
+  TextureLimits,
+  TextureStage,
   WgslLaunch,
 } from "./engine/backend.ts";
 export type { OpDef } from "./engine/op.ts";
