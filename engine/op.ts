@@ -12,6 +12,7 @@ import {
   grid1d,
   isPlain,
   linearIndex,
+  stridedRank,
   stridedStruct,
   stridedUniforms,
   WORKGROUP_SIZE,
@@ -107,7 +108,7 @@ export const copyKernel: Kernel<void> = {
   wgsl([x], [y]): WgslLaunch {
     const t = wgslType(x.dtype);
     return {
-      source: `${stridedStruct(1)}
+      source: `${stridedStruct(1, stridedRank(y.shape, [x]))}
 @group(0) @binding(0) var<storage, read> x: array<${t}>;
 @group(0) @binding(1) var<storage, read_write> y: array<${t}>;
 @group(0) @binding(2) var<uniform> u: U;

@@ -18,6 +18,7 @@ import {
   grid1d,
   isPlain,
   linearIndex,
+  stridedRank,
   stridedStruct,
   stridedUniforms,
   WORKGROUP_SIZE,
@@ -41,8 +42,8 @@ export interface AdamWParams {
 
 // The gradient is read through its strides (a weight used as transpose(w) gets a transposed
 // gradient view); the strided uniform block of codegen.ts gains a second vec4 of scalars.
-function wgsl(t: string, plainGrad: boolean): string {
-  const struct = stridedStruct(1).replace(
+function wgsl(t: string, plainGrad: boolean, rank: number): string {
+  const struct = stridedStruct(1, rank).replace(
     "  f: vec4<f32>,\n}",
     "  f: vec4<f32>,\n  h: vec4<f32>,\n}",
   );
@@ -96,7 +97,8 @@ export const adamwKernel: Kernel<AdamWParams> = {
       0,
     ]);
     const plain = isPlain(g, g.shape);
-    return { source: wgsl(wgslType(g.dtype), plain), grid: grid1d(sizeOf(g.shape)), uniforms: u };
+    const source = wgsl(wgslType(g.dtype), plain, stridedRank(g.shape, [g]));
+    return { source, grid: grid1d(sizeOf(g.shape)), uniforms: u };
   },
 };
 

@@ -14,6 +14,7 @@ import { fmtShape, ShapeError } from "../engine/errors.ts";
 import {
   grid1d,
   linearIndex,
+  stridedRank,
   stridedStruct,
   stridedUniforms,
   WORKGROUP_SIZE,
@@ -55,7 +56,7 @@ export const copyIntoSlotKernel: Kernel<ConcatSlotParams> = {
     // The slot is a view of y with x's shape: y's strides, offset start · stride(axis).
     const slot = { ...x, strides: yStrides, offset: start * yStrides[axis] };
     return {
-      source: `${stridedStruct(2)}
+      source: `${stridedStruct(2, stridedRank(x.shape, [x, slot]))}
 @group(0) @binding(0) var<storage, read> x: array<${t}>;
 @group(0) @binding(1) var<storage, read_write> y: array<${t}>;
 @group(0) @binding(2) var<uniform> u: U;

@@ -13,6 +13,7 @@ import {
   grid1d,
   isPlain,
   linearIndex,
+  stridedRank,
   stridedStruct,
   stridedUniforms,
   WORKGROUP_SIZE,
@@ -39,7 +40,7 @@ export function elementwiseWgsl(
   ).join("\n");
   const n = inputs.length;
   return {
-    source: `${stridedStruct(n)}
+    source: `${stridedStruct(n, stridedRank(out.shape, inputs))}
 ${decls}
 @group(0) @binding(${n}) var<storage, read_write> y: array<${wgslType(outType ?? out.dtype)}>;
 @group(0) @binding(${n + 1}) var<uniform> u: U;

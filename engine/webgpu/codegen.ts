@@ -38,9 +38,47 @@ export function isPlain(a: ArgInfo, shape: readonly number[]): boolean {
   return true;
 }
 
+/** Output dims and per-input strides after coalescing (see `coalesce`). */
+interface Coalesced {
+  shape: number[];
+  strides: number[][];
+}
+
+/**
+ * The fewest dims that address the same elements: size-1 dims dropped, and a dim merged into the
+ * next inner one wherever every input steps through both as one (stride[d] = stride[d+1] ·
+ * shape[d+1]). Each dim costs an addressing kernel an integer division per input and element,
+ * which llvmpipe scalarises per lane: a row-major or bias-broadcast operand ends with 1-2 dims
+ * instead of up to 8 (an elementwise op over a transposed or broadcast input ran ≈ 25 ns per
+ * element before this).
+ */
+function coalesce(shape: readonly number[], inputs: readonly ArgInfo[]): Coalesced {
+  const dims: { size: number; strides: number[] }[] = [];
+  for (let d = 0; d < shape.length; d++) {
+    if (shape[d] === 1) continue;
+    const strides = inputs.map((a) => a.strides[d]);
+    const last = dims[dims.length - 1];
+    if (last && last.strides.every((s, k) => s === strides[k] * shape[d])) {
+      last.size *= shape[d];
+      last.strides = strides;
+    } else dims.push({ size: shape[d], strides });
+  }
+  if (dims.length === 0) dims.push({ size: 1, strides: inputs.map(() => 0) });
+  return {
+    shape: dims.map((x) => x.size),
+    strides: inputs.map((_, k) => dims.map((x) => x.strides[k])),
+  };
+}
+
+/** The rank strided kernels address for this output and inputs (after coalescing). */
+export function stridedRank(shape: readonly number[], inputs: readonly ArgInfo[]): number {
+  return coalesce(shape, inputs).shape.length;
+}
+
 /**
  * The uniform block of a strided elementwise kernel: element count, rank, output shape, then
- * per input its strides and offset, then up to 4 f32 scalars. Matches `stridedStruct`.
+ * per input its strides and offset, then up to 4 f32 scalars. Matches `stridedStruct`; dims are
+ * coalesced first (see `coalesce`; `stridedRank` gives the rank the struct must be made for).
  */
 export function stridedUniforms(
   shape: readonly number[],
@@ -48,38 +86,47 @@ export function stridedUniforms(
   scalars: readonly number[] = [],
 ): Uint32Array {
   if (shape.length > MAX_RANK) throw new RangeError(`rank ${shape.length} > ${MAX_RANK}`);
+  const c = coalesce(shape, inputs);
+  const rank = c.shape.length;
   const words = 4 + 8 + inputs.length * 12 + 4;
   const u = new Uint32Array(words);
-  const pad = MAX_RANK - shape.length; // right-align dims so the innermost is at index 7
+  const pad = MAX_RANK - rank; // right-align dims so the innermost is at index 7
   u[0] = sizeOf(shape);
-  u[1] = MAX_RANK;
-  for (let d = 0; d < MAX_RANK; d++) u[4 + d] = d < pad ? 1 : shape[d - pad];
+  u[1] = rank;
+  for (let d = 0; d < MAX_RANK; d++) u[4 + d] = d < pad ? 1 : c.shape[d - pad];
   inputs.forEach((a, k) => {
     const base = 12 + k * 12;
-    for (let d = 0; d < shape.length; d++) u[base + pad + d] = a.strides[d];
+    for (let d = 0; d < rank; d++) u[base + pad + d] = c.strides[k][d];
     u[base + 8] = a.offset;
   });
   new Float32Array(u.buffer, (words - 4) * 4, 4).set(scalars);
   return u;
 }
 
-/** The WGSL struct and addressing functions `addr_k(i)` matching `stridedUniforms`. */
-export function stridedStruct(nInputs: number): string {
+/**
+ * The WGSL struct and addressing functions `addr_k(i)` matching `stridedUniforms`, for `rank`
+ * coalesced dims (`stridedRank`): one division per inner dim, none for the outermost.
+ */
+export function stridedStruct(nInputs: number, rank: number = MAX_RANK): string {
   const fields = Array.from(
     { length: nInputs },
     (_, k) => `  st${k}: array<vec4<u32>, 2>,\n  off${k}: vec4<u32>,`,
   ).join("\n");
-  const addrs = Array.from({ length: nInputs }, (_, k) => `
+  const at = (d: number) => `[${d >> 2}][${d & 3}]`;
+  const addrs = Array.from({ length: nInputs }, (_, k) => {
+    const lines: string[] = [];
+    for (let d = MAX_RANK - 1; d > MAX_RANK - rank; d--) {
+      lines.push(`  { let s = u.shape${at(d)}; o += (r % s) * u.st${k}${at(d)}; r = r / s; }`);
+    }
+    lines.push(`  o += r * u.st${k}${at(MAX_RANK - rank)};`);
+    return `
 fn addr_${k}(i: u32) -> u32 {
   var r = i;
   var o = u.off${k}.x;
-  for (var d = 7; d >= 0; d--) {
-    let s = u.shape[d / 4][d % 4];
-    o += (r % s) * u.st${k}[d / 4][d % 4];
-    r = r / s;
-  }
+${lines.join("\n")}
   return o;
-}`).join("\n");
+}`;
+  }).join("\n");
   return `struct U {
   n: u32,
   rank: u32,
