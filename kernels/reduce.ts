@@ -1,14 +1,16 @@
 // Reductions over axes: sum, mean, max (with keepdim) and argmax. The reduced axes are permuted
-// last (a view) so the kernel sees contiguous rows: x [R, L] -> y [R]. WGSL: one workgroup of
-// 64 per row (rows beyond 65,535 use the grid's second dimension); each invocation sums a
-// strided part of the row, then a tree reduction in workgroup memory. Sums accumulate in f32.
+// last (a view) so the kernel sees contiguous rows: x [R, L] -> y [R]. WGSL, two forms: one
+// workgroup of 64 per row (rows beyond 65,535 use the grid's second dimension), each invocation
+// summing a strided part of the row, then a tree reduction in workgroup memory; or, for short
+// rows and on software adapters, one invocation per row (64 per workgroup, `grid1d`), reducing
+// it in order (see reduceInvocationWgsl). Sums accumulate in f32.
 
 import type { Tensor } from "../engine/tensor.ts";
 import { apply, defineOp, type OpDef } from "../engine/op.ts";
 import { isGradEnabled } from "../engine/autograd.ts";
 import { normAxis } from "../engine/shape.ts";
 import { wgslType } from "../engine/dtype.ts";
-import { grid1d } from "../engine/webgpu/codegen.ts";
+import { grid1d, linearIndex } from "../engine/webgpu/codegen.ts";
 import { div, eq, mul } from "./binary.ts";
 import { expand, permute, reshape } from "./view.ts";
 
@@ -20,6 +22,8 @@ export interface ReduceRowsParams {
   kind: ReduceKind;
   /** Length of each row (the reduced last axis). */
   rowLen: number;
+  /** Force one workgroup or one invocation per row (tests); default by adapter and length. */
+  mode?: "workgroup" | "invocation";
 }
 
 const WG = 64;
@@ -71,6 +75,47 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 }`;
 }
 
+/**
+ * One invocation per row, no workgroup memory or barriers: each row is reduced in order, j =
+ * 0..L-1. Taken where barriers cost more than the parallelism within a row buys: on software
+ * adapters (llvmpipe runs a workgroup's barriers as coroutine switches: 8192 rows of 12, a
+ * position-embedding gradient, took 34 ms in workgroup mode) for rows up to INVOCATION_MAX_LEN,
+ * and on GPUs for short rows.
+ */
+function reduceInvocationWgsl(
+  kind: ReduceKind,
+  t: string,
+  outT: string,
+  rows: number,
+  rowLen: number,
+): string {
+  const init = kind === "sum" ? `${t}(0)` : "-3.402823e38";
+  const body = kind === "sum" ? "best += x[base + j];" : `let v = f32(x[base + j]);
+    if (v > best) { best = v; bi = j; }`;
+  const out = kind === "argmax" ? "i32(bi)" : kind === "max" ? `${outT}(best)` : "best";
+  return `
+@group(0) @binding(0) var<storage, read> x: array<${t}>;
+@group(0) @binding(1) var<storage, read_write> y: array<${outT}>;
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let row = ${linearIndex(WG)};
+  if (row >= ${rows}u) { return; }
+  let base = row * ${rowLen}u;
+  var best = ${init};
+  var bi = 0u;
+  for (var j = 0u; j < ${rowLen}u; j++) {
+    ${body}
+  }
+  y[row] = ${out};
+}`;
+}
+
+/** Longest row one invocation reduces on a software adapter (llvmpipe ends an invocation's
+ * loops after 65,535 tests; kernels/row_kernel.ts uses the same bound). */
+const INVOCATION_MAX_LEN = 16383;
+/** Longest row one invocation reduces on a GPU. */
+const GPU_INVOCATION_MAX_LEN = 32;
+
 /** Row reduction x [R, L] -> y [R]. */
 export const reduceRowsOp: OpDef<ReduceRowsParams> = defineOp<ReduceRowsParams>({
   name: "reduce_rows",
@@ -97,12 +142,21 @@ export const reduceRowsOp: OpDef<ReduceRowsParams> = defineOp<ReduceRowsParams>(
       }
     }
   },
-  wgsl([x], [y], { kind, rowLen }) {
+  wgsl([x], [y], { kind, rowLen, mode }, device) {
     const rows = y.shape[0];
-    return {
-      source: reduceWgsl(kind, wgslType(x.dtype), wgslType(y.dtype), rows, rowLen),
-      grid: grid1d(rows, 1),
-    };
+    const types = [wgslType(x.dtype), wgslType(y.dtype)] as const;
+    const perInvocation = mode
+      ? mode === "invocation"
+      : device?.isFallback
+      ? rowLen <= INVOCATION_MAX_LEN
+      : rowLen <= GPU_INVOCATION_MAX_LEN;
+    if (perInvocation) {
+      return {
+        source: reduceInvocationWgsl(kind, ...types, rows, rowLen),
+        grid: grid1d(rows, WG),
+      };
+    }
+    return { source: reduceWgsl(kind, ...types, rows, rowLen), grid: grid1d(rows, 1) };
   },
   backward(dy, [x], _y, { kind }) {
     if (kind !== "sum") return [null]; // max's gradient is formed in `max` below

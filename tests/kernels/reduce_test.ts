@@ -6,10 +6,14 @@ import type { Tensor } from "../../engine/tensor.ts";
 import { zeros } from "../../engine/creation.ts";
 import { Generator } from "../../engine/random.ts";
 import { argmax, exp, max, mean, narrow, sum, transpose } from "../../kernels/mod.ts";
+import { reduceRowsOp } from "../../kernels/reduce.ts";
+import { apply } from "../../engine/op.ts";
+import { fromArray } from "../../engine/creation.ts";
 import {
   assertClose,
   cpu,
   freshSeed,
+  gpu,
   gradCheck,
   hasWebGPU,
   randnArray,
@@ -134,4 +138,37 @@ Deno.test("reduction gradients on random shapes, axes and keepdim", async () => 
         });
     }
   }
+});
+
+Deno.test({
+  name: "reduce_rows on webgpu: workgroup and invocation forms both match the CPU",
+  ignore: !hasWebGPU,
+  async fn() {
+    const be = await gpu();
+    const seed = freshSeed();
+    // Short rows in many rows (a position-embedding gradient), long rows, one row, ties.
+    for (const [rows, len] of [[700, 12], [5, 1000], [1, 3000], [64, 1]]) {
+      const data = randnArray(rows * len, seed + rows);
+      const ties = Float32Array.from(data, (v) => Math.round(2 * v));
+      for (const kind of ["sum", "max", "argmax"] as const) {
+        const src = kind === "argmax" ? ties : Float32Array.from(data);
+        const ref = await apply(reduceRowsOp, [fromArray(src, [rows, len], { backend: cpu })], {
+          kind,
+          rowLen: len,
+        }).data();
+        for (const mode of ["workgroup", "invocation"] as const) {
+          const x = fromArray(src, [rows, len], { backend: be });
+          const got = await apply(reduceRowsOp, [x], { kind, rowLen: len, mode }).data();
+          const msg = `${kind} [${rows}, ${len}] ${mode} (seed ${seed}):`;
+          if (kind === "argmax") deepStrictEqual(Array.from(got), Array.from(ref), msg);
+          else assertClose(got, ref, { atol: 1e-4 * Math.sqrt(len), rtol: 1e-4, msg });
+        }
+      }
+    }
+    // Rows longer than one invocation may loop on llvmpipe take the workgroup form by default.
+    const long = Float32Array.from(randnArray(20000, seed), (v) => v + 1);
+    const want = long.reduce((a, v) => a + v, 0);
+    const total = await sum(fromArray(long, [20000], { backend: be })).item();
+    assertClose([total], [want], { atol: 1e-2, rtol: 1e-4 });
+  },
 });
