@@ -149,8 +149,9 @@ function matmulCpu(a: CpuArg, b: CpuArg, c: TypedArray, { batch, M, N, K }: Matm
 
 // ---- WebGPU: layout class, uniforms, variants -------------------------------------------------
 
-/** Fewer multiply-adds than this run DEFAULT_VARIANT untuned (timing would cost more). */
-export const TUNE_MIN = 1 << 24;
+/** Fewer multiply-adds than this run DEFAULT_VARIANT untuned (timing would cost more). 2M: a
+ * baby GPT's projections and attention products (2-13M) ran 1.5-2× faster once tuned. */
+export const TUNE_MIN = 1 << 21;
 /** The variant of untuned shapes and of shapes not yet tuned (small blocks: quick to compile,
  * many workgroups for small problems). */
 export const DEFAULT_VARIANT = "reg4x4";
