@@ -30,7 +30,7 @@
 
 import type { TextureLimits, TextureStage } from "../engine/backend.ts";
 import { ceilDiv } from "../engine/shape.ts";
-import { type CMode, type MatmulVariant, stores } from "./matmul_wgsl.ts";
+import { blockStores, type CMode, type MatmulVariant } from "./matmul_wgsl.ts";
 import { npot, REQUIRES_TEXTURES } from "./texture_stage.ts";
 
 /** How A is stored: texels along k ("k") or along m ("m"). */
@@ -281,14 +281,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let k = kq * 4u;
     ${body.join("\n    ")}
   }
-${
-    stores(
-      cm,
-      range(tm).map((i) => `row0 + ${i}u`),
-      range(tnv).map((jv) => `col0 + ${4 * jv}u`),
-      (i, jv) => `c${i}_${jv}`,
-    )
-  }
+${blockStores(cm, tm, tn)}
 }`;
 }
 

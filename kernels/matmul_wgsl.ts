@@ -126,6 +126,17 @@ export function stores(
   return out.join("\n");
 }
 
+/** The stores of an invocation's TM×TN block `c{i}_{jv}` at rows row0.., columns col0.. (the
+ * register-blocked kernels, buffer and texture-staged). */
+export function blockStores(cm: CMode, tm: number, tn: number): string {
+  return stores(
+    cm,
+    range(tm).map((i) => `row0 + ${i}u`),
+    range(tn / 4).map((jv) => `col0 + ${4 * jv}u`),
+    (i, jv) => `c${i}_${jv}`,
+  );
+}
+
 /** The register-blocked kernel (see the file header). */
 export function regKernel(t: string, v: MatmulVariant, am: AMode, bm: BMode, cm: CMode): string {
   const { tm, tn } = v;
@@ -234,14 +245,7 @@ ${
       : ""
   }
 ${tail}
-${
-    stores(
-      cm,
-      range(tm).map((i) => `row0 + ${i}u`),
-      range(tnv).map((jv) => `col0 + ${4 * jv}u`),
-      (i, jv) => `c${i}_${jv}`,
-    )
-  }
+${blockStores(cm, tm, tn)}
 }`;
 }
 

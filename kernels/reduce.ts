@@ -28,6 +28,14 @@ export interface ReduceRowsParams {
 
 const WG = 64;
 
+/** The bindings of both forms: rows x [R, L] in, y [R] out. */
+const io = (t: string, outT: string) => `
+@group(0) @binding(0) var<storage, read> x: array<${t}>;
+@group(0) @binding(1) var<storage, read_write> y: array<${outT}>;`;
+
+/** The accumulator's start: 0, or the lowest f32 for max and argmax. */
+const initOf = (kind: ReduceKind, t: string) => (kind === "sum" ? `${t}(0)` : "-3.402823e38");
+
 function reduceWgsl(
   kind: ReduceKind,
   t: string,
@@ -35,11 +43,8 @@ function reduceWgsl(
   rows: number,
   rowLen: number,
 ): string {
-  const init = kind === "sum" ? `${t}(0)` : "-3.402823e38";
   const better = "v > best || (v == best && j < bi)";
-  return `
-@group(0) @binding(0) var<storage, read> x: array<${t}>;
-@group(0) @binding(1) var<storage, read_write> y: array<${outT}>;
+  return `${io(t, outT)}
 var<workgroup> sv: array<${kind === "sum" ? t : "f32"}, ${WG}>;
 var<workgroup> si: array<u32, ${WG}>;
 @compute @workgroup_size(${WG})
@@ -47,7 +52,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   let row = wid.x + wid.y * 65535u;
   let inRange = row < ${rows}u;
   let base = row * ${rowLen}u;
-  var best = ${init};
+  var best = ${initOf(kind, t)};
   var bi = 0xffffffffu;
   if (inRange) {
     for (var j = lid.x; j < ${rowLen}u; j += ${WG}u) {
@@ -89,19 +94,16 @@ function reduceInvocationWgsl(
   rows: number,
   rowLen: number,
 ): string {
-  const init = kind === "sum" ? `${t}(0)` : "-3.402823e38";
   const body = kind === "sum" ? "best += x[base + j];" : `let v = f32(x[base + j]);
     if (v > best) { best = v; bi = j; }`;
   const out = kind === "argmax" ? "i32(bi)" : kind === "max" ? `${outT}(best)` : "best";
-  return `
-@group(0) @binding(0) var<storage, read> x: array<${t}>;
-@group(0) @binding(1) var<storage, read_write> y: array<${outT}>;
+  return `${io(t, outT)}
 @compute @workgroup_size(${WG})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let row = ${linearIndex(WG)};
   if (row >= ${rows}u) { return; }
   let base = row * ${rowLen}u;
-  var best = ${init};
+  var best = ${initOf(kind, t)};
   var bi = 0u;
   for (var j = 0u; j < ${rowLen}u; j++) {
     ${body}
