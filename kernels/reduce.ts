@@ -44,6 +44,12 @@ function reduceWgsl(
   rowLen: number,
 ): string {
   const better = "v > best || (v == best && j < bi)";
+  // Where no element beat the start value (all -inf or NaN) argmax is 0, as on the CPU.
+  const out = kind === "argmax"
+    ? "i32(select(si[0], 0u, si[0] == 0xffffffffu))"
+    : kind === "max"
+    ? `${outT}(sv[0])`
+    : "sv[0]";
   return `${io(t, outT)}
 var<workgroup> sv: array<${kind === "sum" ? t : "f32"}, ${WG}>;
 var<workgroup> si: array<u32, ${WG}>;
@@ -75,7 +81,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     workgroupBarrier();
   }
   if (lid.x == 0u && inRange) {
-    y[row] = ${kind === "argmax" ? "i32(si[0])" : kind === "max" ? `${outT}(sv[0])` : "sv[0]"};
+    y[row] = ${out};
   }
 }`;
 }
