@@ -28,6 +28,17 @@ export class GpuStorage implements Storage {
   }
 }
 
+/**
+ * Running in the Deno runtime, where the backend does not wait on `device.lost`: Deno implements
+ * it as an async op that keeps a reference to the device until the promise settles, and a runtime
+ * torn down with it pending (each `deno test` file is one) frees the device under it, corrupting
+ * the heap ("double free or corruption" at exit, a few percent of 60-file test runs on llvmpipe).
+ * A lost device still surfaces there: the next read's mapAsync fails (`read`).
+ */
+function underDeno(): boolean {
+  return typeof navigator !== "undefined" && /^Deno\//.test(navigator.userAgent ?? "");
+}
+
 function gpuStorage(s: Storage): GpuStorage {
   if (!(s instanceof GpuStorage)) throw new Error(`webgpu backend given ${s.backend} storage`);
   return s;
@@ -71,9 +82,11 @@ export class WebGpuBackend implements Backend {
     this.device.addEventListener("uncapturederror", (e) => {
       this.#error ??= new DeviceError(`webgpu: ${(e as GPUUncapturedErrorEvent).error.message}`);
     });
-    this.device.lost.then((info) => {
-      this.#error ??= new DeviceError(`webgpu: device lost (${info.reason}): ${info.message}`);
-    });
+    if (!underDeno()) {
+      this.device.lost.then((info) => {
+        this.#error ??= new DeviceError(`webgpu: device lost (${info.reason}): ${info.message}`);
+      });
+    }
   }
 
   /** Acquire the adapter and device. */
@@ -170,7 +183,15 @@ export class WebGpuBackend implements Backend {
     this.#endPass();
     this.#enc().copyBufferToBuffer(s.buffer, 0, staging, 0, bytes);
     this.flush();
-    await staging.mapAsync(GPUMapMode.READ);
+    try {
+      await staging.mapAsync(GPUMapMode.READ);
+    } catch (e) {
+      staging.destroy();
+      await this.#throwDeferred(); // a kernel's own error explains the failure better
+      throw new DeviceError(
+        `webgpu: reading a result failed (${(e as Error).message}); the device may be lost`,
+      );
+    }
     new Uint8Array(out.buffer).set(new Uint8Array(staging.getMappedRange(), 0, out.byteLength));
     staging.unmap();
     staging.destroy();
