@@ -33,8 +33,16 @@ const io = (t: string, outT: string) => `
 @group(0) @binding(0) var<storage, read> x: array<${t}>;
 @group(0) @binding(1) var<storage, read_write> y: array<${outT}>;`;
 
-/** The accumulator's start: 0, or the lowest f32 for max and argmax. */
-const initOf = (kind: ReduceKind, t: string) => (kind === "sum" ? `${t}(0)` : "-3.402823e38");
+/**
+ * -inf for the start of max and argmax. A WGSL constant cannot be infinite (const evaluation of
+ * bitcast<f32>(0xff800000u) is a shader-creation error), so the bits come from a private var,
+ * read at run time; a row of all -inf (or NaN) then has max -inf, as on the CPU.
+ */
+const NEG_INF = "var<private> NEG_INF_BITS: u32 = 0xff800000u;";
+
+/** The accumulator's start: 0, or -inf for max and argmax. */
+const initOf = (kind: ReduceKind, t: string) =>
+  kind === "sum" ? `${t}(0)` : "bitcast<f32>(NEG_INF_BITS)";
 
 function reduceWgsl(
   kind: ReduceKind,
@@ -51,6 +59,7 @@ function reduceWgsl(
     ? `${outT}(sv[0])`
     : "sv[0]";
   return `${io(t, outT)}
+${NEG_INF}
 var<workgroup> sv: array<${kind === "sum" ? t : "f32"}, ${WG}>;
 var<workgroup> si: array<u32, ${WG}>;
 @compute @workgroup_size(${WG})
@@ -104,6 +113,7 @@ function reduceInvocationWgsl(
     if (v > best) { best = v; bi = j; }`;
   const out = kind === "argmax" ? "i32(bi)" : kind === "max" ? `${outT}(best)` : "best";
   return `${io(t, outT)}
+${NEG_INF}
 @compute @workgroup_size(${WG})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let row = ${linearIndex(WG)};

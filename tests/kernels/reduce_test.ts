@@ -165,15 +165,30 @@ Deno.test({
         }
       }
     }
-    // A row where nothing beats the start value (all -inf, or NaN): argmax 0, as on the CPU.
+    // A row where nothing beats the start value (all -inf, or NaN): argmax 0 and max -inf, as
+    // on the CPU (the start value is -inf itself, not the lowest finite f32).
     for (const fill of [-Infinity, NaN]) {
       const src = new Float32Array(40).fill(fill);
-      for (const mode of ["workgroup", "invocation"] as const) {
-        const x = fromArray(src, [1, 40], { backend: be });
-        const got = await apply(reduceRowsOp, [x], { kind: "argmax", rowLen: 40, mode }).data();
-        deepStrictEqual(Array.from(got), [0], `argmax of ${fill}s, ${mode}`);
+      for (const kind of ["argmax", "max"] as const) {
+        const ref = await apply(reduceRowsOp, [fromArray(src, [1, 40], { backend: cpu })], {
+          kind,
+          rowLen: 40,
+        }).data();
+        for (const mode of ["workgroup", "invocation"] as const) {
+          const x = fromArray(src, [1, 40], { backend: be });
+          const got = await apply(reduceRowsOp, [x], { kind, rowLen: 40, mode }).data();
+          deepStrictEqual(Array.from(got), Array.from(ref), `${kind} of ${fill}s, ${mode}`);
+        }
       }
     }
+    deepStrictEqual(
+      Array.from(
+        await max(fromArray(new Float32Array(3).fill(-Infinity), [3], {
+          backend: be,
+        })).data(),
+      ),
+      [-Infinity],
+    );
     // Rows longer than one invocation may loop on llvmpipe take the workgroup form by default.
     const long = Float32Array.from(randnArray(20000, seed), (v) => v + 1);
     const want = long.reduce((a, v) => a + v, 0);
