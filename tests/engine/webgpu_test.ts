@@ -12,7 +12,7 @@ import { launch } from "../../engine/op.ts";
 import { fromArray, zeros } from "../../engine/creation.ts";
 import { noGrad } from "../../engine/autograd.ts";
 import { tidy } from "../../engine/scope.ts";
-import { ShaderCompileError } from "../../engine/errors.ts";
+import { DeviceError, ShaderCompileError } from "../../engine/errors.ts";
 import { matmul, mean, mul, neg, sub, tanh } from "../../kernels/mod.ts";
 import { sizeClass } from "../../engine/webgpu/pool.ts";
 import { Autotuner, type TunableLaunch } from "../../engine/webgpu/autotune.ts";
@@ -47,6 +47,22 @@ Deno.test({
     } finally {
       Object.defineProperty(GPUDevice.prototype, "lost", desc);
     }
+  },
+});
+
+Deno.test({
+  name: "a lost device (destroyed) makes the next read throw DeviceError",
+  ignore,
+  async fn() {
+    const be = await WebGpuBackend.create(); // its own device: the shared one stays usable
+    const y = fromArray(new Float32Array([1, 2, 3]), [3], { backend: be });
+    deepStrictEqual(Array.from(await mul(y, 2).data()), [2, 4, 6]);
+    be.device.destroy();
+    await rejects(mul(y, 3).data(), (e: unknown) => {
+      ok(e instanceof DeviceError, `expected DeviceError, got ${e}`);
+      ok(/device may be lost/.test(e.message), e.message);
+      return true;
+    });
   },
 });
 
