@@ -10,7 +10,7 @@ import {
   type PackedBitLinear,
   packedFromSafetensors,
   packedToSafetensors,
-} from "../kernels/ternary_linear.ts";
+} from "../kernels/ternary/linear.ts";
 import { type NamedArray, readSafetensors, writeSafetensors } from "../nn/safetensors.ts";
 import type { BitLinear } from "../nn/bitlinear.ts";
 import { BitGPT } from "../models/bitgpt.ts";

@@ -1,22 +1,11 @@
-// The Backend interface: what a device must offer the engine (storage, transfers, running a
-// kernel), and the Kernel shape every op in kernels/ provides (a CPU reference and WGSL).
+// The Backend interface (what a device offers the engine: storage, transfers, running a kernel,
+// and the traits kernels may consult) and the Kernel table every op in kernels/ fills: one
+// implementation per backend name, checked by the type system. A backend that may lack a
+// kernel names what runs instead in KERNEL_FALLBACK, the one place such a fallback is declared.
 
 import type { DType, TypedArray } from "./dtype.ts";
 
-/** Names of the backends. */
-export type BackendName = "cpu" | "webgpu";
-
-/** Device memory holding `size` elements of `dtype`; opaque outside its backend. */
-export interface Storage {
-  /** The backend that owns this memory. */
-  readonly backend: BackendName;
-  /** Element type. */
-  readonly dtype: DType;
-  /** Number of elements. */
-  readonly size: number;
-}
-
-/** How a kernel argument's elements sit in its storage (row-major strides, in elements). */
+/** Where a kernel argument's elements sit in its storage (row-major strides, in elements). */
 export interface ArgInfo {
   /** Logical shape. */
   readonly shape: readonly number[];
@@ -34,19 +23,22 @@ export interface CpuArg extends ArgInfo {
   readonly data: TypedArray;
 }
 
-/** A compiled-on-demand WGSL launch: source, workgroup grid, and a uniform block if any. */
-export interface WgslLaunch {
-  /** WGSL module source with entry point `main`. */
-  source: string;
-  /** Workgroups to dispatch in x, y, z. */
-  grid: [number, number, number];
-  /** Bytes of the uniform block, bound after the outputs. */
-  uniforms?: ArrayBufferView;
-  /**
-   * Inputs the kernel reads from textures rather than storage buffers (see TextureStage): each
-   * one's binding holds a scratch texture that its stage kernel fills just before `main` runs.
-   */
-  stages?: TextureStage[];
+/** A kernel argument in WebAssembly memory: its layout plus where its storage begins. */
+export interface WasmArg extends ArgInfo {
+  /** Byte address of the storage's element 0 in the backend's memory. */
+  readonly ptr: number;
+}
+
+/**
+ * What the wasm backend gives its kernels: the shared memory, the thread count, the WebAssembly
+ * features present, compiled-once kernel modules and a parallel run over the worker threads.
+ * Defined by the wasm backend (engine/wasm/); named here so kernel tables can be typed.
+ */
+export interface WasmContext {
+  /** The memory every tensor of the backend lives in. */
+  readonly memory: WebAssembly.Memory;
+  /** Threads a parallel run uses (the calling thread included). */
+  readonly threads: number;
 }
 
 /** Texel formats of staged textures: 4 floats, 4 words, or 1 word. */
@@ -85,6 +77,21 @@ export interface TextureStage {
   };
 }
 
+/** A compiled-on-demand WGSL launch: source, workgroup grid, and a uniform block if any. */
+export interface WgslLaunch {
+  /** WGSL module source with entry point `main`. */
+  source: string;
+  /** Workgroups to dispatch in x, y, z. */
+  grid: [number, number, number];
+  /** Bytes of the uniform block, bound after the outputs. */
+  uniforms?: ArrayBufferView;
+  /**
+   * Inputs the kernel reads from textures rather than storage buffers (see TextureStage): each
+   * one's binding holds a scratch texture that its stage kernel fills just before `main` runs.
+   */
+  stages?: TextureStage[];
+}
+
 /** The read-only storage textures a device offers kernels (largest side and layer count). */
 export interface TextureLimits {
   /** maxTextureDimension2D: texels per row, and rows. */
@@ -110,20 +117,82 @@ export interface DeviceTraits {
 }
 
 /**
- * A kernel: one computation with a CPU reference and (optionally) WGSL. Bindings in WGSL are
- * group 0, inputs first (read-only storage), then outputs (read_write storage), then the
- * uniform block if `uniforms` is given.
+ * The implementation a kernel gives each backend, by backend name. Bindings in WGSL are group
+ * 0, inputs first (read-only storage), then outputs (read_write storage), then the uniform
+ * block if the launch has `uniforms`. Outputs are row-major at their own offset 0 unless a
+ * kernel documents otherwise; inputs are row-major at offset 0 unless the op is `strided`.
  */
-export interface Kernel<P> {
-  /** The kernel's name, used in errors and the pipeline cache. */
-  readonly name: string;
-  /** CPU reference: compute `outputs` (row-major) from `inputs`. */
+export interface KernelImpls<P> {
+  /** The TypeScript reference: compute `outputs` (row-major) from `inputs`. */
   cpu(inputs: CpuArg[], outputs: TypedArray[], params: P): void;
-  /**
-   * WGSL source and launch grid for these argument layouts (absent: CPU only); `device`, when
-   * the backend passes it, lets the kernel choose a variant suited to the adapter.
-   */
-  wgsl?(inputs: ArgInfo[], outputs: ArgInfo[], params: P, device?: DeviceTraits): WgslLaunch;
+  /** WGSL source and launch grid for these argument layouts on a device with `device`'s traits. */
+  webgpu(inputs: ArgInfo[], outputs: ArgInfo[], params: P, device: DeviceTraits): WgslLaunch;
+  /** WebAssembly: compute the outputs in the backend's shared memory. */
+  wasm(inputs: WasmArg[], outputs: WasmArg[], params: P, ctx: WasmContext): void;
+}
+
+/** The backends kernels are written for. */
+export type KernelBackend = keyof KernelImpls<unknown>;
+
+/**
+ * Backends whose kernels may leave their implementation out, and which implementation runs in
+ * its place. The wasm backend keeps its tensors in host-visible memory, so a kernel without a
+ * wasm implementation runs its CPU reference on views of that memory, on one thread.
+ */
+export const KERNEL_FALLBACK = { wasm: "cpu" } as const satisfies Partial<
+  Record<KernelBackend, KernelBackend>
+>;
+
+type Optional = keyof typeof KERNEL_FALLBACK;
+
+/**
+ * A kernel: one computation with one implementation per backend (those of KERNEL_FALLBACK may
+ * be absent), so a new backend is a compile error in every kernel until it is served.
+ */
+export type Kernel<P> =
+  & {
+    /** The kernel's name, used in errors and the pipeline cache. */
+    readonly name: string;
+    /**
+     * How to cut one launch into several whose arguments each fit `maxBytes`: each piece names
+     * views of the same arguments (same storages, their own shape, strides and offset) and its
+     * params. The engine uses it when an argument is larger than one binding of the device.
+     */
+    readonly split?: SplitRule<P>;
+  }
+  & { readonly [B in Exclude<KernelBackend, Optional>]: KernelImpls<P>[B] }
+  & { readonly [B in Optional]?: KernelImpls<P>[B] };
+
+/** One piece of a split launch: views of the original arguments and its parameters. */
+export interface LaunchPiece<P> {
+  /** Views of the inputs, in order (each over the same storage as the original). */
+  inputs: ArgInfo[];
+  /** Views of the outputs, in order. */
+  outputs: ArgInfo[];
+  /** The piece's parameters. */
+  params: P;
+}
+
+/**
+ * Cuts a launch into pieces whose every argument spans at most `maxBytes`, with each piece's
+ * arguments starting on a multiple of `align` bytes. Returns null where the kernel cannot be cut
+ * for these arguments (the engine then refuses with the sizes).
+ */
+export type SplitRule<P> = (
+  inputs: ArgInfo[],
+  outputs: ArgInfo[],
+  params: P,
+  limits: { maxBytes: number; align: number },
+) => LaunchPiece<P>[] | null;
+
+/** Device memory holding `size` elements of `dtype`; opaque outside its backend. */
+export interface Storage {
+  /** The backend that owns this memory. */
+  readonly backend: BackendName;
+  /** Element type. */
+  readonly dtype: DType;
+  /** Number of elements. */
+  readonly size: number;
 }
 
 /** An argument handed to a backend: storage plus layout. */
@@ -134,10 +203,37 @@ export interface BoundArg {
   info: ArgInfo;
 }
 
+/** What kernels and ops may know of a backend (no kernel names a backend's class). */
+export interface BackendTraits {
+  /**
+   * The most bytes one kernel argument may span (a WebGPU storage binding). Larger tensors are
+   * allocated whole and cut into launches of at most this much by the engine (Kernel.split).
+   */
+  readonly maxBindingBytes: number;
+  /** Where pieces of a split launch may start, in bytes (WebGPU's storage offset alignment). */
+  readonly bindingAlign: number;
+  /** The most bytes one tensor may take. */
+  readonly maxTensorBytes: number;
+  /**
+   * Loop iterations an invocation may run in all before the device silently stops it (llvmpipe
+   * ends an invocation after 65,535); Infinity where there is no such cap.
+   */
+  readonly maxLoopIterations: number;
+  /** The WebGPU adapter's traits; absent on other backends. */
+  readonly gpu?: DeviceTraits;
+  /** Holds shapes only (the meta backend): creation functions draw and fill nothing. */
+  readonly virtual?: boolean;
+}
+
+/** Names of the backends: the kernel backends and `meta`, which holds shapes only. */
+export type BackendName = KernelBackend | "meta";
+
 /** A device the engine can run on. */
 export interface Backend {
   /** Which backend this is. */
   readonly name: BackendName;
+  /** What kernels and ops may know of it. */
+  readonly traits: BackendTraits;
   /** Allocate zero-or-garbage storage of `size` elements (contents unspecified). */
   alloc(size: number, dtype: DType): Storage;
   /** Allocate storage holding a copy of `data`. */
@@ -148,7 +244,10 @@ export interface Backend {
   read(storage: Storage): Promise<TypedArray>;
   /** Return storage to the backend (pool). */
   free(storage: Storage): void;
-  /** Run `kernel` over inputs into outputs (outputs are written, never read unless passed twice). */
+  /**
+   * Run `kernel` over inputs into outputs (outputs are written, never read unless passed twice).
+   * Arguments fit one binding here: the engine splits larger launches first (engine/op.ts).
+   */
   run<P>(kernel: Kernel<P>, inputs: BoundArg[], outputs: BoundArg[], params: P): void;
   /** Wait until all issued work is done and surface any deferred device error. */
   sync(): Promise<void>;

@@ -10,6 +10,7 @@ import { defaultGenerator, type Generator } from "./random.ts";
 import { checkShape, sizeOf } from "./shape.ts";
 import { fmtShape, ShapeError } from "./errors.ts";
 import { StorageRef, Tensor } from "./tensor.ts";
+import { checkFits } from "./op.ts";
 
 /** Where and how to create a tensor. */
 export interface CreateOptions {
@@ -64,6 +65,7 @@ export function fromArray(
 ): Tensor {
   const backend = opts.backend ?? getBackend();
   const dtype = opts.dtype ?? dtypeOfArray(arr);
+  checkFits(backend, shape, dtype);
   const t = new Tensor(new StorageRef(backend, backend.upload(arr, dtype)), [...shape]);
   t.requiresGrad = opts.requiresGrad ?? false;
   return t;
@@ -77,9 +79,25 @@ export function dtypeOfArray(arr: TypedArray): DType {
   return "f32";
 }
 
+/**
+ * Where the backend holds shapes only (meta), a tensor without data (nothing drawn or filled);
+ * elsewhere null, after checking the tensor fits the backend.
+ */
+function withoutData(shape: readonly number[], opts: CreateOptions): Tensor | null {
+  const backend = opts.backend ?? getBackend();
+  const dtype = opts.dtype ?? "f32";
+  checkFits(backend, shape, dtype);
+  if (!backend.traits.virtual) return null;
+  const t = new Tensor(new StorageRef(backend, backend.alloc(sizeOf(shape), dtype)), [...shape]);
+  t.requiresGrad = opts.requiresGrad ?? false;
+  return t;
+}
+
 /** A tensor of `shape` filled with `value`. */
 export function full(shape: readonly number[], value: number, opts: CreateOptions = {}): Tensor {
   checkShape("full", shape);
+  const virtual = withoutData(shape, opts);
+  if (virtual) return virtual;
   const arr = allocArray(opts.dtype ?? "f32", sizeOf(shape));
   arr.fill(value);
   return fromArray(arr, shape, opts);
@@ -117,6 +135,8 @@ export function randn(
   opts: RandomOptions & { mean?: number; std?: number } = {},
 ): Tensor {
   checkShape("randn", shape);
+  const virtual = withoutData(shape, opts);
+  if (virtual) return virtual;
   const g = opts.generator ?? defaultGenerator();
   const z = g.normal(sizeOf(shape));
   const { mean = 0, std = 1 } = opts;
@@ -132,6 +152,8 @@ export function rand(
   opts: RandomOptions & { low?: number; high?: number } = {},
 ): Tensor {
   checkShape("rand", shape);
+  const virtual = withoutData(shape, opts);
+  if (virtual) return virtual;
   const g = opts.generator ?? defaultGenerator();
   const u = g.uniform(sizeOf(shape));
   const { low = 0, high = 1 } = opts;

@@ -32,3 +32,12 @@ export class DeviceError extends Error {
 export function fmtShape(shape: readonly number[]): string {
   return `[${shape.join(", ")}]`;
 }
+
+/**
+ * A tensor or launch does not fit the device: the message names the tensor or op, its bytes and
+ * the limit, and what to change.
+ */
+export class DeviceLimitError extends Error {
+  /** Always "DeviceLimitError". */
+  override name = "DeviceLimitError";
+}

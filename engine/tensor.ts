@@ -1,12 +1,12 @@
 // Tensor: a strided view (shape, strides, offset) over reference-counted backend storage, plus
 // the autograd link (the node that made it) and its accumulated gradient.
 
-import type { Backend, Storage } from "./backend.ts";
+import type { Backend, CpuArg, Storage } from "./backend.ts";
 import type { DType, TypedArray } from "./dtype.ts";
 import { allocArray } from "./dtype.ts";
 import { contiguousStrides, sizeOf } from "./shape.ts";
 import { trackTensor } from "./scope.ts";
-import { backward as runBackward } from "./autograd.ts";
+import { backward as runBackward, type Node } from "./autograd.ts";
 
 /** Storage shared by a tensor and its views; freed when the last holder lets go. */
 export class StorageRef {
@@ -23,16 +23,6 @@ export class StorageRef {
     if (this.refs <= 0) return;
     if (--this.refs === 0) this.backend.free(this.storage);
   }
-}
-
-/** The record an op leaves on the tape: its inputs and how to send a gradient back to them. */
-export interface Node {
-  /** The op's name. */
-  readonly name: string;
-  /** The op's inputs, in order. */
-  readonly inputs: readonly Tensor[];
-  /** Gradients for each input given the output's gradient (null where none flows). */
-  backward(dy: Tensor): (Tensor | null)[];
 }
 
 // Safety net for tensors never disposed: their storage goes back to the pool when collected.
@@ -192,4 +182,20 @@ export function gatherStrided(
     }
   }
   return out;
+}
+export type { Node } from "./autograd.ts";
+
+/** A CPU kernel argument's elements row-major (the storage itself when already so). */
+export function cpuContiguous(a: CpuArg): TypedArray {
+  const n = sizeOf(a.shape);
+  let plain = true;
+  let s = 1;
+  for (let i = a.shape.length - 1; i >= 0 && plain; i--) {
+    if (a.shape[i] !== 1 && a.strides[i] !== s) plain = false;
+    s *= a.shape[i];
+  }
+  if (plain) {
+    return a.offset === 0 && a.data.length === n ? a.data : a.data.subarray(a.offset, a.offset + n);
+  }
+  return gatherStrided(a.data, a.shape, a.strides, a.offset, a.dtype);
 }

@@ -5,12 +5,14 @@
 //   m ← β1·m + (1−β1)·g,  v ← β2·v + (1−β2)·g²
 //   p ← p − (lr / bc1) · m / (sqrt(v) / sqrt(bc2) + eps),  bc_i = 1 − β_i^step
 // Inputs [grad (any strides), s], outputs (read and written) [p, m, v], row-major, same shape.
-// WGSL: one invocation per element, workgroup 64, scalars in a uniform block (lr changes every
+// WGSL: one invocation per element, workgroup 256, scalars in a uniform block (lr changes every
 // step, so it must not be baked into the source).
 
 import type { Kernel } from "../engine/backend.ts";
 import { wgslType } from "../engine/dtype.ts";
-import { cpuContiguous, launch } from "../engine/op.ts";
+import { launch } from "../engine/op.ts";
+import { splitRows } from "../engine/split.ts";
+import { cpuContiguous } from "../engine/tensor.ts";
 import { sameShape, sizeOf } from "../engine/shape.ts";
 import type { Tensor } from "../engine/tensor.ts";
 import { fmtShape, ShapeError } from "../engine/errors.ts";
@@ -61,12 +63,13 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let lr = u.f.x; let b1 = u.f.y; let b2 = u.f.z; let eps = u.f.w;
   let wd = u.h.x; let bc1 = u.h.y; let sbc2 = u.h.z;
   let gi = g[${plainGrad ? "i" : "addr_0(i)"}] * s[0];
-  let mi = b1 * m[i] + (1.0 - b1) * gi;
-  let vi = b2 * v[i] + (1.0 - b2) * gi * gi;
-  m[i] = mi;
-  v[i] = vi;
-  let pi = p[i] * (1.0 - lr * wd);
-  p[i] = pi - (lr / bc1) * mi / (sqrt(vi) / sbc2 + eps);
+  let j = u.yo + i; // p, m and v share one layout (and a piece of them one offset)
+  let mi = b1 * m[j] + (1.0 - b1) * gi;
+  let vi = b2 * v[j] + (1.0 - b2) * gi * gi;
+  m[j] = mi;
+  v[j] = vi;
+  let pi = p[j] * (1.0 - lr * wd);
+  p[j] = pi - (lr / bc1) * mi / (sqrt(vi) / sbc2 + eps);
 }`;
 }
 
@@ -86,8 +89,8 @@ export const adamwKernel: Kernel<AdamWParams> = {
       p[i] = pi - (lr / bc1) * m[i] / (Math.sqrt(v[i]) / sbc2 + eps);
     }
   },
-  wgsl([g], _outs, { lr, beta1, beta2, eps, weightDecay, step }) {
-    const base = stridedUniforms(g.shape, [g], [lr, beta1, beta2, eps]);
+  webgpu([g], outs, { lr, beta1, beta2, eps, weightDecay, step }) {
+    const base = stridedUniforms(g.shape, [g], [lr, beta1, beta2, eps], outs[0].offset);
     const u = new Uint32Array(base.length + 4);
     u.set(base);
     new Float32Array(u.buffer, base.length * 4, 4).set([
@@ -100,6 +103,9 @@ export const adamwKernel: Kernel<AdamWParams> = {
     const source = wgsl(wgslType(g.dtype), plain, stridedRank(g.shape, [g]));
     return { source, grid: grid1d(sizeOf(g.shape)), uniforms: u };
   },
+  // Rows of the gradient, parameter and moments; the scale whole.
+  split: (inputs, outputs, p, limits) =>
+    splitRows(inputs, outputs, p, limits, { cut: (_a, i) => i === 0, anyStart: true }),
 };
 
 /**

@@ -1,9 +1,10 @@
 // Embedding lookup: out[..., c] = weight[ids[...], c] (PyTorch's F.embedding), with a
 // deterministic scatter-add backward. Shapes (V rows, C channels, N = number of ids):
 // weight [V, C] float, ids [...] i32 -> out [..., C]; all row-major (apply copies views).
-// Forward: one invocation per output element (workgroup 64). Backward: dWeight for table rows
-// [start, start + rows) (the whole table, or one row chunk of embedding_split.ts) by one
-// workgroup of 64 per row v, which scans the ids in order and, for each k with
+// Forward: one invocation per output element (workgroup 256). A table larger than one binding
+// of the device is looked up in pieces of rows (each writes the outputs of its own ids).
+// Backward: dWeight for table rows [start, start + rows) (the whole table, or a piece of it) by
+// one workgroup of 64 per row v, which scans the ids in order and, for each k with
 // ids[k] = start + v, adds dy[k, :] into its row (each invocation owns channels lid, lid + 64,
 // ...). No atomics, and every row is summed in position order, so the result is deterministic
 // and in the CPU loop's order. The ids are scanned in passes of `idsPerPass(C)` (the first pass
@@ -15,14 +16,17 @@
 // id and its position; WebGPU cannot throw, so such a position's output row is NaN (the loss
 // turns NaN) and adds no gradient.
 
+import type { ArgInfo, LaunchPiece } from "../engine/backend.ts";
 import type { Tensor } from "../engine/tensor.ts";
 import { isFloat, wgslType } from "../engine/dtype.ts";
 import { fmtShape, ShapeError } from "../engine/errors.ts";
-import { apply, defineOp, launch, type OpDef } from "../engine/op.ts";
+import { apply, defineOp, type KernelOp, launch } from "../engine/op.ts";
 import { sizeOf } from "../engine/shape.ts";
+import { narrowRows, splitRows } from "../engine/split.ts";
 import { grid1d, linearIndex, WORKGROUP_SIZE } from "../engine/webgpu/codegen.ts";
-import { ROW_WG, rowGrid } from "./row_kernel.ts";
-import { contiguous, reshape } from "./view.ts";
+import { ROW_WG, rowGrid } from "./rows/rows.ts";
+import { contiguous } from "./elementwise/copy.ts";
+import { reshape } from "./shape/view.ts";
 
 /** Parameters of the embedding kernels: vocabulary size V and embedding width C. */
 export interface EmbeddingParams {
@@ -30,33 +34,62 @@ export interface EmbeddingParams {
   V: number;
   /** Embedding width (columns of the table). */
   C: number;
+  /**
+   * The launch holds table rows [start, start + rows) only (a piece of a table larger than one
+   * binding): it writes the outputs of ids in that range, and the first piece those of bad ids.
+   * Default: the whole table.
+   */
+  start?: number;
+  /** Rows the launch holds (default V). */
+  rows?: number;
 }
 
 const NAN_BITS = 0x7fc00000;
 
-function uniforms(n: number, { V, C }: EmbeddingParams): Uint32Array {
-  return new Uint32Array([n, V, C, NAN_BITS]);
+function uniforms(n: number, { V, C, start = 0, rows = V }: EmbeddingParams): Uint32Array {
+  return new Uint32Array([n, V, C, NAN_BITS, start, rows, 0, 0]);
 }
 
-const UNIFORM_STRUCT = "struct U { n: u32, V: u32, C: u32, nan: u32 }";
+const UNIFORM_STRUCT =
+  "struct U { n: u32, V: u32, C: u32, nan: u32, start: u32, rows: u32, p0: u32, p1: u32 }";
+
+/** Pieces over rows of the table [V, C], each over pieces of the ids [N] and output [N, C]. */
+function tablePieces(
+  [w, ids]: ArgInfo[],
+  [out]: ArgInfo[],
+  p: EmbeddingParams,
+  limits: { maxBytes: number; align: number },
+): LaunchPiece<EmbeddingParams>[] | null {
+  const tables = splitRows([w], [w], p, limits);
+  const tokens = splitRows([ids], [out], p, limits, { cut: () => true });
+  if (!tables || !tokens) return null;
+  return tables.flatMap(({ inputs: [t] }) =>
+    tokens.map(({ inputs: [i], outputs: [o] }) => ({
+      inputs: [t, i],
+      outputs: [o],
+      params: { ...p, start: (t.offset - w.offset) / w.strides[0], rows: t.shape[0] },
+    }))
+  );
+}
 
 /** out [N, C] = weight[ids[k]] row by row: inputs weight [V, C], ids [...]. */
-export const embeddingOp: OpDef<EmbeddingParams> = defineOp<EmbeddingParams>({
+export const embeddingOp: KernelOp<EmbeddingParams> = defineOp<EmbeddingParams>({
   name: "embedding",
   shape: ([w, ids]) => [...ids.shape, w.shape[1]],
-  cpu([w, ids], [out], { V, C }) {
+  cpu([w, ids], [out], { V, C, start = 0, rows = V }) {
     for (let k = 0; k < sizeOf(ids.shape); k++) {
       const id = ids.data[k];
       if (id < 0 || id >= V) {
         throw new RangeError(
           `embedding: id ${id} at position ${k} is out of range [0, ${V}) for weight ` +
-            `${fmtShape(w.shape)}`,
+            `${fmtShape([V, C])}`,
         );
       }
-      out.set(w.data.subarray(id * C, (id + 1) * C), k * C);
+      if (id < start || id >= start + rows) continue;
+      out.set(w.data.subarray((id - start) * C, (id - start + 1) * C), k * C);
     }
   },
-  wgsl([w, ids], _out, p) {
+  webgpu([w, ids], _out, p) {
     const n = sizeOf(ids.shape) * p.C;
     return {
       source: `${UNIFORM_STRUCT}
@@ -70,14 +103,20 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   if (i >= u.n) { return; }
   let k = i / u.C;
   let id = ids[k];
-  if (id < 0 || u32(id) >= u.V) { out[i] = bitcast<f32>(u.nan); return; }
-  out[i] = w[u32(id) * u.C + (i - k * u.C)];
+  if (id < 0 || u32(id) >= u.V) {
+    if (u.start == 0u) { out[i] = bitcast<f32>(u.nan); }
+    return;
+  }
+  let r = u32(id) - u.start; // wraps past the piece's rows below start
+  if (r >= u.rows) { return; }
+  out[i] = w[r * u.C + (i - k * u.C)];
 }`,
       grid: grid1d(n),
       uniforms: uniforms(n, p),
     };
   },
-  backward(dy, [_w, ids], _out, p) {
+  split: tablePieces,
+  backward(dy, { inputs: [_w, ids], params: p }) {
     const rows = reshape(dy, [ids.size, p.C]);
     const grad = embeddingRowsGrad(rows, reshape(ids, [ids.size]), { start: 0, rows: p.V, C: p.C });
     return [grad, null];
@@ -120,7 +159,7 @@ export interface EmbeddingRowsParams {
  * pass's ids [k0, k1). The whole table is start 0, rows V; a row chunk (embedding_split.ts)
  * is its own range.
  */
-export const embeddingBackwardOp: OpDef<EmbeddingRowsParams & EmbeddingPass> = defineOp<
+export const embeddingBackwardOp: KernelOp<EmbeddingRowsParams & EmbeddingPass> = defineOp<
   EmbeddingRowsParams & EmbeddingPass
 >({
   name: "embedding_backward",
@@ -133,7 +172,7 @@ export const embeddingBackwardOp: OpDef<EmbeddingRowsParams & EmbeddingPass> = d
       for (let c = 0; c < C; c++) dw[v * C + c] += dy.data[k * C + c];
     }
   },
-  wgsl([dy], _out, p) {
+  webgpu([dy], _out, p) {
     const t = wgslType(dy.dtype);
     return {
       source: `struct U { k0: u32, k1: u32, start: u32, rows: u32, C: u32, accumulate: u32 }
@@ -159,7 +198,41 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l: 
       uniforms: new Uint32Array([p.k0, p.k1, p.start, p.rows, p.C, p.accumulate ? 1 : 0, 0, 0]),
     };
   },
+  // Pieces over rows of dWeight (each its own row range); dy and ids whole.
+  split: gradPieces,
 });
+
+/**
+ * The backward's pieces: row blocks of dWeight (each its own row range), each over pieces of
+ * the pass's ids and dy rows [k0, k1); every piece after a block's first adds in place.
+ */
+function gradPieces(
+  [dy, ids]: ArgInfo[],
+  [dw]: ArgInfo[],
+  p: EmbeddingRowsParams & EmbeddingPass,
+  limits: { maxBytes: number; align: number },
+): LaunchPiece<EmbeddingRowsParams & EmbeddingPass>[] | null {
+  const span = p.k1 - p.k0;
+  const rowsOf = splitRows([], [dw], p, limits);
+  const pass = [narrowRows(dy, p.k0, span), narrowRows(ids, p.k0, span)];
+  const tokens = splitRows(pass, [pass[1]], p, limits, { cut: () => true });
+  if (!rowsOf || !tokens) return null;
+  return rowsOf.flatMap(({ outputs: [w] }) => {
+    const start = p.start + (w.offset - dw.offset) / dw.strides[0];
+    return tokens.map(({ inputs: [d, i] }, j) => ({
+      inputs: [d, i],
+      outputs: [w],
+      params: {
+        ...p,
+        start,
+        rows: w.shape[0],
+        k0: 0,
+        k1: i.shape[0],
+        accumulate: p.accumulate || j > 0,
+      },
+    }));
+  });
+}
 
 /**
  * The gradient of table rows [start, start + rows) from dy [N, C] and ids [N], scanning the ids
@@ -199,5 +272,6 @@ export function embedding(weight: Tensor, ids: Tensor): Tensor {
     throw new TypeError(`embedding: ids must be i32, got ${ids.dtype} ${fmtShape(ids.shape)}`);
   }
   const [V, C] = weight.shape;
-  return apply(embeddingOp, [weight, ids], { V, C });
+  const y = apply(embeddingOp, [weight, reshape(ids, [ids.size])], { V, C }); // (N, C)
+  return reshape(y, [...ids.shape, C]);
 }

@@ -6,13 +6,16 @@
 // it in order (see reduceInvocationWgsl). Sums accumulate in f32.
 
 import type { Tensor } from "../engine/tensor.ts";
-import { apply, defineOp, type OpDef } from "../engine/op.ts";
-import { isGradEnabled } from "../engine/autograd.ts";
+import { apply, defineOp, type KernelOp } from "../engine/op.ts";
+import { isGradEnabled, noGrad } from "../engine/autograd.ts";
 import { normAxis } from "../engine/shape.ts";
+import { splitRows } from "../engine/split.ts";
+import { byteSize } from "../engine/dtype.ts";
+import { DeviceLimitError } from "../engine/errors.ts";
 import { wgslType } from "../engine/dtype.ts";
 import { grid1d, linearIndex } from "../engine/webgpu/codegen.ts";
-import { div, eq, mul } from "./binary.ts";
-import { expand, permute, reshape } from "./view.ts";
+import { add, div, eq, maximum, mul } from "./elementwise/binary.ts";
+import { expand, narrow, permute, reshape } from "./shape/view.ts";
 
 /** Which row reduction. */
 export type ReduceKind = "sum" | "max" | "argmax";
@@ -135,7 +138,7 @@ const INVOCATION_MAX_LEN = 16383;
 const GPU_INVOCATION_MAX_LEN = 32;
 
 /** Row reduction x [R, L] -> y [R]. */
-export const reduceRowsOp: OpDef<ReduceRowsParams> = defineOp<ReduceRowsParams>({
+export const reduceRowsOp: KernelOp<ReduceRowsParams> = defineOp<ReduceRowsParams>({
   name: "reduce_rows",
   shape: ([x]) => [x.shape[0]], // x is [R, L]: R rows even when L is 0
   dtype: ([x], { kind }) => (kind === "argmax" ? "i32" : x.dtype),
@@ -160,7 +163,7 @@ export const reduceRowsOp: OpDef<ReduceRowsParams> = defineOp<ReduceRowsParams>(
       }
     }
   },
-  wgsl([x], [y], { kind, rowLen, mode }, device) {
+  webgpu([x], [y], { kind, rowLen, mode }, device) {
     const rows = y.shape[0];
     const types = [wgslType(x.dtype), wgslType(y.dtype)] as const;
     const perInvocation = mode
@@ -176,7 +179,10 @@ export const reduceRowsOp: OpDef<ReduceRowsParams> = defineOp<ReduceRowsParams>(
     }
     return { source: reduceWgsl(kind, ...types, rows, rowLen), grid: grid1d(rows, 1) };
   },
-  backward(dy, [x], _y, { kind }) {
+  // Whole rows of x with their outputs (rows too long for one binding: see `reduce`).
+  split: (inputs, outputs, p, limits) =>
+    splitRows(inputs, outputs, p, limits, { cut: (_a, i) => i === 0 }),
+  backward(dy, { inputs: [x], params: { kind } }) {
     if (kind !== "sum") return [null]; // max's gradient is formed in `max` below
     return [expand(reshape(dy, [...dy.shape, 1]), x.shape)]; // d sum = 1 for every element
   },
@@ -193,12 +199,54 @@ function reduce(kind: ReduceKind, x: Tensor, axes: number[], keepdim: boolean): 
   const rowLen = axes.reduce((n, a) => n * x.shape[a], 1);
   const rows = permute(x, [...kept, ...axes]);
   const flat = reshape(rows, [kept.reduce((n, a) => n * x.shape[a], 1), rowLen]);
-  const y = apply(reduceRowsOp, [flat], { kind, rowLen });
+  const y = overRows(kind, flat);
   const shape = keepdim
     ? x.shape.map((d, i) => (axes.includes(i) ? 1 : d))
     : kept.map((a) => x.shape[a]);
   return reshape(y, shape);
 }
+
+/** The row reduction of x [R, L]: one launch, or `longRowsOp` for rows over one binding. */
+function overRows(kind: ReduceKind, x: Tensor): Tensor {
+  const [, L] = x.shape;
+  const most = Math.floor(x.backend.traits.maxBindingBytes / byteSize(x.dtype));
+  if (L <= most) return apply(reduceRowsOp, [x], { kind, rowLen: L });
+  if (kind === "argmax") {
+    throw new DeviceLimitError(
+      `argmax: a row of ${L} ${x.dtype} elements is longer than one binding of the device ` +
+        `(${x.backend.traits.maxBindingBytes} bytes)`,
+    );
+  }
+  return apply(longRowsOp, [x], { kind, rowLen: L });
+}
+
+/**
+ * reduce_rows over rows longer than one binding of the device (the engine cuts launches into
+ * whole rows, so a single row must fit): chunks of columns that fit, combined by add (sum) or
+ * maximum (max). One tape node with reduce_rows' backward.
+ */
+const longRowsOp = defineOp<ReduceRowsParams>({
+  name: "reduce_rows",
+  shape: ([x]) => [x.shape[0]],
+  compute([x], { kind, rowLen }) {
+    const most = Math.floor(x.backend.traits.maxBindingBytes / byteSize(x.dtype));
+    return noGrad(() => {
+      let y: Tensor | null = null;
+      for (let c0 = 0; c0 < rowLen; c0 += most) {
+        const n = Math.min(most, rowLen - c0);
+        const part = apply(reduceRowsOp, [narrow(x, 1, c0, n)], { kind, rowLen: n });
+        const next: Tensor = y ? (kind === "sum" ? add(y, part) : maximum(y, part)) : part;
+        if (y) {
+          y.dispose();
+          part.dispose();
+        }
+        y = next;
+      }
+      return [y!];
+    });
+  },
+  backward: (dy, ctx) => reduceRowsOp.backward!(dy, ctx),
+});
 
 /** Sum over `axes` (default all). */
 export function sum(x: Tensor, axes?: number | number[], keepdim = false): Tensor {

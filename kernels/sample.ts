@@ -12,11 +12,12 @@
 //   z >= the k-th largest z (ties kept); top-p keeps token j when the softmax mass of the tokens
 //   strictly above z_j is below p (the smallest nucleus whose mass reaches p; ties kept).
 
-import type { Kernel, WgslLaunch } from "../engine/backend.ts";
+import type { WgslLaunch } from "../engine/backend.ts";
 import type { Tensor } from "../engine/tensor.ts";
 import type { TypedArray } from "../engine/dtype.ts";
 import { isFloat, wgslType } from "../engine/dtype.ts";
-import { apply, cpuContiguous, defineOp, empty, launch, type OpDef } from "../engine/op.ts";
+import { apply, applyAll, defineOp, type KernelOp } from "../engine/op.ts";
+import { cpuContiguous } from "../engine/tensor.ts";
 import { noGrad } from "../engine/autograd.ts";
 import { tidy } from "../engine/scope.ts";
 import { normAxis, sizeOf } from "../engine/shape.ts";
@@ -29,7 +30,8 @@ import {
   wordToUniform,
 } from "../engine/random.ts";
 import { grid1d } from "../engine/webgpu/codegen.ts";
-import { contiguous, permute, reshape } from "./view.ts";
+import { contiguous } from "./elementwise/copy.ts";
+import { permute, reshape } from "./shape/view.ts";
 import { argmax } from "./reduce.ts";
 
 const TOPK_WG = 64;
@@ -38,8 +40,9 @@ const drawWg = (V: number) => (V >= 4096 ? 256 : 64);
 const NONE = 0xffffffff;
 
 /** x [R, L] -> values [R, k], indices [R, k] (i32), each row sorted descending. */
-export const topkRowsKernel: Kernel<{ k: number }> = {
+export const topkRowsOp: KernelOp<{ k: number }> = defineOp<{ k: number }>({
   name: "topk",
+  outputs: ([x], { k }) => [{ shape: [x.shape[0], k] }, { shape: [x.shape[0], k], dtype: "i32" }],
   cpu([x], [vals, idx], { k }) {
     const d = cpuContiguous(x);
     const [R, L] = x.shape;
@@ -54,7 +57,7 @@ export const topkRowsKernel: Kernel<{ k: number }> = {
       }
     }
   },
-  wgsl([x], _outs, { k }): WgslLaunch {
+  webgpu([x], _outs, { k }): WgslLaunch {
     const [R, L] = x.shape;
     const t = wgslType(x.dtype);
     return {
@@ -109,7 +112,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
       uniforms: new Uint32Array([R, L, k, 0]),
     };
   },
-};
+});
 
 /** The k largest entries along `axis` (default last), sorted descending, ties by lower index. */
 export function topk(x: Tensor, k: number, axis = -1): { values: Tensor; indices: Tensor } {
@@ -124,9 +127,7 @@ export function topk(x: Tensor, k: number, axis = -1): { values: Tensor; indices
       const kept = x.shape.map((_, i) => i).filter((i) => i !== a);
       const lead = kept.map((i) => x.shape[i]);
       const rows = contiguous(reshape(permute(x, [...kept, a]), [sizeOf(lead), L]));
-      const vals = empty(rows, [sizeOf(lead), k]);
-      const idx = empty(rows, [sizeOf(lead), k], "i32");
-      if (vals.size > 0) launch(topkRowsKernel, [rows], [vals, idx], { k });
+      const [vals, idx] = applyAll(topkRowsOp, [rows], { k });
       // Back from [...lead, k] to x's dim order: k sits where `axis` was.
       const inv = [...kept, a].map((_, i) => i);
       [...kept, a].forEach((d, i) => (inv[d] = i));
@@ -278,7 +279,7 @@ ${prelude}
 }
 
 /** probs [N, V] -> i32 [N, numSamples]: inverse-CDF draws with replacement. */
-export const multinomialOp: OpDef<SampleDrawParams> = defineOp<SampleDrawParams>({
+export const multinomialOp: KernelOp<SampleDrawParams> = defineOp<SampleDrawParams>({
   name: "multinomial",
   shape: ([p], { numSamples }) => [p.shape[0], numSamples],
   dtype: () => "i32",
@@ -294,7 +295,7 @@ export const multinomialOp: OpDef<SampleDrawParams> = defineOp<SampleDrawParams>
       }
     }
   },
-  wgsl([p], _outs, params) {
+  webgpu([p], _outs, params) {
     const [N, V] = p.shape;
     const weight = "select(0.0, x[base + j], x[base + j] > 0.0)";
     return {
@@ -378,7 +379,7 @@ function keepMask(z: Float64Array, topK: number, topP: number): Float64Array {
 }
 
 /** logits [N, V] -> i32 [N]: temperature, top-k, top-p and the draw in one row kernel. */
-export const sampleLogitsOp: OpDef<SampleLogitsParams> = defineOp<SampleLogitsParams>({
+export const sampleLogitsOp: KernelOp<SampleLogitsParams> = defineOp<SampleLogitsParams>({
   name: "sample_logits",
   shape: ([x]) => [x.shape[0]],
   dtype: () => "i32",
@@ -395,7 +396,7 @@ export const sampleLogitsOp: OpDef<SampleLogitsParams> = defineOp<SampleLogitsPa
       y[r] = invCdf(w, drawUniform(p, r, 0) * total);
     }
   },
-  wgsl([x], _outs, p) {
+  webgpu([x], _outs, p) {
     const [N, V] = x.shape;
     const wg = drawWg(V);
     return {

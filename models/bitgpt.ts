@@ -7,7 +7,7 @@
 
 import type { Tensor } from "../engine/tensor.ts";
 import { add } from "../kernels/mod.ts";
-import { packBitLinear, type PackedBitLinear } from "../kernels/ternary_linear.ts";
+import { packBitLinear, type PackedBitLinear } from "../kernels/ternary/linear.ts";
 import { BitLinear } from "../nn/bitlinear.ts";
 import { BitSelfAttention, type LayerCache } from "../nn/attention.ts";
 import { Linear } from "../nn/layers.ts";
@@ -50,8 +50,7 @@ export class BitGPT extends LanguageModel {
         lnBias: true, // nn.LayerNorm's default, as the original's out_norm
         embDropout: false, // the original applies none after the embeddings
       }),
-      (_t, maxBytes) =>
-        new Linear(config.nEmbd, config.vocabSize, { bias: true, std: 0.02, ...o, maxBytes }),
+      () => new Linear(config.nEmbd, config.vocabSize, { bias: true, std: 0.02, ...o }),
       o,
     );
   }

@@ -4,9 +4,8 @@
 // string metadata: format version, model kind, config, iteration, best val loss, RNG states,
 // training config, tokenizer JSON. The loader also reads nanoGPT-named files without our
 // metadata and Hugging Face GPT-2 files (Conv1D weights stored [in, out], transposed on load;
-// a missing lm_head is tied to wte; the attention-mask buffers are skipped). A table held as row
-// chunks (nn/split.ts) is written whole, joined on the host, moments too, and cut on load, so a
-// file does not depend on the device's binding limit.
+// a missing lm_head is tied to wte; the attention-mask buffers are skipped). A file does not
+// depend on the device: tensors larger than one binding are the engine's business.
 
 import type { Backend } from "../engine/backend.ts";
 import type { TypedArray } from "../engine/dtype.ts";
@@ -14,7 +13,6 @@ import type { Tensor } from "../engine/tensor.ts";
 import { type NamedArray, readSafetensors, writeSafetensors } from "../nn/safetensors.ts";
 import type { HostArray } from "../nn/module.ts";
 import type { AdamW, OptimizerState } from "../nn/optim.ts";
-import { joinChunks, splitChunks, tiedWholeNames } from "../nn/split.ts";
 import {
   ConfigError,
   type GPTConfig,
@@ -83,19 +81,19 @@ export async function saveCheckpoint(
 ): Promise<Uint8Array> {
   const params: Record<string, NamedArray> = {};
   for (const [name, p] of model.namedParameters()) params[name] = hostArray(p, await p.data());
-  const tensors: Record<string, NamedArray> = joinChunks(model, params);
+  const tensors: Record<string, NamedArray> = params;
   const meta: Record<string, string> = {
     format: CHECKPOINT_FORMAT,
     format_version: String(CHECKPOINT_VERSION),
     model: model.kind,
     config: JSON.stringify(model.config),
-    tied: JSON.stringify(tiedWholeNames(model)),
+    tied: JSON.stringify(model.tiedNames()),
   };
   if (x.optimizer) {
     const s = x.optimizer.stateDict();
     const moments: Record<string, NamedArray> = {};
     for (const [k, t] of Object.entries(s.tensors)) moments[k] = hostArray(t, await t.data());
-    for (const [k, a] of Object.entries(joinChunks(model, moments))) tensors[OPT_PREFIX + k] = a;
+    for (const [k, a] of Object.entries(moments)) tensors[OPT_PREFIX + k] = a;
     meta.optimizer = JSON.stringify({
       step: s.step,
       lr: s.lr,
@@ -157,8 +155,8 @@ export interface LoadCheckpointOptions {
   kind?: ModelKind;
   /** For files without our metadata: config fields the shapes cannot tell (nHead, dropout…). */
   config?: Partial<GPTConfig>;
-  /** How to hold the model's tables (row chunks; default: as the backend's limit needs). */
-  model?: Pick<ModelOptions, "maxBindingBytes" | "splitTableBytes">;
+  /** Options of the model built (its logits block limit). */
+  model?: Pick<ModelOptions, "maxLogitsBytes">;
 }
 
 function parseJson<T>(meta: Record<string, string>, key: string): T | null {
@@ -208,10 +206,8 @@ export function loadCheckpoint(bytes: Uint8Array, o: LoadCheckpointOptions = {})
     else weights[k] = t;
   }
   const model = createModel(kind, config, { ...o.model, backend: o.backend, skipInit: true });
-  let chunkedMoments: Record<string, HostArray>;
   try {
     model.loadStateDict(weights);
-    chunkedMoments = splitChunks(model, moments) as Record<string, HostArray>;
   } catch (e) {
     model.dispose();
     throw new CheckpointError(`checkpoint (${kind}): ${(e as Error).message}`);
@@ -228,7 +224,7 @@ export function loadCheckpoint(bytes: Uint8Array, o: LoadCheckpointOptions = {})
     trainConfig: parseJson<TrainConfig>(metadata, "train_config"),
     rng: parseJson<Record<string, RngState>>(metadata, "rng"),
     tokenizer: metadata.tokenizer ?? null,
-    optimizer: opt ? { ...opt, tensors: chunkedMoments } : null,
+    optimizer: opt ? { ...opt, tensors: moments } : null,
     metadata,
   };
 }

@@ -57,7 +57,7 @@ export class GPT extends LanguageModel {
       }),
       // Weight tying (Press & Wolf 2017): lm_head.weight is transformer.wte.weight (the same
       // Parameter, or the same row chunks).
-      (t) => new Linear(config.nEmbd, config.vocabSize, { bias: false, weight: t.wte.table }),
+      (t) => new Linear(config.nEmbd, config.vocabSize, { bias: false, weight: t.wte.weight }),
       o,
     );
   }

@@ -1,28 +1,21 @@
 // The decoder-only language model both GPT and BitGPT are: token (+ learned position) embeddings,
 // a stack of blocks, a final LayerNorm and lm_head, with nanoGPT's module names (`transformer.wte`,
 // `transformer.wpe`, `transformer.h.{i}`, `transformer.ln_f`, `lm_head`). Subclasses supply the
-// block and the head. Dims: B batch, T time, C nEmbd, V vocabSize. Tables larger than one
-// storage binding (wte, wpe, BitGPT's lm_head on WebGPU) are held as row chunks (nn/split.ts);
-// checkpoints and `readState` join them, `loadStateDict` splits whole tables, so files never
-// show the split. Other weights over the limit are refused before allocation (params.ts).
-// Logits over the limit are never made whole for a loss: with targets, lm_head and the
-// cross-entropy run over blocks of tokens (head_loss.ts) and `logits` comes back null.
+// block and the head. Dims: B batch, T time, C nEmbd, V vocabSize. Logits larger than
+// `maxLogitsBytes` are never made whole for a loss: with targets, lm_head and the cross-entropy
+// run fused over blocks of tokens (linearCrossEntropy) and `logits` comes back null.
 
-import { getBackend } from "../engine/device.ts";
-import type { TypedArray } from "../engine/dtype.ts";
+import { byteSize, type TypedArray } from "../engine/dtype.ts";
 import { fmtShape, ShapeError } from "../engine/errors.ts";
 import type { Generator } from "../engine/random.ts";
 import type { Tensor } from "../engine/tensor.ts";
-import { add, crossEntropy, narrow, reshape } from "../kernels/mod.ts";
+import { add, crossEntropy, linearCrossEntropy, narrow, reshape } from "../kernels/mod.ts";
 import type { KVCache, LayerCache } from "../nn/attention.ts";
 import { KVCache as Cache } from "../nn/attention.ts";
 import { Dropout, Embedding, type InitOptions, LayerNorm, type Linear } from "../nn/layers.ts";
-import { type LoadOptions, Module, ModuleList, type StateValue } from "../nn/module.ts";
+import { Module, ModuleList } from "../nn/module.ts";
 import { Rope } from "../nn/rope.ts";
-import { bindingLimit, joinChunks, splitChunks } from "../nn/split.ts";
 import { type GPTConfig, type ModelKind, validateConfig } from "./config.ts";
-import { blockedHeadLoss } from "./head_loss.ts";
-import { checkBindingLimit, logitsBlockRows } from "./params.ts";
 
 /** A transformer block: (B, T, C) -> (B, T, C), with an optional KV cache and rotary tables. */
 export interface BlockLike extends Module {
@@ -65,20 +58,9 @@ export type ForwardResult = LogitsResult | LossResult;
 /** Options of model construction. */
 export interface ModelOptions extends Omit<InitOptions, "std"> {
   /**
-   * The storage-binding limit to plan for, in bytes (default: the backend's, i.e. WebGPU's
-   * maxStorageBufferBindingSize; unlimited on cpu). Embeddings and lm_head over it are held as
-   * row chunks; any other weight over it is refused up front with DeviceLimitError.
-   */
-  maxBindingBytes?: number;
-  /**
-   * Hold the embeddings and lm_head as row chunks of at most this many bytes (default:
-   * maxBindingBytes). Lets tests run the split path on small models and backends.
-   */
-  splitTableBytes?: number;
-  /**
-   * With targets, compute the loss over row blocks when the logits [B·T, V] would take more than
-   * this many bytes (default: maxBindingBytes). Lets tests run the blocked loss on small models;
-   * settable later as the model's `maxLogitsBytes`.
+   * With targets, compute the loss fused over blocks of tokens when the logits [B·T, V] would
+   * take more than this many bytes (default: one storage binding of the backend, unlimited on
+   * the CPU). Settable later as the model's `maxLogitsBytes`.
    */
   maxLogitsBytes?: number;
 }
@@ -113,16 +95,10 @@ export class Transformer extends Module {
   readonly h: ModuleList<BlockLike>;
   /** The final LayerNorm. */
   readonly ln_f: LayerNorm;
-  /** Build the embeddings (row chunks over `maxBytes`) and the final norm around `blocks`. */
-  constructor(
-    c: GPTConfig,
-    blocks: BlockLike[],
-    p: ModelParts,
-    o: ModelOptions,
-    maxBytes?: number,
-  ) {
+  /** Build the embeddings and the final norm around `blocks`. */
+  constructor(c: GPTConfig, blocks: BlockLike[], p: ModelParts, o: ModelOptions) {
     super();
-    const init = { ...o, std: 0.02, maxBytes };
+    const init = { ...o, std: 0.02 };
     this.wte = this.addModule("wte", new Embedding(c.vocabSize, c.nEmbd, init));
     this.wpe = c.pos === "learned"
       ? this.addModule("wpe", new Embedding(c.blockSize, c.nEmbd, init))
@@ -145,41 +121,30 @@ export abstract class LanguageModel extends Module {
   readonly lm_head: Linear;
   /** Rotary tables when `config.pos` is "rope", else null. */
   readonly rope: Rope | null;
-  /** The storage-binding limit the model was planned for, in bytes (Infinity on cpu). */
-  readonly maxBindingBytes: number;
   /**
    * A forward with targets whose logits [B·T, V] would take more bytes than this computes the
-   * loss over row blocks of at most this many bytes of logits each (and returns null logits).
-   * At most maxBindingBytes; lower it to trade speed for memory.
+   * loss fused over blocks of tokens of at most this many bytes of logits each (and returns
+   * null logits). Default: one storage binding of the backend; lower it to save memory.
    */
-  maxLogitsBytes: number;
+  maxLogitsBytes: number | undefined;
 
   /**
-   * Validate `config`, check every weight of a `kind` model fits the binding limit, and build the
-   * parts; `parts` makes the blocks, `head` the lm_head (tables over `maxBytes` as row chunks).
+   * Validate `config` and build the parts; `parts` makes the blocks, `head` the lm_head.
    */
   constructor(
-    kind: ModelKind,
+    _kind: ModelKind,
     config: GPTConfig,
     parts: (c: GPTConfig, residStd: number) => ModelParts,
-    head: (t: Transformer, maxBytes: number | undefined) => Linear,
+    head: (t: Transformer) => Linear,
     o: ModelOptions,
   ) {
     super();
     this.config = validateConfig({ ...config });
-    const limit = o.maxBindingBytes ?? bindingLimit(o.backend ?? getBackend());
-    checkBindingLimit(kind, this.config, limit, o.dtype);
-    this.maxBindingBytes = limit;
-    this.maxLogitsBytes = Math.min(o.maxLogitsBytes ?? limit, limit);
-    const split = o.splitTableBytes ?? limit;
-    const maxBytes = Number.isFinite(split) ? split : undefined;
+    this.maxLogitsBytes = o.maxLogitsBytes;
     const residStd = 0.02 / Math.sqrt(2 * config.nLayer); // nanoGPT's scaled residual init
     const p = parts(this.config, residStd);
-    this.transformer = this.addModule(
-      "transformer",
-      new Transformer(this.config, p.blocks, p, o, maxBytes),
-    );
-    this.lm_head = this.addModule("lm_head", head(this.transformer, maxBytes));
+    this.transformer = this.addModule("transformer", new Transformer(this.config, p.blocks, p, o));
+    this.lm_head = this.addModule("lm_head", head(this.transformer));
     this.rope = config.pos === "rope"
       ? this.addModule(
         "rope",
@@ -200,24 +165,13 @@ export abstract class LanguageModel extends Module {
     return nonEmbedding && wpe ? n - wpe.num * wpe.dim : n;
   }
 
-  /**
-   * Every parameter read back to the host under its file name, each table's row chunks joined
-   * into one [rows, cols] entry: what a checkpoint holds, however the model is split.
-   */
+  /** Every parameter read back to the host under its file name: what a checkpoint holds. */
   async readState(): Promise<Record<string, HostParam>> {
     const out: Record<string, HostParam> = {};
     for (const [n, p] of this.namedParameters()) {
       out[n] = { shape: [...p.shape], data: await p.data() };
     }
-    return joinChunks(this, out);
-  }
-
-  /**
-   * Module.loadStateDict that also takes whole tables (`transformer.wte.weight` [V, C], as files
-   * hold them) for weights held as row chunks, cutting them into the chunks on the host.
-   */
-  override loadStateDict(dict: Record<string, StateValue>, opts: LoadOptions = {}): void {
-    super.loadStateDict(splitChunks(this, dict), opts);
+    return out;
   }
 
   /** Use `g` for every dropout mask in the model (null: the engine's global generator). */
@@ -254,18 +208,20 @@ export abstract class LanguageModel extends Module {
       }
     }
     const V = c.vocabSize;
-    // The planned limit, or a smaller one of the backend the model was moved to.
-    const binding = Math.min(this.maxBindingBytes, bindingLimit(ids.backend));
-    const dtype = this.transformer.ln_f.weight.dtype;
-    const blockRows = logitsBlockRows(this.kind, o.lastOnly ? B : B * T, V, dtype, {
-      withLoss: !!targets,
-      maxLogitsBytes: Math.min(this.maxLogitsBytes, binding),
-      maxBindingBytes: binding,
-    });
     const x = this.hidden(ids, o); // (B, T, C)
-    if (targets && blockRows !== null) {
+    const limit = this.maxLogitsBytes ?? ids.backend.traits.maxBindingBytes;
+    if (targets && B * T * V * byteSize(x.dtype) > limit) {
+      // lm_head and the loss fused over blocks of tokens: the logits never exist whole.
       const h = reshape(x, [B * T, c.nEmbd]); // (B·T, C)
-      const loss = blockedHeadLoss(this.lm_head, h, reshape(targets, [B * T]), blockRows, -1);
+      const loss = linearCrossEntropy(
+        h,
+        this.lm_head.weight,
+        this.lm_head.bias,
+        reshape(targets, [B * T]),
+        {
+          maxLogitsBytes: limit,
+        },
+      );
       return { logits: null, loss };
     }
     const h = o.lastOnly ? narrow(x, 1, T - 1, 1) : x; // (B, 1, C) or (B, T, C)

@@ -8,6 +8,9 @@
 
 import { byteSize, type DType } from "../engine/dtype.ts";
 import type { GPTConfig, ModelKind } from "./config.ts";
+import { DeviceLimitError } from "../engine/errors.ts";
+
+export { DeviceLimitError };
 
 /** One parameter: its file name, shape, and whether it may be split into row chunks. */
 export interface ParamSpec {
@@ -60,12 +63,6 @@ export function parameterSpecs(kind: ModelKind, c: GPTConfig): ParamSpec[] {
     add("lm_head.bias", [c.vocabSize]);
   }
   return out;
-}
-
-/** A model does not fit the device: the message names the tensor, its bytes and the limit. */
-export class DeviceLimitError extends Error {
-  /** Always "DeviceLimitError". */
-  override name = "DeviceLimitError";
 }
 
 const MiB = 1024 * 1024;

@@ -12,7 +12,7 @@
 import { noGrad } from "../engine/autograd.ts";
 import { zeros } from "../engine/creation.ts";
 import type { Tensor } from "../engine/tensor.ts";
-import { activationLevels, dequantize, ternaryLevels } from "../kernels/bit_quant.ts";
+import { activationLevels, dequantize, ternaryLevels } from "../kernels/ternary/bit_quant.ts";
 import {
   abs,
   add,

@@ -1,27 +1,25 @@
 // Basic layers as in torch.nn: Linear (weight [out, in] as PyTorch stores it, optional bias),
 // Embedding, LayerNorm (optional bias), RMSNorm, Dropout. Each composes kernels/ ops, so
-// autograd comes with them. Initialisation draws from the engine's seeded generator. Embedding
-// and Linear can hold their weight as row chunks (split.ts) when it exceeds one binding.
+// autograd comes with them. Initialisation draws from the engine's seeded generator. A weight
+// larger than one binding of the device is the engine's business (engine/op.ts), not theirs.
 
 import type { Backend } from "../engine/backend.ts";
 import { full, rand, randn, zeros } from "../engine/creation.ts";
-import { byteSize, type DType } from "../engine/dtype.ts";
+import type { DType } from "../engine/dtype.ts";
 import { fmtShape, ShapeError } from "../engine/errors.ts";
 import type { Generator } from "../engine/random.ts";
 import type { Tensor } from "../engine/tensor.ts";
 import {
   add,
-  cat,
   dropout,
   embedding,
   layerNorm,
   matmul,
+  narrow,
   rmsNorm,
   transpose,
 } from "../kernels/mod.ts";
-import { embeddingSplit } from "../kernels/embedding_split.ts";
-import { Module, type Parameter, parameter } from "./module.ts";
-import { chunkRows, RowChunks, tableRows, type TableWeight } from "./split.ts";
+import { Module, type Parameter } from "./module.ts";
 
 /** Where parameters are created and how they are initialised. */
 export interface InitOptions {
@@ -35,38 +33,6 @@ export interface InitOptions {
   dtype?: DType;
   /** Allocate zeros instead of drawing (the values are about to be loaded from a file). */
   skipInit?: boolean;
-}
-
-/** Options of the layers whose weight may be held as row chunks (Embedding, Linear). */
-export interface TableOptions extends InitOptions {
-  /**
-   * Hold the weight as row chunks of at most this many bytes when it is larger (default: one
-   * tensor). Models pass the backend's storage-binding limit here for their embeddings and
-   * lm_head. Chunks are drawn in row order from one stream, so the values equal an unsplit init.
-   */
-  maxBytes?: number;
-}
-
-/** A [rows, cols] weight: one Parameter, or row chunks when over `o.maxBytes`. */
-function makeTable(
-  rows: number,
-  cols: number,
-  o: TableOptions,
-  init: (shape: number[]) => Tensor,
-): TableWeight | Tensor {
-  if (o.maxBytes === undefined) return init([rows, cols]);
-  const sizes = chunkRows(rows, cols, byteSize(o.dtype ?? "f32"), o.maxBytes);
-  return sizes.length > 1 ? new RowChunks(rows, cols, sizes, init) : init([rows, cols]);
-}
-
-function wholeWeight(what: string, t: TableWeight): Parameter {
-  if (t instanceof RowChunks) {
-    throw new Error(
-      `${what}: the weight ${fmtShape(t.shape)} is held as ${t.sizes.length} row chunks ` +
-        `(over one storage binding); use .table`,
-    );
-  }
-  return t;
 }
 
 /** A [..shape] weight drawn N(0, std) from the options' generator, or zeros with skipInit. */
@@ -90,22 +56,19 @@ export function linear(x: Tensor, weight: Tensor, bias: Tensor | null = null): T
 }
 
 /** Options of Linear. */
-export interface LinearOptions extends TableOptions {
+export interface LinearOptions extends InitOptions {
   /** Learn an additive bias (default true). */
   bias?: boolean;
-  /** Use this existing weight (weight tying, e.g. lm_head ← wte), chunked or not. */
-  weight?: TableWeight;
+  /** Use this existing weight (weight tying, e.g. lm_head ← wte). */
+  weight?: Parameter;
 }
 
 /** A fully connected layer; weight [out, in], bias [out]. */
 export class Linear extends Module {
-  // Row chunks, or null for one Parameter: looked up by name, since Module.to() replaces it.
-  #chunks: RowChunks | null;
   /** A layer from `inFeatures` to `outFeatures`; weight U(±1/sqrt(in)) or N(0, `std`), bias 0. */
   constructor(readonly inFeatures: number, readonly outFeatures: number, opts: LinearOptions = {}) {
     super();
     const { generator, backend, dtype } = opts;
-    let table: TableWeight;
     if (opts.weight) {
       const [out, inF] = opts.weight.shape;
       if (out !== outFeatures || inF !== inFeatures) {
@@ -115,73 +78,49 @@ export class Linear extends Module {
           }, expected [${outFeatures}, ${inFeatures}]`,
         );
       }
-      table = opts.weight;
+      this.addParameter("weight", opts.weight);
     } else if (opts.std !== undefined || opts.skipInit) {
-      const std = opts.std ?? 0;
-      table = own(makeTable(outFeatures, inFeatures, opts, (s) => normalInit(s, std, opts)));
+      this.addParameter("weight", normalInit([outFeatures, inFeatures], opts.std ?? 0, opts));
     } else {
       // PyTorch's default: U(-1/sqrt(in), 1/sqrt(in)).
       const k = 1 / Math.sqrt(inFeatures);
-      const init = (shape: number[]) =>
-        rand(shape, { low: -k, high: k, generator, backend, dtype });
-      table = own(makeTable(outFeatures, inFeatures, opts, init));
+      const w = rand([outFeatures, inFeatures], { low: -k, high: k, generator, backend, dtype });
+      this.addParameter("weight", w);
     }
-    this.#chunks = table instanceof RowChunks ? this.addModule("weight", table) : null;
-    if (!this.#chunks) this.addParameter("weight", table as Parameter);
     if (opts.bias ?? true) this.addParameter("bias", zeros([outFeatures], { backend, dtype }));
   }
-  /** The weight [out, in]: one Parameter, or row chunks (split.ts) when over `maxBytes`. */
-  get table(): TableWeight {
-    return this.#chunks ?? this.param("weight");
-  }
-  /** The weight [out, in] (throws when it is held as row chunks: see `table`). */
+  /** The weight [out, in]. */
   get weight(): Parameter {
-    return wholeWeight("Linear", this.table);
+    return this.param("weight");
   }
   /** The bias [out], or null. */
   get bias(): Parameter | null {
     return this.maybeParam("bias");
   }
-  /** x [..., in] -> [..., out]; with row chunks, the chunks' outputs joined along the last axis. */
+  /** x [..., in] -> [..., out]. */
   forward(x: Tensor): Tensor {
-    const t = this.table;
-    if (!(t instanceof RowChunks)) return linear(x, t, this.bias);
-    const y = cat(t.parts.map((p) => linear(x, p)), -1); // (..., out_j) joined -> (..., out)
-    return this.bias ? add(y, this.bias) : y;
+    return linear(x, this.weight, this.bias);
   }
-}
-
-function own(t: TableWeight | Tensor): TableWeight {
-  return t instanceof RowChunks ? t : parameter(t);
 }
 
 /** A lookup table of `num` vectors of size `dim`, initialised N(0, std=1 by default). */
 export class Embedding extends Module {
-  // Row chunks, or null for one Parameter: looked up by name, since Module.to() replaces it.
-  #chunks: RowChunks | null;
   /** A table of `num` rows of width `dim`. */
-  constructor(readonly num: number, readonly dim: number, opts: TableOptions = {}) {
+  constructor(readonly num: number, readonly dim: number, opts: InitOptions = {}) {
     super();
-    const t = own(makeTable(num, dim, opts, (s) => normalInit(s, opts.std ?? 1, opts)));
-    this.#chunks = t instanceof RowChunks ? this.addModule("weight", t) : null;
-    if (!this.#chunks) this.addParameter("weight", t as Parameter);
+    this.addParameter("weight", normalInit([num, dim], opts.std ?? 1, opts));
   }
-  /** The table [num, dim]: one Parameter, or row chunks (split.ts) when over `maxBytes`. */
-  get table(): TableWeight {
-    return this.#chunks ?? this.param("weight");
-  }
-  /** The table [num, dim] (throws when it is held as row chunks: see `table`). */
+  /** The table [num, dim]. */
   get weight(): Parameter {
-    return wholeWeight("Embedding", this.table);
+    return this.param("weight");
   }
   /** Rows [start, start + len) of the table, [len, dim] (differentiable; e.g. positions). */
   rows(start: number, len: number): Tensor {
-    return tableRows(this.table, start, len);
+    return narrow(this.weight, 0, start, len);
   }
   /** ids (i32) [...] -> [..., dim]. */
   forward(ids: Tensor): Tensor {
-    const t = this.table;
-    return t instanceof RowChunks ? embeddingSplit(t.parts, ids) : embedding(t, ids);
+    return embedding(this.weight, ids);
   }
 }
 

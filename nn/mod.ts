@@ -2,7 +2,6 @@
 
 export * from "./module.ts";
 export * from "./layers.ts";
-export * from "./split.ts";
 export * from "./bitlinear.ts";
 export * from "./attention.ts";
 export * from "./rope.ts";

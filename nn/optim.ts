@@ -8,11 +8,11 @@ import { noGrad } from "../engine/autograd.ts";
 import { full, zeros } from "../engine/creation.ts";
 import { keep, tidy } from "../engine/scope.ts";
 import { allocArray } from "../engine/dtype.ts";
-import { copyKernel, launch } from "../engine/op.ts";
+import { launch } from "../engine/op.ts";
 import { fmtShape } from "../engine/errors.ts";
 import { Tensor } from "../engine/tensor.ts";
 import { adamwUpdate } from "../kernels/adamw.ts";
-import { add, clamp, mul, pow, reshape, scale, shift, sqrt, sum } from "../kernels/mod.ts";
+import { add, clamp, copyOp, mul, pow, reshape, scale, shift, sqrt, sum } from "../kernels/mod.ts";
 import { type HostArray, Module, type Parameter, StateDictError } from "./module.ts";
 
 /** Hyperparameters of AdamW (defaults: nanoGPT's). */
@@ -203,7 +203,7 @@ function writeInto(dst: Tensor, src: Tensor | HostArray): void {
           `needs ${dst.dtype} on ${dst.backend.name}; pass host arrays instead`,
       );
     }
-    launch(copyKernel, [src], [dst], undefined);
+    launch(copyOp, [src], [dst], undefined);
     return;
   }
   const arr = allocArray(dst.dtype, src.data.length);

@@ -4,9 +4,9 @@
 
 import { CpuStorage } from "../engine/cpu/backend.ts";
 import { allocArray, type DType, type TypedArray } from "../engine/dtype.ts";
-import { copyKernel, launch } from "../engine/op.ts";
+import { launch } from "../engine/op.ts";
 import { StorageRef, Tensor } from "../engine/tensor.ts";
-import { contiguous } from "../kernels/mod.ts";
+import { contiguous, copyOp } from "../kernels/mod.ts";
 
 /** Host data for a state-dict entry: a row-major typed array and its shape. */
 export interface HostArray {
@@ -42,7 +42,7 @@ export function assign(dst: Tensor, src: StateValue, name: string): void {
   if (src instanceof Tensor) {
     if (src.backend === dst.backend) {
       launch(
-        copyKernel,
+        copyOp,
         [src.dtype === dst.dtype ? src : castHost(src, dst.dtype)],
         [dst],
         undefined,

@@ -6,10 +6,10 @@
 // (WgslLaunch.stages: a copy or a fill kernel, textures pooled in textures.ts). Compilation and
 // validation errors are captured per pipeline and thrown at the next read or sync.
 
-import type { Backend, BoundArg, Kernel, Storage } from "../backend.ts";
+import type { ArgInfo, Backend, BackendTraits, BoundArg, Kernel, Storage } from "../backend.ts";
 import type { DType, TypedArray } from "../dtype.ts";
 import { allocArray, byteSize } from "../dtype.ts";
-import { BackendUnavailableError, DeviceError, ShaderCompileError } from "../errors.ts";
+import { DeviceError, ShaderCompileError } from "../errors.ts";
 import { BufferPool, type PoolStats } from "./pool.ts";
 import { acquireDevice, describeContext, type GpuContext } from "./device.ts";
 import { Autotuner, type TunableLaunch, type TuneResult } from "./autotune.ts";
@@ -39,6 +39,19 @@ function underDeno(): boolean {
   return typeof navigator !== "undefined" && /^Deno\//.test(navigator.userAgent ?? "");
 }
 
+/** The elements an argument spans in its storage: [first, end). */
+function span(a: ArgInfo): [number, number] {
+  let lo = a.offset;
+  let hi = a.offset + 1;
+  for (let d = 0; d < a.shape.length; d++) {
+    if (a.shape[d] === 0) return [a.offset, a.offset];
+    const step = (a.shape[d] - 1) * a.strides[d];
+    if (step < 0) lo += step;
+    else hi += step;
+  }
+  return [lo, hi];
+}
+
 function gpuStorage(s: Storage): GpuStorage {
   if (!(s instanceof GpuStorage)) throw new Error(`webgpu backend given ${s.backend} storage`);
   return s;
@@ -58,6 +71,7 @@ export class WebGpuBackend implements Backend {
   /** Scratch textures of staged launches (WgslLaunch.stages). */
   readonly textures: TexturePool;
   readonly device: GPUDevice;
+  #traits: BackendTraits;
   #pipelines = new Map<string, GPUComputePipeline>();
   #checks: Promise<void>[] = [];
   #error: Error | null = null;
@@ -71,6 +85,15 @@ export class WebGpuBackend implements Backend {
 
   private constructor(readonly ctx: GpuContext) {
     this.device = ctx.device;
+    this.#traits = {
+      maxBindingBytes: ctx.limits.maxStorageBufferBindingSize,
+      bindingAlign: ctx.limits.minStorageBufferOffsetAlignment,
+      // One buffer per tensor, and the pool may round a request up by a quarter.
+      maxTensorBytes: Math.floor(ctx.limits.maxBufferSize / 1.25),
+      // llvmpipe ends an invocation's loops after 65,535 iterations in all, without an error.
+      maxLoopIterations: ctx.isFallback ? 65535 : Infinity,
+      gpu: ctx,
+    };
     this.pool = new BufferPool(ctx.device, ctx.limits.maxBufferSize);
     this.textures = new TexturePool(ctx.device);
     this.#bindings = new BindingCache(ctx.device, () => this.flush());
@@ -124,25 +147,30 @@ export class WebGpuBackend implements Backend {
     };
   }
 
+  /** What kernels and ops may know of this device. */
+  get traits(): BackendTraits {
+    return this.#traits;
+  }
+
   /**
-   * The largest tensor one storage binding may hold, in bytes (the device's
-   * maxStorageBufferBindingSize). Models hold larger tables as row chunks (nn/split.ts).
+   * The largest range one storage binding may hold, in bytes (the device's
+   * maxStorageBufferBindingSize). Larger tensors are one buffer bound in pieces (engine/op.ts).
    */
   get maxBindingBytes(): number {
-    return this.ctx.limits.maxStorageBufferBindingSize;
+    return this.#traits.maxBindingBytes;
+  }
+
+  /**
+   * Bind at most `bytes` per argument (at most the device's limit; null restores it), so that
+   * launches run as the pieces of their kernels' split rules: for tests of those rules.
+   */
+  limitBindings(bytes: number | null): void {
+    const device = this.ctx.limits.maxStorageBufferBindingSize;
+    this.#traits = { ...this.#traits, maxBindingBytes: Math.min(bytes ?? device, device) };
   }
 
   alloc(size: number, dtype: DType): Storage {
     const bytes = size * byteSize(dtype);
-    const limit = this.maxBindingBytes;
-    if (bytes > limit) {
-      const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
-      throw new BackendUnavailableError(
-        `webgpu: a tensor of ${size} ${dtype} elements needs ${bytes} bytes (${mib(bytes)}), ` +
-          `over the adapter's maxStorageBufferBindingSize of ${limit} bytes (${mib(limit)}) by ` +
-          `${bytes - limit}; use a smaller shape (batch × time for activations) or the cpu backend`,
-      );
-    }
     return new GpuStorage(this.pool.acquire(Math.max(bytes, 4)), dtype, size);
   }
 
@@ -204,35 +232,40 @@ export class WebGpuBackend implements Backend {
   }
 
   run<P>(kernel: Kernel<P>, inputs: BoundArg[], outputs: BoundArg[], params: P): void {
-    if (!kernel.wgsl) throw new Error(`${kernel.name}: no WGSL kernel for the webgpu backend`);
+    const args = [...inputs, ...outputs];
+    // A piece of a split launch (some storage is over one binding): every argument is bound
+    // from the aligned start of the range it spans, its offset relative to that.
+    const piece = args.some((a) => gpuStorage(a.storage).bytes > this.maxBindingBytes);
+    const bound = args.map((a) => this.#bind(a, piece));
+    const info = bound.map((b) => b.info);
     const launch = this.#tuner.select(
-      kernel.wgsl(
-        inputs.map((a) => a.info),
-        outputs.map((a) => a.info),
+      kernel.webgpu(
+        info.slice(0, inputs.length),
+        info.slice(inputs.length),
         params,
         this.ctx, // a GpuContext carries the DeviceTraits (isFallback, hasDot4I8, textures)
       ) as TunableLaunch,
     );
     const pipeline = this.#pipeline(launch.label ?? kernel.name, launch.source);
-    const resources: Resource[] = [...inputs, ...outputs].map((a) => gpuStorage(a.storage).buffer);
+    const resources: Resource[] = bound.map((b) => b.resource);
     const staged: ScratchTexture[] = [];
     try {
       for (const st of launch.stages ?? []) {
         // Stage the input in a scratch texture; `main` binds the texture instead of the buffer.
         const tex = this.textures.acquire(st.width, st.height, st.layers, st.format);
-        const buffer = resources[st.input] as GPUBuffer;
+        const range = bound[st.input].resource;
         if (st.copy) {
           const { offset, bytesPerRow, rowsPerImage, size } = st.copy;
           this.#endPass();
           this.#enc().copyBufferToTexture(
-            { buffer, offset, bytesPerRow, rowsPerImage },
+            { buffer: range.buffer, offset: range.offset + offset, bytesPerRow, rowsPerImage },
             { texture: tex.texture },
             size,
           );
         } else {
           const { source, grid, uniforms } = st.fill!;
           const fill = this.#pipeline(st.label, source);
-          this.#dispatch(fill, [buffer, tex.view], this.#bindings.uniform(uniforms), grid);
+          this.#dispatch(fill, [range, tex.view], this.#bindings.uniform(uniforms), grid);
         }
         resources[st.input] = tex.view;
         staged.push(tex);
@@ -243,6 +276,28 @@ export class WebGpuBackend implements Backend {
       // Back to the pool even if recording threw (recorded reads still run first).
       for (const tex of staged) this.textures.release(tex);
     }
+  }
+
+  /**
+   * The buffer range an argument binds and its layout relative to that range: the whole
+   * storage, or (in a piece of a split launch) the range the argument spans, from the last
+   * aligned byte at or before its first element.
+   */
+  #bind(a: BoundArg, piece: boolean): { resource: Required<GPUBufferBinding>; info: ArgInfo } {
+    const s = gpuStorage(a.storage);
+    const bytes = Math.max(4, Math.ceil(s.bytes / 4) * 4);
+    if (!piece) {
+      return { resource: { buffer: s.buffer, offset: 0, size: bytes }, info: a.info };
+    }
+    const el = byteSize(s.dtype);
+    const [lo, hi] = span(a.info);
+    const align = this.traits.bindingAlign;
+    const offset = Math.floor((lo * el) / align) * align;
+    const size = Math.max(4, Math.ceil((hi * el - offset) / 4) * 4);
+    return {
+      resource: { buffer: s.buffer, offset, size },
+      info: { ...a.info, offset: a.info.offset - offset / el },
+    };
   }
 
   #dispatch(

@@ -1,7 +1,7 @@
 // Bind-group reuse for the WebGPU backend. Uniform blocks are content-addressed: identical
 // blocks (the same op on the same shapes, as in every step of a training loop) share one
 // 256-byte-aligned slot of a persistent uniform buffer, written once with queue.writeBuffer.
-// Bind groups are then cached by pipeline, storage buffers and uniform slot; pooled buffers are
+// Bind groups are then cached by pipeline, storage buffer ranges and uniform slot; pooled buffers are
 // recycled, so a steady-state step finds all of its bind groups here and creates none
 // (createBindGroup was about a fifth of the CPU time of a small dispatch on llvmpipe; with the
 // cache a 64-element op costs ~25 µs of CPU instead of ~37 µs). Both caches are bounded: when
@@ -12,8 +12,8 @@ const CHUNK = 64 * 1024; // one uniform buffer (maxUniformBufferBindingSize's de
 const MAX_CHUNKS = 64; // 4 MiB of uniform blocks
 const MAX_GROUPS = 8192;
 
-/** What a kernel binds: a storage buffer, or a staged texture's view. */
-export type Resource = GPUBuffer | GPUTextureView;
+/** What a kernel binds: a range of a storage buffer, or a staged texture's view. */
+export type Resource = Required<GPUBufferBinding> | GPUTextureView;
 
 /** A uniform block's place in the store. */
 export interface UniformSlot {
@@ -90,7 +90,11 @@ export class BindingCache {
    */
   bindGroup(pipeline: GPUComputePipeline, resources: Resource[], uniform?: UniformSlot) {
     let key = `${this.id(pipeline)}|${uniform?.id ?? 0}`;
-    for (const b of resources) key += `|${this.id(b)}`;
+    for (const r of resources) {
+      key += r instanceof GPUTextureView
+        ? `|${this.id(r)}`
+        : `|${this.id(r.buffer)}:${r.offset}:${r.size}`;
+    }
     const hit = this.#groups.get(key);
     if (hit) {
       this.stats.bindGroupHits++;
@@ -99,7 +103,7 @@ export class BindingCache {
     if (this.#groups.size >= MAX_GROUPS) this.#groups.clear();
     const entries: GPUBindGroupEntry[] = resources.map((r, i) => ({
       binding: i,
-      resource: r instanceof GPUBuffer ? { buffer: r } : r,
+      resource: r,
     }));
     if (uniform) entries.push({ binding: resources.length, resource: uniform.binding });
     const group = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });

@@ -76,14 +76,17 @@ export function stridedRank(shape: readonly number[], inputs: readonly ArgInfo[]
 }
 
 /**
- * The uniform block of a strided elementwise kernel: element count, rank, output shape, then
- * per input its strides and offset, then up to 4 f32 scalars. Matches `stridedStruct`; dims are
- * coalesced first (see `coalesce`; `stridedRank` gives the rank the struct must be made for).
+ * The uniform block of a strided elementwise kernel: element count, rank, the output's offset
+ * (`yo`: where element 0 goes in the output's binding, for pieces of a split launch), output
+ * shape, then per input its strides and offset, then up to 4 f32 scalars. Matches
+ * `stridedStruct`; dims are coalesced first (see `coalesce`; `stridedRank` gives the rank the
+ * struct must be made for).
  */
 export function stridedUniforms(
   shape: readonly number[],
   inputs: readonly ArgInfo[],
   scalars: readonly number[] = [],
+  outOffset = 0,
 ): Uint32Array {
   if (shape.length > MAX_RANK) throw new RangeError(`rank ${shape.length} > ${MAX_RANK}`);
   const c = coalesce(shape, inputs);
@@ -93,6 +96,7 @@ export function stridedUniforms(
   const pad = MAX_RANK - rank; // right-align dims so the innermost is at index 7
   u[0] = sizeOf(shape);
   u[1] = rank;
+  u[2] = outOffset;
   for (let d = 0; d < MAX_RANK; d++) u[4 + d] = d < pad ? 1 : c.shape[d - pad];
   inputs.forEach((a, k) => {
     const base = 12 + k * 12;
@@ -130,7 +134,7 @@ ${lines.join("\n")}
   return `struct U {
   n: u32,
   rank: u32,
-  p0: u32,
+  yo: u32,
   p1: u32,
   shape: array<vec4<u32>, 2>,
 ${fields}

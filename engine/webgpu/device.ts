@@ -4,9 +4,10 @@
 import type { TextureLimits } from "../backend.ts";
 import { BackendUnavailableError } from "../errors.ts";
 
-/** The limits the engine raises to the adapter's maxima. */
+/** The limits the engine takes at the adapter's best (maxima; the alignment's minimum). */
 export const USED_LIMITS = [
   "maxStorageBufferBindingSize",
+  "minStorageBufferOffsetAlignment",
   "maxBufferSize",
   "maxComputeWorkgroupStorageSize",
   "maxComputeInvocationsPerWorkgroup",

@@ -15,15 +15,15 @@ import type { Tensor } from "../../engine/tensor.ts";
 import { fromArray } from "../../engine/creation.ts";
 import { webgpuBackend } from "../../engine/device.ts";
 import type { WebGpuBackend } from "../../engine/webgpu/backend.ts";
-import { matmul } from "../../kernels/matmul.ts";
-import { ternaryRowWords } from "../../kernels/ternary.ts";
-import { packActivations, type QuantizedActivations } from "../../kernels/ternary_quant.ts";
+import { matmul } from "../../kernels/matmul/matmul.ts";
+import { ternaryRowWords } from "../../kernels/ternary/format.ts";
+import { packActivations, type QuantizedActivations } from "../../kernels/ternary/quant.ts";
 import {
   ternaryConfig,
   ternaryGemm,
   ternaryGemv,
   type TernaryWeights,
-} from "../../kernels/ternary_gemm.ts";
+} from "../../kernels/ternary/gemm.ts";
 import { hasWebGPU } from "../util.ts";
 
 const SHAPES: [number, number, number][] = [[1, 2048, 2048], [1, 4096, 11008], [128, 2048, 2048]];

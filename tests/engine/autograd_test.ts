@@ -3,7 +3,7 @@
 import { deepStrictEqual as assertEquals, throws as assertThrows } from "node:assert/strict";
 import { noGrad } from "../../engine/autograd.ts";
 import { add, detach, exp, mul, round, sub, sum } from "../../kernels/mod.ts";
-import { assertClose, gradCheck, t64, values } from "./../util.ts";
+import { assertClose, gradCheck, t64, values } from "../util.ts";
 
 Deno.test("a tensor used many times accumulates every path", async () => {
   const x = t64([1, 2, 3], [3], undefined, true);

@@ -49,7 +49,7 @@ const streamKernel: Kernel<DrawAt> = {
       floats[2 * i + 1] = wordsToNormal(w0, w1);
     }
   },
-  wgsl(_ins, _outs, { key, offset, n }) {
+  webgpu(_ins, _outs, { key, offset, n }) {
     return {
       source: `${THREEFRY_WGSL}
 struct U { key: vec2<u32>, off: vec2<u32>, n: u32 }

@@ -12,12 +12,12 @@ import { launch } from "../../engine/op.ts";
 import { fromArray, zeros } from "../../engine/creation.ts";
 import { noGrad } from "../../engine/autograd.ts";
 import { tidy } from "../../engine/scope.ts";
-import { DeviceError, ShaderCompileError } from "../../engine/errors.ts";
+import { DeviceError, DeviceLimitError, ShaderCompileError } from "../../engine/errors.ts";
 import { matmul, mean, mul, neg, sub, tanh } from "../../kernels/mod.ts";
 import { sizeClass } from "../../engine/webgpu/pool.ts";
 import { Autotuner, type TunableLaunch } from "../../engine/webgpu/autotune.ts";
 import { BindingCache } from "../../engine/webgpu/binding.ts";
-import { matmulOp } from "../../kernels/matmul.ts";
+import { matmulOp } from "../../kernels/matmul/matmul.ts";
 import { gpu, hasWebGPU, randnArray, settleGarbage } from "../util.ts";
 
 const ignore = !hasWebGPU;
@@ -74,7 +74,7 @@ Deno.test({
     const broken: Kernel<void> = {
       name: "deliberately_broken",
       cpu() {},
-      wgsl: () => ({
+      webgpu: () => ({
         source: `@group(0) @binding(0) var<storage, read_write> y: array<f32>;
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) { y[gid.x] = no_such_variable; }`,
@@ -124,17 +124,17 @@ Deno.test({
 });
 
 Deno.test({
-  name: "a tensor over maxStorageBufferBindingSize is refused before touching the device",
+  name: "a tensor over the device's largest buffer is refused before touching the device",
   ignore,
   fn: async () => {
     const be = await backend();
-    const limit = be.ctx.limits.maxStorageBufferBindingSize;
-    const n = limit / 4 + 1000;
+    const limit = be.traits.maxTensorBytes;
+    const half = Math.ceil(limit / 8) + 1000; // [2, half] f32 is over the limit
     const allocations = be.stats().allocations;
-    throws(() => be.alloc(n, "f32"), (e: Error) => {
-      ok(e.message.includes("maxStorageBufferBindingSize"), e.message);
-      ok(e.message.includes(`${limit}`), `limit missing: ${e.message}`);
-      ok(e.message.includes(`by ${n * 4 - limit}`), `excess missing: ${e.message}`);
+    throws(() => zeros([2, half], { backend: be }), (e: Error) => {
+      ok(e instanceof DeviceLimitError, `${e}`);
+      ok(e.message.includes(`[2, ${half}] f32`), `shape missing: ${e.message}`);
+      ok(e.message.includes(`${limit} bytes`), `limit missing: ${e.message}`);
       return true;
     });
     strictEqual(be.stats().allocations, allocations);
@@ -281,10 +281,11 @@ Deno.test({
       dtype: "f32" as const,
     });
     const p = { batch: 1, M: 256, N: 256, K: 256 };
-    const launch = matmulOp.wgsl!(
+    const launch = matmulOp.webgpu(
       [info([256, 256]), info([256, 256])],
       [info([256, 256])],
       p,
+      { isFallback: false, hasDot4I8: false },
     ) as TunableLaunch;
     ok(launch.tune, "a 256³ matmul offers candidates");
     strictEqual(tuner.select(launch), launch, "untimed key: the default runs");
@@ -312,7 +313,7 @@ Deno.test({
       {
         name: "big_uniform",
         cpu: () => {},
-        wgsl: () => ({
+        webgpu: () => ({
           source: `struct U { w: array<vec4<u32>, 20> }
 @group(0) @binding(0) var<storage, read_write> y: array<u32>;
 @group(0) @binding(1) var<uniform> u: U;

@@ -7,19 +7,19 @@ import { deepStrictEqual, ok, strictEqual, throws } from "node:assert/strict";
 import type { Backend } from "../../engine/backend.ts";
 import { fromArray } from "../../engine/creation.ts";
 import { empty, launch } from "../../engine/op.ts";
-import { activationLevels, dequantize, ternaryLevels } from "../../kernels/bit_quant.ts";
+import { activationLevels, dequantize, ternaryLevels } from "../../kernels/ternary/bit_quant.ts";
 import {
   int8RowWords,
   quantizeActivationLevels,
   quantizeActivationsCpu,
   unpackInt8,
-} from "../../kernels/ternary.ts";
+} from "../../kernels/ternary/format.ts";
 import {
   activationLevelsKernel,
   type QuantMode,
-  ternaryQuantKernel,
-} from "../../kernels/ternary_quant.ts";
-import { packBitLinear } from "../../kernels/ternary_linear.ts";
+  ternaryQuantOp,
+} from "../../kernels/ternary/quant.ts";
+import { packBitLinear } from "../../kernels/ternary/linear.ts";
 import { BitLinear } from "../../nn/bitlinear.ts";
 import { matmul, mul, sum, transpose } from "../../kernels/mod.ts";
 import { poisonPool } from "./gpu_helpers.ts";
@@ -83,7 +83,7 @@ Deno.test({
           empty(xt, [T]),
           empty(xt, [T], "i32"),
         ];
-        launch(ternaryQuantKernel, [xt, gt], [w, ws, wsum], p);
+        launch(ternaryQuantOp, [xt, gt], [w, ws, wsum], p);
         deepStrictEqual(await w.data(), refPacked.packed, `${msg} bytes`);
         deepStrictEqual(await ws.data(), refPacked.scale, `${msg} packed scales`);
         deepStrictEqual(await wsum.data(), refPacked.sum, `${msg} sums`);

@@ -7,7 +7,7 @@ import type { Tensor } from "../../engine/tensor.ts";
 import { fromArray } from "../../engine/creation.ts";
 import { isFloat } from "../../engine/dtype.ts";
 import { mul, sum } from "../../kernels/mod.ts";
-import { forceRowMode, type RowMode } from "../../kernels/row_kernel.ts";
+import { forceRowMode, type RowMode } from "../../kernels/rows/rows.ts";
 import { assertClose, cpu, freshSeed, gpu, randnArray, t64, values } from "../util.ts";
 
 /**

@@ -7,7 +7,7 @@ import { strictEqual } from "node:assert/strict";
 import { fromArray } from "../../engine/creation.ts";
 import { Generator } from "../../engine/random.ts";
 import { crossEntropy, softmax } from "../../kernels/mod.ts";
-import { FALLBACK_INVOCATION_MAX_LEN, rowMode } from "../../kernels/row_kernel.ts";
+import { FALLBACK_INVOCATION_MAX_LEN, rowMode } from "../../kernels/rows/rows.ts";
 import { assertClose, cpu, gpu, hasWebGPU, values } from "../util.ts";
 
 Deno.test("rowMode on a software adapter: invocation mode only for rows under the loop cap", () => {

@@ -8,7 +8,7 @@ import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
 import type { ArgInfo, DeviceTraits } from "../../engine/backend.ts";
 import type { WebGpuBackend } from "../../engine/webgpu/backend.ts";
 import { Autotuner, type Tunable, type TunableLaunch } from "../../engine/webgpu/autotune.ts";
-import { matmulOp } from "../../kernels/matmul.ts";
+import { matmulOp } from "../../kernels/matmul/matmul.ts";
 import { gpu, hasWebGPU } from "../util.ts";
 
 const ignore = !hasWebGPU;
@@ -87,7 +87,7 @@ const hardware: DeviceTraits = { isFallback: false, hasDot4I8: false };
 
 /** The candidates and gates matmul offers for A [M, K] · B [K, N] (row-major) on `device`. */
 function offered(M: number, N: number, K: number, device: DeviceTraits) {
-  const launch = matmulOp.wgsl!(
+  const launch = matmulOp.webgpu(
     [info([M, K]), info([K, N])],
     [info([M, N])],
     { batch: 1, M, N, K },

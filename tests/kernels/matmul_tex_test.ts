@@ -9,7 +9,7 @@ import type { Tensor } from "../../engine/tensor.ts";
 import type { WebGpuBackend } from "../../engine/webgpu/backend.ts";
 import { TexturePool } from "../../engine/webgpu/textures.ts";
 import { fromArray } from "../../engine/creation.ts";
-import { type OperandLayout, texLaunchParts, texPlan } from "../../kernels/matmul_tex.ts";
+import { type OperandLayout, texLaunchParts, texPlan } from "../../kernels/matmul/tex.ts";
 import { expand, matmul, matmulVariant, narrow, transpose } from "../../kernels/mod.ts";
 import { assertClose, cpu, freshSeed, gpu, hasWebGPU, randnArray } from "../util.ts";
 
@@ -32,7 +32,7 @@ const colMajor = (rows: number): OperandLayout => ({
 /** Storage modes and how each operand is staged, for A [M, K] · B [K, N]. */
 function staging(M: number, N: number, K: number, la: OperandLayout, lb: OperandLayout, batch = 1) {
   const plan = texPlan(batch, M, N, K, la, lb);
-  const { stages } = texLaunchParts(plan, batch, M, N, K);
+  const { stages } = texLaunchParts(plan, batch, M, N, K, { off: 0, sb: M * N, sr: N });
   return {
     modes: plan.am + plan.bm,
     how: stages.map((s) => s.label.slice("matmul-stage[".length, -1)),

@@ -6,7 +6,7 @@ import { deepStrictEqual, throws } from "node:assert/strict";
 import { logSoftmax, softmax, transpose } from "../../kernels/mod.ts";
 import { assertClose, cpu, gpu, gradCheck, hasWebGPU, t64, values } from "../util.ts";
 import { gpuParity, inEachRowMode, poisonPool } from "./gpu_helpers.ts";
-import { forceRowMode, rowMode } from "../../kernels/row_kernel.ts";
+import { forceRowMode, rowMode } from "../../kernels/rows/rows.ts";
 
 Deno.test("softmax and logSoftmax of known vectors", async () => {
   const x = t64([1, 2, 3], [3]);

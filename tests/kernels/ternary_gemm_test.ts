@@ -12,9 +12,9 @@ import {
   quantizeTernary,
   ternaryRowWords,
   unpackInt8,
-} from "../../kernels/ternary.ts";
-import { roundHalfEven } from "../../kernels/unary.ts";
-import { packActivations } from "../../kernels/ternary_quant.ts";
+} from "../../kernels/ternary/format.ts";
+import { roundHalfEven } from "../../kernels/elementwise/unary.ts";
+import { packActivations } from "../../kernels/ternary/quant.ts";
 import {
   hasDot4I8,
   ternaryAccumulate,
@@ -24,7 +24,7 @@ import {
   ternaryGemm,
   ternaryGemv,
   type TernaryWeights,
-} from "../../kernels/ternary_gemm.ts";
+} from "../../kernels/ternary/gemm.ts";
 import { Generator } from "../../engine/random.ts";
 import { WebGpuBackend } from "../../engine/webgpu/backend.ts";
 import { cpu, freshSeed, gpu, hasWebGPU, randnArray } from "../util.ts";

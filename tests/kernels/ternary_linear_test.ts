@@ -7,12 +7,12 @@ import type { Backend } from "../../engine/backend.ts";
 import { fromArray } from "../../engine/creation.ts";
 import { Generator } from "../../engine/random.ts";
 import type { WebGpuBackend } from "../../engine/webgpu/backend.ts";
-import { ternaryRowWords } from "../../kernels/ternary.ts";
+import { ternaryRowWords } from "../../kernels/ternary/format.ts";
 import {
   packBitLinear,
   packedFromSafetensors,
   packedToSafetensors,
-} from "../../kernels/ternary_linear.ts";
+} from "../../kernels/ternary/linear.ts";
 import { BitLinear } from "../../nn/bitlinear.ts";
 import { readSafetensors, writeSafetensors } from "../../nn/safetensors.ts";
 import { cpu, gpu, hasWebGPU, randnArray, settleGarbage } from "../util.ts";

@@ -15,9 +15,9 @@ import {
   ternaryRowWords,
   unpackInt8,
   unpackTernary,
-} from "../../kernels/ternary.ts";
-import { roundHalfEven } from "../../kernels/unary.ts";
-import { packActivations } from "../../kernels/ternary_quant.ts";
+} from "../../kernels/ternary/format.ts";
+import { roundHalfEven } from "../../kernels/elementwise/unary.ts";
+import { packActivations } from "../../kernels/ternary/quant.ts";
 import { assertClose, cpu, freshSeed, gpu, hasWebGPU, randnArray } from "../util.ts";
 
 /** Random values in {-1, 0, 1}. */

@@ -7,7 +7,7 @@ import { Generator } from "../../engine/random.ts";
 import { fromArray } from "../../engine/creation.ts";
 import type { Tensor } from "../../engine/tensor.ts";
 import { matmul, mul, rmsNorm, sum, transpose } from "../../kernels/mod.ts";
-import { roundHalfEven } from "../../kernels/unary.ts";
+import { roundHalfEven } from "../../kernels/elementwise/unary.ts";
 import { activationQuant, BitLinear, weightQuant } from "../../nn/bitlinear.ts";
 import { assertClose, cpu, randnArray, t64, values } from "../util.ts";
 

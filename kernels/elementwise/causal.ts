@@ -1,0 +1,98 @@
+// Causal masking for attention. causalMask(T): [T, T] with 1 where key j ≤ query i. causalFill:
+// the fused masked fill of attention scores [..., T, S] where query i (of the T new positions)
+// may see key j ≤ i + offset and every other score becomes `value` (typically -Infinity before
+// softmax). offset defaults to S − T, so a KV-cached decode step (S = past + T keys) uses the
+// same op; offset 0 with S = T is the plain causal mask. Scores row-major (apply copies views);
+// one invocation per score, workgroup 256; T, S, offset and value in a uniform block, so a
+// growing cache reuses one pipeline. Backward: dx = dy where visible, else 0 (causalFill of dy
+// with value 0).
+
+import type { Tensor } from "../../engine/tensor.ts";
+import { type CreateOptions, fromArray } from "../../engine/creation.ts";
+import { allocArray, isFloat, wgslType } from "../../engine/dtype.ts";
+import { fmtShape, ShapeError } from "../../engine/errors.ts";
+import { apply, defineOp, type KernelOp } from "../../engine/op.ts";
+import { sizeOf } from "../../engine/shape.ts";
+import { splitRows } from "../../engine/split.ts";
+import { grid1d, linearIndex, WORKGROUP_SIZE } from "../../engine/webgpu/codegen.ts";
+
+/** Parameters of `causalFillOp`: query/key lengths, key offset of query 0, fill value. */
+export interface CausalParams {
+  /** Query positions (rows of the score matrix). */
+  T: number;
+  /** Key positions (columns of the score matrix). */
+  S: number;
+  /** Key index of query 0 (the tokens already cached before this call). */
+  offset: number;
+  /** What masked scores become (usually -Infinity). */
+  value: number;
+}
+
+/** Scores [..., T, S] with those of key j > query i + offset replaced by `value`. */
+export const causalFillOp: KernelOp<CausalParams> = defineOp<CausalParams>({
+  name: "causal_fill",
+  shape: ([x]) => [...x.shape],
+  cpu([x], [y], { T, S, offset, value }) {
+    for (let i = 0; i < y.length; i++) {
+      const j = i % S;
+      const row = Math.floor(i / S) % T;
+      y[i] = j <= row + offset ? x.data[i] : value;
+    }
+  },
+  webgpu([x], _out, p) {
+    const n = sizeOf(x.shape);
+    const u = new Uint32Array([n, p.T, p.S, p.offset >>> 0, 0, 0, 0, 0]);
+    new Float32Array(u.buffer).set([p.value], 4);
+    const t = wgslType(x.dtype);
+    return {
+      source: `struct U { n: u32, T: u32, S: u32, offset: i32, value: f32 }
+@group(0) @binding(0) var<storage, read> x: array<${t}>;
+@group(0) @binding(1) var<storage, read_write> y: array<${t}>;
+@group(0) @binding(2) var<uniform> u: U;
+@compute @workgroup_size(${WORKGROUP_SIZE})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let i = ${linearIndex()};
+  if (i >= u.n) { return; }
+  let j = i % u.S;
+  let row = (i / u.S) % u.T;
+  y[i] = select(u.value, x[i], i32(j) <= i32(row) + u.offset);
+}`,
+      grid: grid1d(n),
+      uniforms: u,
+    };
+  },
+  // Whole [T, S] score matrices (any leading index): each piece starts on a multiple of T·S.
+  split: (inputs, outputs, p, limits) =>
+    splitRows(inputs, outputs, p, limits, { maxDepth: outputs[0].shape.length - 3 }),
+  backward: (dy, { params }) => [apply(causalFillOp, [dy], { ...params, value: 0 })],
+});
+
+/**
+ * Causal fill of attention scores [..., T, S]: query i sees keys j ≤ i + offset (default
+ * offset S − T, right-aligning the queries with the keys, as in a KV-cached step); the rest
+ * become `value` (e.g. -Infinity).
+ */
+export function causalFill(scores: Tensor, value: number, offset?: number): Tensor {
+  if (scores.ndim < 2) {
+    throw new ShapeError(
+      `causalFill: scores must be [..., T, S], got ${fmtShape(scores.shape)}`,
+    );
+  }
+  if (!isFloat(scores.dtype)) {
+    throw new TypeError(`causalFill: scores must be float, got ${scores.dtype}`);
+  }
+  const [T, S] = scores.shape.slice(-2);
+  const off = offset ?? S - T;
+  if (!Number.isInteger(off)) throw new RangeError(`causalFill: offset must be an integer`);
+  return apply(causalFillOp, [scores], { T, S, offset: off, value });
+}
+
+/** [T, T] lower-triangular mask: 1 where j ≤ i, else 0 (f32 unless `opts.dtype` says so). */
+export function causalMask(T: number, opts: CreateOptions = {}): Tensor {
+  if (!Number.isInteger(T) || T < 0) {
+    throw new RangeError(`causalMask: T must be a non-negative integer, got ${T}`);
+  }
+  const m = allocArray(opts.dtype ?? "f32", T * T);
+  for (let i = 0; i < T; i++) for (let j = 0; j <= i; j++) m[i * T + j] = 1;
+  return fromArray(m, [T, T], opts);
+}

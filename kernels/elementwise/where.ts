@@ -1,0 +1,88 @@
+// Selection by a condition: where(cond, a, b) (cond ≠ 0 → a, else b; NumPy broadcasting over all
+// three) and maskedFill(x, mask, value) (mask ≠ 0 → value, else x). Elementwise (elementwise.ts):
+// one invocation per output element, workgroup 256, inputs read through their strides, so
+// broadcast operands (stride 0) are never copied. cond and mask may be any dtype; NaN counts as
+// nonzero. Gradients: a gets dy where cond ≠ 0, b where cond = 0, x where mask = 0; cond and
+// mask get none. maskedFill needs a float x (value goes through an f32 uniform on WebGPU).
+
+import type { Tensor } from "../../engine/tensor.ts";
+import { full } from "../../engine/creation.ts";
+import { isFloat } from "../../engine/dtype.ts";
+import { fmtShape, ShapeError } from "../../engine/errors.ts";
+import { apply, type KernelOp } from "../../engine/op.ts";
+import { broadcastShapes, sameShape } from "../../engine/shape.ts";
+import { elementwiseOp } from "./elementwise.ts";
+import { expand } from "../shape/view.ts";
+
+/** y = a where cond ≠ 0, else b (inputs in that order, already broadcast). */
+export const whereOp: KernelOp<void> = elementwiseOp<void>({
+  name: "where",
+  wgsl: "select(c, b, a != 0)",
+  dtype: (inputs) => inputs[1].dtype,
+  cpu([cond, a, b], y) {
+    for (let i = 0; i < y.length; i++) y[i] = cond[i] !== 0 ? a[i] : b[i];
+  },
+  // Gradients at the broadcast shape; expand's backward sums them back to a's and b's shapes.
+  backward: (dy, { inputs: [cond] }) => [null, maskGrad(dy, cond, true), maskGrad(dy, cond, false)],
+});
+
+/** dy where (mask ≠ 0) equals `keepNonzero`, else 0. */
+const maskGradOp = elementwiseOp<{ keepNonzero: boolean }>({
+  name: "mask_grad",
+  wgsl: "select(0.0, a, (b != 0) == (u.f.x != 0.0))",
+  scalars: ({ keepNonzero }) => [keepNonzero ? 1 : 0],
+  cpu([dy, mask], y, { keepNonzero }) {
+    for (let i = 0; i < y.length; i++) y[i] = (mask[i] !== 0) === keepNonzero ? dy[i] : 0;
+  },
+});
+
+function maskGrad(dy: Tensor, mask: Tensor, keepNonzero: boolean): Tensor {
+  return apply(maskGradOp, [dy, expand(mask, dy.shape)], { keepNonzero });
+}
+
+/** y = value where mask ≠ 0, else x (mask already broadcast to x). */
+export const maskedFillOp: KernelOp<{ value: number }> = elementwiseOp<{ value: number }>({
+  name: "masked_fill",
+  wgsl: "select(a, u.f.x, b != 0)",
+  scalars: ({ value }) => [value],
+  cpu([x, mask], y, { value }) {
+    for (let i = 0; i < y.length; i++) y[i] = mask[i] !== 0 ? value : x[i];
+  },
+  backward: (dy, { inputs: [_x, mask] }) => [maskGrad(dy, mask, false), null], // filled: 0
+});
+
+function scalarLike(v: Tensor | number, like: Tensor): Tensor {
+  if (typeof v !== "number") return v;
+  return full([], v, { dtype: like.dtype, backend: like.backend });
+}
+
+/**
+ * Elementwise choice: `a` where `cond` is nonzero, else `b` (broadcasting all three; a number
+ * stands for a scalar of the other operand's dtype). Gradients flow to a and b, masked.
+ */
+export function where(cond: Tensor, a: Tensor | number, b: Tensor | number): Tensor {
+  if (typeof a === "number" && typeof b === "number") {
+    a = full([], a, { backend: cond.backend });
+  }
+  const ta = scalarLike(a, b as Tensor);
+  const tb = scalarLike(b, ta);
+  if (ta.dtype !== tb.dtype) {
+    throw new TypeError(
+      `where: a is ${ta.dtype} ${fmtShape(ta.shape)}, b is ${tb.dtype} ${fmtShape(tb.shape)}`,
+    );
+  }
+  const shape = broadcastShapes("where", broadcastShapes("where", cond.shape, ta.shape), tb.shape);
+  return apply(whereOp, [expand(cond, shape), expand(ta, shape), expand(tb, shape)], undefined);
+}
+
+/** `value` where `mask` (broadcast to x's shape) is nonzero, else x; x must be float. */
+export function maskedFill(x: Tensor, mask: Tensor, value: number): Tensor {
+  if (!isFloat(x.dtype)) throw new TypeError(`maskedFill: x must be float, got ${x.dtype}`);
+  const shape = broadcastShapes("maskedFill", x.shape, mask.shape);
+  if (!sameShape(shape, x.shape)) {
+    throw new ShapeError(
+      `maskedFill: mask ${fmtShape(mask.shape)} does not broadcast to x ${fmtShape(x.shape)}`,
+    );
+  }
+  return apply(maskedFillOp, [x, expand(mask, x.shape)], { value });
+}
