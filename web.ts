@@ -35,6 +35,7 @@ export {
   DeviceError,
   ShaderCompileError,
   ShapeError,
+  UserError,
 } from "./engine/errors.ts";
 
 /** Layers, optimizers, schedules and safetensors, as one namespace. */

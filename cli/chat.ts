@@ -11,7 +11,7 @@ import { TokenizerError } from "../data/errors.ts";
 import type { Tokenizer } from "../data/tokenizer.ts";
 import type { KVCache } from "../nn/attention.ts";
 import { generateStream } from "../models/generate.ts";
-import type { LanguageModel } from "../models/lm.ts";
+import type { LanguageModel } from "../models/model.ts";
 import type { GenerateConfig } from "./flags.ts";
 import { type Output, samplingOptions, StreamDecoder } from "./generate.ts";
 

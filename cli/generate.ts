@@ -8,7 +8,7 @@ import { Generator } from "../engine/random.ts";
 import type { Tokenizer } from "../data/tokenizer.ts";
 import { BitGPT } from "../models/bitgpt.ts";
 import { generateStream } from "../models/generate.ts";
-import type { LanguageModel } from "../models/lm.ts";
+import type { LanguageModel } from "../models/model.ts";
 import { checkpointTokenizer, generatePath, readCheckpoint } from "./checkpoints.ts";
 import { describeGenerateConfig, type GenerateConfig, parseGenerateArgs } from "./flags.ts";
 import { runChat } from "./chat.ts";

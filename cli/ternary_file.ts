@@ -14,7 +14,7 @@ import {
 import { type NamedArray, readSafetensors, writeSafetensors } from "../nn/safetensors.ts";
 import type { BitLinear } from "../nn/bitlinear.ts";
 import { BitGPT } from "../models/bitgpt.ts";
-import type { LanguageModel } from "../models/lm.ts";
+import type { LanguageModel } from "../models/model.ts";
 import { fileExists, writeFileAtomic } from "./files.ts";
 
 /** The metadata `format` of the packed file. */

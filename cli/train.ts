@@ -8,7 +8,7 @@ import { checkVocabFits, loadDataset, type LoadedDataset } from "../data/batches
 import type { Tokenizer } from "../data/tokenizer.ts";
 import { Generator } from "../engine/random.ts";
 import type { LoadedCheckpoint } from "../models/checkpoint.ts";
-import type { LanguageModel } from "../models/lm.ts";
+import type { LanguageModel } from "../models/model.ts";
 import { createModel } from "../models/model.ts";
 import type { GPTConfig, TrainConfig as LibTrainConfig } from "../models/config.ts";
 import { getPreset, PRESET_NAMES } from "../models/presets.ts";

@@ -17,12 +17,12 @@ import {
   ConfigError,
   type GPTConfig,
   type ModelKind,
-  parseModelKind,
   type TrainConfig,
   validateConfig,
 } from "./config.ts";
-import type { LanguageModel, ModelOptions } from "./lm.ts";
-import { createModel } from "./model.ts";
+import type { ModelOptions } from "./gpt.ts";
+import type { LanguageModel } from "./model.ts";
+import { createModel, parseModelKind } from "./model.ts";
 import { foreignToNanoGpt } from "./hf.ts";
 
 /** The checkpoint format this build writes and reads. */

@@ -1,11 +1,10 @@
 // Model configuration: nanoGPT's GPTConfig fields in camelCase plus the position scheme, the model
 // kind (GPT or BitGPT), and validation with one-line errors naming the bad field.
 
-/** Which architecture: nanoGPT's GPT or the original project's BitGPT (BitNet b1.58). */
-export type ModelKind = "gpt" | "bitgpt";
+import { ConfigError } from "../engine/errors.ts";
 
-/** The model kinds, for flag parsing and messages. */
-export const MODEL_KINDS: readonly ModelKind[] = ["gpt", "bitgpt"];
+export { ConfigError };
+export type { ModelKind } from "./model.ts";
 
 /** Architecture hyperparameters of both models (nanoGPT's GPTConfig). */
 export interface GPTConfig {
@@ -38,12 +37,6 @@ export const DEFAULT_CONFIG: GPTConfig = {
   bias: true,
   pos: "learned",
 };
-
-/** A config is invalid: the message names the field and the value. */
-export class ConfigError extends Error {
-  /** Always "ConfigError". */
-  override name = "ConfigError";
-}
 
 /** Throw ConfigError for the first bad field of `c`; return it when valid. */
 export function validateConfig(c: GPTConfig): GPTConfig {
@@ -80,12 +73,6 @@ export function makeConfig(overrides: Partial<GPTConfig> = {}): GPTConfig {
     }
   }
   return validateConfig({ ...DEFAULT_CONFIG, ...overrides });
-}
-
-/** The model kind from a string, or ConfigError. */
-export function parseModelKind(s: string): ModelKind {
-  if ((MODEL_KINDS as readonly string[]).includes(s)) return s as ModelKind;
-  throw new ConfigError(`model must be one of ${MODEL_KINDS.join(", ")}, got '${s}'`);
 }
 
 /** Training hyperparameters (the original's flags, camelCase); every field has a default. */

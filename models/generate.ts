@@ -13,7 +13,7 @@ import { Tensor } from "../engine/tensor.ts";
 import { fmtShape, ShapeError } from "../engine/errors.ts";
 import { cat, narrow, reshape, sampleLogits } from "../kernels/mod.ts";
 import type { KVCache } from "../nn/attention.ts";
-import type { LanguageModel } from "./lm.ts";
+import type { LanguageModel } from "./model.ts";
 
 /** Options of generation. */
 export interface GenerateOptions {

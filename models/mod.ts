@@ -2,7 +2,6 @@
 
 export * from "./config.ts";
 export * from "./presets.ts";
-export * from "./lm.ts";
 export * from "./gpt.ts";
 export * from "./bitgpt.ts";
 export * from "./model.ts";

@@ -24,7 +24,7 @@ import {
   type TrainConfig,
   validateTrainConfig,
 } from "./config.ts";
-import type { LanguageModel } from "./lm.ts";
+import type { LanguageModel } from "./model.ts";
 import { createModel } from "./model.ts";
 
 /** A stream of batches: x and y row-major [B, T] i32, drawn from `gen`. */

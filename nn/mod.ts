@@ -5,7 +5,6 @@ export * from "./layers.ts";
 export * from "./bitlinear.ts";
 export * from "./attention.ts";
 export * from "./rope.ts";
-export * from "./mlp.ts";
 export * from "./optim.ts";
 export * from "./schedule.ts";
 export * from "./safetensors.ts";

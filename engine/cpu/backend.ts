@@ -36,6 +36,8 @@ export interface CpuBackendOptions {
   maxBindingBytes?: number;
   /** Where pieces of a split launch start, in bytes (default 4: the CPU needs no alignment). */
   bindingAlign?: number;
+  /** The largest tensor, in bytes (default: V8's largest typed array). */
+  maxTensorBytes?: number;
 }
 
 /** Pure TypeScript backend over typed arrays. */
@@ -48,7 +50,7 @@ export class CpuBackend implements Backend {
     this.traits = {
       maxBindingBytes: o.maxBindingBytes ?? Infinity,
       bindingAlign: o.bindingAlign ?? 4,
-      maxTensorBytes: MAX_TENSOR_BYTES,
+      maxTensorBytes: o.maxTensorBytes ?? MAX_TENSOR_BYTES,
       maxLoopIterations: Infinity,
     };
   }

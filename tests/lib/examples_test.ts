@@ -8,7 +8,7 @@ import { Generator } from "../../engine/random.ts";
 import { makeConfig } from "../../models/config.ts";
 import { generate } from "../../models/generate.ts";
 import { createModel } from "../../models/model.ts";
-import type { LanguageModel } from "../../models/lm.ts";
+import type { LanguageModel } from "../../models/model.ts";
 import { type NamedArray, writeSafetensors } from "../../nn/safetensors.ts";
 import { Gpt2Tokenizer } from "../../data/tokenizer.ts";
 import { cpu } from "../util.ts";

@@ -8,7 +8,7 @@ import { Generator } from "../../engine/random.ts";
 import { tidy } from "../../engine/scope.ts";
 import { CheckpointError, loadCheckpoint, saveCheckpoint } from "../../models/checkpoint.ts";
 import { makeConfig } from "../../models/config.ts";
-import type { LanguageModel } from "../../models/lm.ts";
+import type { LanguageModel } from "../../models/model.ts";
 import { createModel } from "../../models/model.ts";
 import { type NamedArray, readSafetensors, writeSafetensors } from "../../nn/safetensors.ts";
 import { AdamW } from "../../nn/optim.ts";

@@ -10,7 +10,7 @@ import { AdamW } from "../../nn/optim.ts";
 import { makeConfig } from "../../models/config.ts";
 import { generate, generateStream } from "../../models/generate.ts";
 import { createModel } from "../../models/model.ts";
-import type { LanguageModel } from "../../models/lm.ts";
+import type { LanguageModel } from "../../models/model.ts";
 import { cpu, gpu, hasWebGPU } from "../util.ts";
 
 const CFG = makeConfig({ vocabSize: 23, blockSize: 12, nLayer: 2, nHead: 2, nEmbd: 16 });

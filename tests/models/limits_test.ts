@@ -6,7 +6,7 @@
 // nanoGPT files load into a model on such a backend; the meta backend builds a model with no
 // memory and the same parameters.
 
-import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
+import { deepStrictEqual, ok, strictEqual, throws } from "node:assert/strict";
 import type { Backend } from "../../engine/backend.ts";
 import { CpuBackend } from "../../engine/cpu/backend.ts";
 import { fromArray } from "../../engine/creation.ts";
@@ -18,8 +18,10 @@ import type { Tensor } from "../../engine/tensor.ts";
 import type { WebGpuBackend } from "../../engine/webgpu/backend.ts";
 import type { ModelKind } from "../../models/config.ts";
 import { generate } from "../../models/generate.ts";
-import type { LanguageModel } from "../../models/lm.ts";
+import type { LanguageModel } from "../../models/model.ts";
 import { createModel } from "../../models/model.ts";
+import { parameterCount } from "../../models/params.ts";
+import { DeviceLimitError } from "../../engine/errors.ts";
 import { loadCheckpoint, saveCheckpoint } from "../../models/checkpoint.ts";
 import { getPreset } from "../../models/presets.ts";
 import { train } from "../../models/train.ts";
@@ -266,6 +268,17 @@ Deno.test("a checkpoint saved on small bindings is the same file and loads there
   whole.dispose();
   small.dispose();
   back.model.dispose();
+});
+
+Deno.test("a model with a parameter over the backend's largest tensor is refused up front", () => {
+  const tiny = new CpuBackend({ maxTensorBytes: 8000 });
+  throws(() => createModel("gpt", NANO, { backend: tiny }), (e: Error) => {
+    ok(e instanceof DeviceLimitError, `${e}`);
+    ok(/gpt: transformer\.wte\.weight \[65, 44\] f32 needs 11440 bytes/.test(e.message), e.message);
+    ok(e.message.includes("limit of 8000 bytes"), e.message);
+    return true;
+  });
+  strictEqual(parameterCount("bitgpt", NANO), build("bitgpt", cpu, "f32").numParameters());
 });
 
 Deno.test("the meta backend builds a model without memory: same parameter names and shapes", () => {

@@ -10,7 +10,7 @@ import { tidy } from "../../engine/scope.ts";
 import { BitGPT } from "../../models/bitgpt.ts";
 import { ConfigError, type GPTConfig, makeConfig } from "../../models/config.ts";
 import { GPT } from "../../models/gpt.ts";
-import type { LanguageModel } from "../../models/lm.ts";
+import type { LanguageModel } from "../../models/model.ts";
 import { createModel } from "../../models/model.ts";
 import { getPreset, PRESET_NAMES } from "../../models/presets.ts";
 import { AdamW, clipGradNorm } from "../../nn/optim.ts";

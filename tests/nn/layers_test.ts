@@ -6,9 +6,11 @@ import { deepStrictEqual, notDeepStrictEqual, ok, strictEqual, throws } from "no
 import { fromArray } from "../../engine/creation.ts";
 import { Generator } from "../../engine/random.ts";
 import { cat, narrow } from "../../kernels/mod.ts";
-import { attend, CausalSelfAttention, LayerCache } from "../../nn/attention.ts";
+import { attend, LayerCache } from "../../nn/attention.ts";
+import { CausalSelfAttention, MLP } from "../../models/gpt.ts";
+import { BitMLP } from "../../models/bitgpt.ts";
+import { makeConfig } from "../../models/config.ts";
 import { Dropout, Embedding, LayerNorm, Linear, RMSNorm } from "../../nn/layers.ts";
-import { BitMLP, MLP } from "../../nn/mlp.ts";
 import { Rope } from "../../nn/rope.ts";
 import { assertClose, cpu, randnArray, t64, values } from "../util.ts";
 
@@ -128,13 +130,8 @@ Deno.test("attend: all heads in one batched matmul equal a per-head loop", async
 
 Deno.test("cached attention: feeding 2 + 1 + 1 tokens equals one full pass (learned and rope)", async () => {
   for (const rope of [undefined, new Rope(8, 4, 10000, f64)]) {
-    const attn = new CausalSelfAttention({
-      nEmbd: 8,
-      nHead: 2,
-      blockSize: 8,
-      dropout: 0,
-      bias: true,
-    }, { ...f64, generator: new Generator(4) });
+    const cfg = makeConfig({ nEmbd: 8, nHead: 2, blockSize: 8, vocabSize: 5, dropout: 0 });
+    const attn = new CausalSelfAttention(cfg, 0.02, { ...f64, generator: new Generator(4) });
     const x = t64(randnArray(2 * 4 * 8, 5), [2, 4, 8]);
     const full = await values(attn.forward(x, { rope }));
     const cache = new LayerCache();
@@ -168,19 +165,19 @@ Deno.test("RoPE: identity at position 0, scores depend only on relative position
 });
 
 Deno.test("MLP (Linear + GELU) and BitMLP (BitLinear + ReLU): names and shapes", () => {
-  const cfg = { nEmbd: 8, dropout: 0, bias: true };
-  deepStrictEqual(new MLP(cfg, f64).namedParameters().map(([n, p]) => [n, [...p.shape]]), [
+  const cfg = makeConfig({ nEmbd: 8, nHead: 2, vocabSize: 5, blockSize: 4, dropout: 0 });
+  deepStrictEqual(new MLP(cfg, 0.02, f64).namedParameters().map(([n, p]) => [n, [...p.shape]]), [
     ["c_fc.weight", [32, 8]],
     ["c_fc.bias", [32]],
     ["c_proj.weight", [8, 32]],
     ["c_proj.bias", [8]],
   ]);
-  deepStrictEqual(new BitMLP(cfg, f64).namedParameters().map(([n]) => n), [
+  deepStrictEqual(new BitMLP(cfg, 0.02, f64).namedParameters().map(([n]) => n), [
     "c_fc.weight",
     "c_fc.norm.weight",
     "c_proj.weight",
     "c_proj.norm.weight",
   ]);
-  const y = new MLP(cfg, f64).forward(t64(randnArray(2 * 3 * 8, 1), [2, 3, 8]));
+  const y = new MLP(cfg, 0.02, f64).forward(t64(randnArray(2 * 3 * 8, 1), [2, 3, 8]));
   deepStrictEqual([...y.shape], [2, 3, 8]);
 });
