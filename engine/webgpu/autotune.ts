@@ -264,11 +264,14 @@ export class Autotuner {
       const pipeline = this.pipeline(label, source);
       const entries: GPUBindGroupEntry[] = bound.map((resource, b) => ({ binding: b, resource }));
       if (u) {
+        // A copy in a fresh ArrayBuffer: writeBuffer takes no view of a SharedArrayBuffer.
+        const padded = new Uint8Array(Math.ceil(u.byteLength / 16) * 16);
+        padded.set(new Uint8Array(u.buffer, u.byteOffset, u.byteLength));
         const uniform = this.device.createBuffer({
-          size: Math.ceil(u.byteLength / 16) * 16,
+          size: padded.byteLength,
           usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
         });
-        this.device.queue.writeBuffer(uniform, 0, u.buffer, u.byteOffset, u.byteLength);
+        this.device.queue.writeBuffer(uniform, 0, padded);
         owned.push(uniform);
         entries.push({ binding: entries.length, resource: { buffer: uniform } });
       }
