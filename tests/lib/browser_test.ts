@@ -1,11 +1,12 @@
 // The browser bundle in a real browser: `deno bundle --platform browser web.ts`, served on
 // 127.0.0.1 to headless Chromium, trains a nano BitGPT and generates from it, once on WebGPU
 // (`--enable-unsafe-webgpu`: Chromium's SwiftShader adapter) and once where the page has no
-// adapter (the CPU fallback of `useBackend("auto")`); both runs see the same losses. The page
+// adapter (the CPU fallback of `useBackend("auto")`); both runs start from the same loss; and a
+// second visit with the same profile reuses the matmul tuning kept in localStorage. The page
 // posts its result back to the server. Skipped where Chromium is not installed (Debian:
 // `apt-get install chromium`; .ci/run installs it).
 
-import { ok, strictEqual } from "node:assert/strict";
+import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
 import { CONFIG, report, ROOT, runDeno } from "./subprocess.ts";
 
 /** The first Chromium executable found on PATH, or null. */
@@ -33,7 +34,12 @@ const PAGE = `
 const report = (obj) => fetch("/result", { method: "POST", body: JSON.stringify(obj) });
 try {
   const lib = await import("./web.js");
-  const be = await lib.useBackend(new URLSearchParams(location.search).get("backend"), true);
+  const params = new URLSearchParams(location.search);
+  const be = await lib.useBackend(params.get("backend"), true);
+  if (params.get("mode") === "tune") {
+    await lib.matmul(lib.randn([256, 256]), lib.randn([256, 256])).data();
+    await report({ restored: be.tuner.restored, tuned: be.tuning().length });
+  }
   const text = "To be, or not to be, that is the question. ".repeat(40);
   const tok = lib.CharTokenizer.fromText(text);
   const nano = lib.getPreset("nano");
@@ -54,6 +60,8 @@ try {
 
 /** What the page posted. */
 interface PageResult {
+  restored?: number;
+  tuned?: number;
   backend?: string;
   losses?: number[];
   text?: string;
@@ -82,48 +90,62 @@ async function stop(browser: Deno.ChildProcess): Promise<void> {
   await browser.status;
 }
 
-/** Open the page in headless Chromium and wait (at most `ms`) for its posted result. */
-async function runPage(dir: string, backend: string, webgpu: boolean, ms = 40_000) {
-  let deliver!: (r: PageResult) => void;
-  const posted = new Promise<PageResult>((resolve) => (deliver = resolve));
-  const ac = new AbortController();
-  const server = Deno.serve(
-    { hostname: "127.0.0.1", port: 0, signal: ac.signal, onListen: () => {} },
-    async (req) => {
-      const path = new URL(req.url).pathname;
-      if (req.method === "POST" && path === "/result") {
-        deliver(await req.json());
-        return new Response("ok");
-      }
-      if (path === "/") {
-        const html = `<!doctype html><meta charset="utf-8"><script type="module">${PAGE}</script>`;
-        return new Response(html, { headers: { "content-type": "text/html" } });
-      }
-      if (path === "/web.js") {
-        const js = await Deno.readFile(`${dir}/web.js`);
-        return new Response(js, { headers: { "content-type": "text/javascript" } });
-      }
-      return new Response("not found", { status: 404 });
-    },
-  );
-  const profile = await Deno.makeTempDir({ dir, prefix: "profile_" });
-  const url = `http://127.0.0.1:${server.addr.port}/?backend=${backend}`;
-  const browser = new Deno.Command(chromium!, {
-    args: chromiumArgs(profile, url, webgpu),
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    const timeout = new Promise<PageResult>((resolve) => {
-      timer = setTimeout(() => resolve({ error: `no result within ${ms / 1000}s` }), ms);
-    });
-    return await Promise.race([posted, timeout]);
-  } finally {
-    clearTimeout(timer);
-    await stop(browser);
-    ac.abort();
-    await server.finished;
+/** Serves the page and the bundle; each visit opens headless Chromium and awaits the result. */
+class PageServer {
+  #ac = new AbortController();
+  #deliver: ((r: PageResult) => void) | null = null;
+  #server: Deno.HttpServer<Deno.NetAddr>;
+
+  constructor(readonly dir: string) {
+    this.#server = Deno.serve(
+      { hostname: "127.0.0.1", port: 0, signal: this.#ac.signal, onListen: () => {} },
+      (req) => this.#handle(req),
+    );
+  }
+
+  async #handle(req: Request): Promise<Response> {
+    const path = new URL(req.url).pathname;
+    if (req.method === "POST" && path === "/result") {
+      this.#deliver?.(await req.json());
+      return new Response("ok");
+    }
+    if (path === "/") {
+      const html = `<!doctype html><meta charset="utf-8"><script type="module">${PAGE}</script>`;
+      return new Response(html, { headers: { "content-type": "text/html" } });
+    }
+    if (path === "/web.js") {
+      const js = await Deno.readFile(`${this.dir}/web.js`);
+      return new Response(js, { headers: { "content-type": "text/javascript" } });
+    }
+    return new Response("not found", { status: 404 });
+  }
+
+  /** Open `/?query` (same origin every time) with `profile` and wait for the posted result. */
+  async visit(query: string, webgpu: boolean, profile?: string): Promise<PageResult> {
+    const ms = 40_000;
+    const posted = new Promise<PageResult>((resolve) => (this.#deliver = resolve));
+    profile ??= await Deno.makeTempDir({ dir: this.dir, prefix: "profile_" });
+    const url = `http://127.0.0.1:${this.#server.addr.port}/?${query}`;
+    const browser = new Deno.Command(chromium!, {
+      args: chromiumArgs(profile, url, webgpu),
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      const timeout = new Promise<PageResult>((resolve) => {
+        timer = setTimeout(() => resolve({ error: `no result within ${ms / 1000}s` }), ms);
+      });
+      return await Promise.race([posted, timeout]);
+    } finally {
+      clearTimeout(timer);
+      await stop(browser);
+    }
+  }
+
+  async close(): Promise<void> {
+    this.#ac.abort();
+    await this.#server.finished;
   }
 }
 
@@ -132,6 +154,7 @@ Deno.test({
   ignore: chromium === null, // no chromium on PATH (Debian: apt-get install chromium)
   async fn(t) {
     const dir = await Deno.makeTempDir({ prefix: "bitgpt_browser_" });
+    const pages = new PageServer(dir);
     try {
       const entry = new URL("web.ts", ROOT).pathname;
       const b = await runDeno([
@@ -140,15 +163,10 @@ Deno.test({
       ]);
       strictEqual(b.code, 0, report(b));
       const runs: Record<string, PageResult> = {};
-      for (
-        const [name, backend, webgpu] of [["webgpu", "webgpu", true], [
-          "cpu",
-          "auto",
-          false,
-        ]] as const
-      ) {
+      const cases = [["webgpu", "webgpu", true], ["cpu", "auto", false]] as const;
+      for (const [name, backend, webgpu] of cases) {
         await t.step(`${name}${webgpu ? " (SwiftShader)" : " fallback (no adapter)"}`, async () => {
-          const r = await runPage(dir, backend, webgpu);
+          const r = await pages.visit(`backend=${backend}`, webgpu);
           ok(!r.error, r.error);
           ok(r.backend!.startsWith(name === "webgpu" ? "webgpu: " : "cpu"), r.backend);
           const losses = r.losses!;
@@ -158,6 +176,12 @@ Deno.test({
           runs[name] = r;
         });
       }
+      await t.step("webgpu: a second visit reuses the page's stored tuning", async () => {
+        const profile = await Deno.makeTempDir({ dir, prefix: "profile_" });
+        const visit = () => pages.visit("backend=webgpu&mode=tune", true, profile);
+        deepStrictEqual(await visit(), { restored: 0, tuned: 1 });
+        deepStrictEqual(await visit(), { restored: 1, tuned: 0 });
+      });
       if (runs.webgpu && runs.cpu) {
         // The same initial loss (same seed and weights); later ones may part, as BitLinear's
         // rounding to ternary and int8 levels turns float-rounding differences into others.
@@ -165,6 +189,7 @@ Deno.test({
         ok(Math.abs(g - c) < 1e-3, `initial loss: webgpu ${g}, cpu ${c}`);
       }
     } finally {
+      await pages.close();
       await Deno.remove(dir, { recursive: true });
     }
   },
