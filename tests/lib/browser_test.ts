@@ -28,6 +28,7 @@ async function findChromium(): Promise<string | null> {
 }
 
 const chromium = await findChromium();
+if (!chromium) console.log("browser test skipped: no chromium on PATH (apt-get install chromium)");
 
 /** The page's script: train, generate, post the result (or the error) to /result. */
 const PAGE = `
