@@ -300,7 +300,9 @@ def from_nanogpt(src, dst, meta_pkl):
         decay = [n for n in names if weights[n].dim() >= 2]
         moments, opt = our_optimizer(ck["optimizer"], decay + [n for n in names if n not in decay])
     config = ck.get("config", {})
-    tokenizer = config.get("bitgpt_tokenizer") or (tokenizer_from_meta(meta_pkl) if meta_pkl else None)
+    tokenizer = config.get("bitgpt_tokenizer")
+    if not tokenizer and meta_pkl:
+        tokenizer = tokenizer_from_meta(meta_pkl)
     best = float(ck.get("best_val_loss", math.inf))
     write_ours(dst, "gpt", c, weights, moments, opt, ck.get("iter_num", 0),
                best if best < 1e9 else math.inf, our_train_config(config), tokenizer,
@@ -375,7 +377,8 @@ def from_bitgpt(src, dst):
     if "optimizer" in ck:
         names = [t for _, t, _ in pieces]
         decay = [n for n in names if theirs[n].dim() >= 2]
-        their_moments, opt = our_optimizer(ck["optimizer"], decay + [n for n in names if n not in decay])
+        rest = [n for n in names if n not in decay]
+        their_moments, opt = our_optimizer(ck["optimizer"], decay + rest)
         for k in ["exp_avg", "exp_avg_sq"]:
             mk = {t: their_moments[f"{t}.{k}"] for _, t, _ in pieces if f"{t}.{k}" in their_moments}
             if len(mk) == len(pieces):
