@@ -1,7 +1,32 @@
-// BitGPT for Deno, browser entry: everything `mod.ts` offers except file and network access
-// (datasets, token caches, `loadDataset`), so it bundles for a web page with
-// `deno bundle --platform browser web.ts -o bitgpt.js`. The page needs WebGPU
-// (`navigator.gpu`) for the webgpu backend; the CPU backend runs anywhere.
+/**
+ * BitGPT for Deno, browser entry: everything `mod.ts` offers except file and network access
+ * (datasets, token caches, `loadDataset`), so it bundles for a web page into one ES module:
+ *
+ * ```sh
+ * deno bundle --platform browser --minify web.ts -o bitgpt.js
+ * ```
+ *
+ * The page needs WebGPU (`navigator.gpu`, a secure context) for the webgpu backend;
+ * `useBackend("auto")` falls back to the CPU backend, which runs anywhere.
+ *
+ * @example One training step of a nano GPT in a page
+ * ```ts
+ * import { AdamW, createModel, getPreset, tensor, useBackend } from "./web.ts";
+ *
+ * await useBackend("auto");
+ * const { model: config } = getPreset("nano");
+ * const model = createModel("gpt", config);
+ * const ids = Int32Array.from({ length: 2 * 17 }, (_, i) => (i * 7 + 3) % config.vocabSize);
+ * const x = tensor(ids.subarray(0, 32), [2, 16], { dtype: "i32" });
+ * const y = tensor(ids.subarray(1, 33), [2, 16], { dtype: "i32" });
+ * const { loss } = model.forward(x, y);
+ * loss.backward();
+ * new AdamW(model, { lr: 1e-3 }).step();
+ * console.log(await loss.item());
+ * ```
+ *
+ * @module
+ */
 
 export * from "./kernels/mod.ts";
 export { Tensor } from "./engine/tensor.ts";

@@ -13,6 +13,7 @@ import { checkpointTokenizer, generatePath, readCheckpoint } from "./checkpoints
 import { describeGenerateConfig, type GenerateConfig, parseGenerateArgs } from "./flags.ts";
 import { runChat } from "./chat.ts";
 import { useTernaryFile } from "./ternary_file.ts";
+import { watchKernels } from "./progress.ts";
 
 /** The separator the original prints after each sample. */
 export const SAMPLE_SEPARATOR = "---------------";
@@ -102,6 +103,7 @@ export async function runGenerate(argv: readonly string[]): Promise<number> {
   const cfg = describeGenerateConfig(c);
   if (cfg.length) console.error(["config:", ...cfg].join("\n"));
   const backend = await useBackend(c.backend);
+  watchKernels(backend, (line) => console.error(line));
   const path = await generatePath(c.outDir);
   const ckpt = await readCheckpoint(path, backend);
   const model = ckpt.model;

@@ -1,6 +1,10 @@
 // Training progress on stderr: on a terminal one live line redrawn in place (iteration/total,
 // loss, learning rate, ms per iteration, tokens/s, ETA); otherwise a plain line every
-// `logInterval` iterations, so logs piped to a file stay readable.
+// `logInterval` iterations, so logs piped to a file stay readable. Also the lines that say why a
+// first run's first step waits: the WebGPU backend compiling and timing matmul variants.
+
+import type { Backend } from "../engine/backend.ts";
+import { WebGpuBackend } from "../engine/webgpu/backend.ts";
 
 /** What one finished iteration reports. */
 export interface StepReport {
@@ -146,4 +150,36 @@ export class Progress {
     if (this.#o.isTTY && this.#lineShown) this.#o.write("\n");
     this.#lineShown = false;
   }
+}
+
+/**
+ * Report the WebGPU backend's matmul autotuning through `log` (a line at a time): when timing
+ * starts (it compiles every candidate kernel, so it is the long wait of a first run on an
+ * adapter), when it ends, and once that decisions of an earlier run are reused. No-op for
+ * other backends.
+ */
+export function watchKernels(backend: Backend, log: (line: string) => void): void {
+  if (!(backend instanceof WebGpuBackend)) return;
+  let reuseShown = false;
+  backend.tuner.onProgress = (p) => {
+    switch (p.phase) {
+      case "restored":
+        if (!reuseShown) log("kernels: reusing matmul tuning decisions of an earlier run");
+        reuseShown = true;
+        break;
+      case "start":
+        log(
+          `kernels: compiling and timing matmul variants for ${p.total} shape ` +
+            `class${p.total === 1 ? "" : "es"} (first run on this adapter only) ...`,
+        );
+        break;
+      case "key":
+        break;
+      case "end":
+        log(`kernels: tuned in ${formatDuration(p.ms / 1000)}; later runs reuse the decisions`);
+        break;
+      default:
+        p satisfies never;
+    }
+  };
 }

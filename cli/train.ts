@@ -31,7 +31,7 @@ import type { TrainConfig } from "./flags.ts";
 import { joinPath, writeFileAtomic } from "./files.ts";
 import { curvesOf, MetricsLog } from "./metrics.ts";
 import { lossPlotSvg } from "./plot.ts";
-import { formatDuration, Progress } from "./progress.ts";
+import { formatDuration, Progress, watchKernels } from "./progress.ts";
 import { openWandb, type RemoteLog } from "./wandb.ts";
 import { writeTernaryFile } from "./ternary_file.ts";
 
@@ -301,6 +301,7 @@ export async function runTrain(argv: readonly string[]): Promise<number> {
     nonFinite: null,
     interrupted: false,
   };
+  watchKernels(backend, (line) => state.progress.log(line, stderr));
   return await runLoop(state, resume, mconfig, data.tokenizer, data, startIter);
 }
 

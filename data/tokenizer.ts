@@ -2,8 +2,8 @@
 // shakespeare_char) and GPT-2's byte-level BPE (r50k_base, through the gpt-tokenizer package),
 // whose 50257 ids are padded to 50304 rows as nanoGPT does, a multiple of 64 that is faster.
 
-import { encode as r50kEncode } from "npm:gpt-tokenizer@3.4.0/encoding/r50k_base";
-import r50kRanks from "npm:gpt-tokenizer@3.4.0/bpeRanks/r50k_base";
+import { encode as r50kEncode } from "npm:gpt-tokenizer@4.0.0/encoding/r50k_base";
+import r50kRanks from "npm:gpt-tokenizer@4.0.0/bpeRanks/r50k_base";
 import { TokenizerError } from "./errors.ts";
 
 /** The tokenizers there are. */

@@ -21,8 +21,13 @@
 // other work slows some runs and a host's clock boost speeds up others, and one lucky run
 // should not decide.
 // Steady state costs one Map lookup per dispatch: no extra submits, no waits.
+// Decisions outlive the process through a TuneMemo (tune_store.ts): a key seen for the first time
+// in a process is looked up there (under a fingerprint of its candidates) before it is queued, and
+// every decision made is written back. `onProgress` hears when timing starts, each key, and the
+// end, so a program can say why its first step waits.
 
 import type { WgslLaunch } from "../backend.ts";
+import { fingerprint, type TuneMemo } from "./tune_store.ts";
 
 /** A trial problem for timing: scratch buffer sizes and the launch of each candidate on it. */
 export interface TuneTrial {
@@ -68,6 +73,17 @@ export interface TuneResult {
   clock: "timestamp" | "wall";
 }
 
+/**
+ * What the tuner is doing, for progress displays: a key's decision restored from an earlier run;
+ * timing started for `total` queued keys; key `done + 1` of `total` about to be timed; timing
+ * finished after `ms` milliseconds.
+ */
+export type TuneProgress =
+  | { phase: "restored"; key: string; chosen: string }
+  | { phase: "start"; total: number }
+  | { phase: "key"; key: string; done: number; total: number }
+  | { phase: "end"; total: number; ms: number };
+
 /** How the tuner reaches the backend's pipeline cache. */
 export type PipelineSource = (label: string, source: string) => GPUComputePipeline;
 
@@ -107,27 +123,69 @@ interface Prepared {
 export class Autotuner {
   #chosen = new Map<string, number>();
   #pending = new Map<string, Tunable>();
+  #fingerprints = new Map<string, string>();
   #results: TuneResult[] = [];
+  #restored = 0;
 
   constructor(
     readonly device: GPUDevice,
     readonly pipeline: PipelineSource,
     readonly timestamps: boolean,
+    /** Decisions of earlier runs on this adapter; null: every process tunes afresh. */
+    public memo: TuneMemo | null = null,
   ) {}
 
   /** When false, tunable launches run their default and nothing is queued (tests, debugging). */
   enabled = true;
 
+  /** Told when decisions are restored and while keys are timed (see TuneProgress). */
+  onProgress: ((p: TuneProgress) => void) | null = null;
+
   /** The launch to run now: the cached winner, or the default while the key waits to be timed. */
   select(launch: TunableLaunch): TunableLaunch {
     const tune = launch.tune;
     if (!tune || !this.enabled) return launch;
-    const i = this.#chosen.get(tune.key);
-    if (i === undefined) {
-      if (!this.#pending.has(tune.key)) this.#pending.set(tune.key, tune);
-      return launch;
+    let i = this.#chosen.get(tune.key);
+    if (i === undefined && !this.#pending.has(tune.key)) {
+      i = this.#restore(tune);
+      if (i === undefined) this.#pending.set(tune.key, tune);
     }
+    if (i === undefined) return launch;
     return i === 0 ? launch : tune.launch(i);
+  }
+
+  /** Keys whose decision came from an earlier run instead of being timed. */
+  get restored(): number {
+    return this.#restored;
+  }
+
+  /** The decision an earlier run stored for this key over the same candidates, if any. */
+  #restore(tune: Tunable): number | undefined {
+    if (!this.memo) return undefined;
+    const fp = this.#fingerprint(tune);
+    const name = this.memo.get(tune.key, fp);
+    const i = name === null ? -1 : tune.names.indexOf(name);
+    if (i < 0) return undefined;
+    this.#chosen.set(tune.key, i);
+    this.#restored++;
+    this.onProgress?.({ phase: "restored", key: tune.key, chosen: name! });
+    return i;
+  }
+
+  /** A key's candidates as a fingerprint: their names and WGSL on the trial problem. */
+  #fingerprint(tune: Tunable): string {
+    let fp = this.#fingerprints.get(tune.key);
+    if (fp === undefined) {
+      const trial = tune.trial();
+      const parts: string[] = [tune.key, ...tune.names];
+      tune.names.forEach((_, i) => {
+        const l = trial.launch(i);
+        parts.push(l.source, ...(l.stages ?? []).map((st) => st.fill?.source ?? ""));
+      });
+      fp = fingerprint(parts);
+      this.#fingerprints.set(tune.key, fp);
+    }
+    return fp;
   }
 
   /** Decisions made so far. */
@@ -146,14 +204,21 @@ export class Autotuner {
     return this.#pending.size > 0;
   }
 
-  /** Time every queued key's candidates and cache the winners. */
+  /** Time every queued key's candidates, cache the winners and store them for later runs. */
   async settle(): Promise<void> {
+    if (this.#pending.size === 0) return;
+    const t0 = performance.now();
+    let done = 0;
+    this.onProgress?.({ phase: "start", total: this.#pending.size });
     while (this.#pending.size > 0) {
       const [key, tune] = this.#pending.entries().next().value!;
+      this.onProgress?.({ phase: "key", key, done, total: done + this.#pending.size });
       this.#pending.delete(key);
       const { ms, compileMs } = await this.#time(tune);
       const chosen = fastest(ms);
       this.#chosen.set(key, chosen);
+      this.memo?.set(key, this.#fingerprint(tune), tune.names[chosen]);
+      done++;
       this.#results.push({
         key,
         names: tune.names,
@@ -163,6 +228,7 @@ export class Autotuner {
         clock: this.timestamps ? "timestamp" : "wall",
       });
     }
+    this.onProgress?.({ phase: "end", total: done, ms: performance.now() - t0 });
   }
 
   /** Time the candidates stage by stage (see the file header); their ms and compile time. */
@@ -264,11 +330,14 @@ export class Autotuner {
       const pipeline = this.pipeline(label, source);
       const entries: GPUBindGroupEntry[] = bound.map((resource, b) => ({ binding: b, resource }));
       if (u) {
+        // A copy in a fresh ArrayBuffer: writeBuffer takes no view of a SharedArrayBuffer.
+        const padded = new Uint8Array(Math.ceil(u.byteLength / 16) * 16);
+        padded.set(new Uint8Array(u.buffer, u.byteOffset, u.byteLength));
         const uniform = this.device.createBuffer({
-          size: Math.ceil(u.byteLength / 16) * 16,
+          size: padded.byteLength,
           usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
         });
-        this.device.queue.writeBuffer(uniform, 0, u.buffer, u.byteOffset, u.byteLength);
+        this.device.queue.writeBuffer(uniform, 0, padded);
         owned.push(uniform);
         entries.push({ binding: entries.length, resource: { buffer: uniform } });
       }

@@ -13,6 +13,7 @@ import { DeviceError, ShaderCompileError } from "../errors.ts";
 import { BufferPool, type PoolStats } from "./pool.ts";
 import { acquireDevice, describeContext, type GpuContext } from "./device.ts";
 import { Autotuner, type TunableLaunch, type TuneResult } from "./autotune.ts";
+import { defaultTuneStore, TuneMemo, tuneScope } from "./tune_store.ts";
 import { BindingCache, type BindingStats, type Resource, type UniformSlot } from "./binding.ts";
 import { type ScratchTexture, TexturePool, type TextureStats } from "./textures.ts";
 
@@ -81,7 +82,8 @@ export class WebGpuBackend implements Backend {
   #bindings: BindingCache;
   #counters = { dispatches: 0, submits: 0 };
   #afterSubmit: GPUBuffer[] = [];
-  #tuner: Autotuner;
+  /** Matmul's variant choices: decisions kept across runs, progress hook (autotune.ts). */
+  readonly tuner: Autotuner;
 
   private constructor(readonly ctx: GpuContext) {
     this.device = ctx.device;
@@ -97,10 +99,12 @@ export class WebGpuBackend implements Backend {
     this.pool = new BufferPool(ctx.device, ctx.limits.maxBufferSize);
     this.textures = new TexturePool(ctx.device);
     this.#bindings = new BindingCache(ctx.device, () => this.flush());
-    this.#tuner = new Autotuner(
+    const store = defaultTuneStore();
+    this.tuner = new Autotuner(
       ctx.device,
       (label, source) => this.#pipeline(label, source),
       ctx.device.features.has("timestamp-query"),
+      store && new TuneMemo(store, tuneScope(ctx.info)),
     );
     this.device.addEventListener("uncapturederror", (e) => {
       this.#error ??= new DeviceError(`webgpu: ${(e as GPUUncapturedErrorEvent).error.message}`);
@@ -128,12 +132,12 @@ export class WebGpuBackend implements Backend {
    * speed (short tests on llvmpipe, where a cold compile of all matmul variants takes ~10 s).
    */
   setAutotune(on: boolean): void {
-    this.#tuner.enabled = on;
+    this.tuner.enabled = on;
   }
 
   /** The autotuner's decisions so far (shape class, candidates, their times, the winner). */
   tuning(): readonly TuneResult[] {
-    return this.#tuner.results();
+    return this.tuner.results();
   }
 
   /** Pool and dispatch counters. */
@@ -238,7 +242,7 @@ export class WebGpuBackend implements Backend {
     const piece = args.some((a) => gpuStorage(a.storage).bytes > this.maxBindingBytes);
     const bound = args.map((a) => this.#bind(a, piece));
     const info = bound.map((b) => b.info);
-    const launch = this.#tuner.select(
+    const launch = this.tuner.select(
       kernel.webgpu(
         info.slice(0, inputs.length),
         info.slice(inputs.length),
@@ -346,7 +350,7 @@ export class WebGpuBackend implements Backend {
 
   /** At a read point: tune shape classes seen since the last one, then surface errors. */
   async #settle(): Promise<void> {
-    if (this.#tuner.hasPending) await this.#tuner.settle();
+    if (this.tuner.hasPending) await this.tuner.settle();
     await this.#throwDeferred();
   }
 

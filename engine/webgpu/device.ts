@@ -43,6 +43,15 @@ export async function hasWebGPUAdapter(): Promise<boolean> {
   }
 }
 
+/**
+ * WGSL language features the runtime announces (absent in older runtimes). Deno implements
+ * `navigator.gpu.wgslLanguageFeatures`, but its default type libraries do not declare it yet,
+ * so it is read through this narrow type rather than the `GPU` class.
+ */
+function wgslLanguageFeatures(): ReadonlySet<string> | undefined {
+  return (navigator.gpu as { wgslLanguageFeatures?: ReadonlySet<string> }).wgslLanguageFeatures;
+}
+
 /** Acquire the default adapter and a device with raised limits. */
 export async function acquireDevice(): Promise<GpuContext> {
   if (typeof navigator === "undefined" || !("gpu" in navigator)) {
@@ -64,7 +73,7 @@ export async function acquireDevice(): Promise<GpuContext> {
   const device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
   const limits = {} as GpuContext["limits"];
   for (const k of USED_LIMITS) limits[k] = device.limits[k];
-  const features = navigator.gpu.wgslLanguageFeatures;
+  const features = wgslLanguageFeatures();
   return {
     adapter,
     device,

@@ -12,34 +12,43 @@ export interface CliResult {
   stderr: string;
 }
 
-/** The permissions of `deno task train` (generate has the same but --allow-net). */
-export const PERMISSIONS = [
-  "--allow-read",
-  "--allow-write",
-  "--allow-env",
-  "--allow-net",
-  "--allow-sys",
-];
-
-function permissionsOf(command: string | undefined): string[] {
-  return command === "generate" ? PERMISSIONS.filter((p) => p !== "--allow-net") : PERMISSIONS;
+/** The `--allow-*` flags of a deno.json task, so the tests run with exactly what it grants. */
+export function taskPermissions(task: string): string[] {
+  const config = JSON.parse(Deno.readTextFileSync(`${ROOT}deno.json`));
+  const line: string = config.tasks[task];
+  return line.split(/\s+/).filter((w) => w.startsWith("--allow-"));
 }
 
-/** A `deno run cli/main.ts ...args` command in the repository root. */
-export function cliCommand(args: string[], stdin: "piped" | "null" = "null"): Deno.Command {
+/** The permissions of `deno task train`. */
+export const PERMISSIONS: string[] = taskPermissions("train");
+
+function permissionsOf(command: string | undefined): string[] {
+  return command === "generate" ? taskPermissions("generate") : PERMISSIONS;
+}
+
+/** A `deno run cli/main.ts ...args` command in the repository root, with extra `env`. */
+export function cliCommand(
+  args: string[],
+  stdin: "piped" | "null" = "null",
+  env: Record<string, string> = {},
+): Deno.Command {
   return new Deno.Command(Deno.execPath(), {
     args: ["run", ...permissionsOf(args[0]), MAIN, ...args],
     cwd: ROOT,
     stdin,
     stdout: "piped",
     stderr: "piped",
-    env: { NO_COLOR: "1" },
+    env: { NO_COLOR: "1", ...env },
   });
 }
 
-/** Run the CLI to completion, optionally feeding `input` on stdin. */
-export async function runCli(args: string[], input?: string): Promise<CliResult> {
-  const child = cliCommand(args, input === undefined ? "null" : "piped").spawn();
+/** Run the CLI to completion, optionally feeding `input` on stdin, with extra `env`. */
+export async function runCli(
+  args: string[],
+  input?: string,
+  env?: Record<string, string>,
+): Promise<CliResult> {
+  const child = cliCommand(args, input === undefined ? "null" : "piped", env).spawn();
   if (input !== undefined) {
     const w = child.stdin.getWriter();
     await w.write(new TextEncoder().encode(input));

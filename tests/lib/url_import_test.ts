@@ -1,6 +1,8 @@
 // mod.ts works when imported from a URL: the repository is served over HTTP on 127.0.0.1 and a
 // subprocess whose only permissions are --allow-import and --allow-net for that address (no
-// config, no import map) builds a nano GPT, takes one AdamW step on the CPU and prints the loss.
+// config, no import map) builds a nano GPT, takes one AdamW step on the CPU and prints the loss;
+// and `deno check --all` of that script, which type-checks our remote modules under Deno's
+// default libraries (not the project's compilerOptions), passes.
 
 import { ok, strictEqual } from "node:assert/strict";
 
@@ -28,7 +30,8 @@ opt.step();
 console.log("loss", await loss!.item());
 `;
 
-Deno.test("mod.ts imports from a URL with only import/net permissions and trains a step", async () => {
+/** Serve the repository on 127.0.0.1 for one callback, which gets the host and a temp dir. */
+async function withServedRepo(fn: (host: string, dir: string) => Promise<void>): Promise<void> {
   const ac = new AbortController();
   const server = Deno.serve(
     { hostname: "127.0.0.1", port: 0, signal: ac.signal, onListen: () => {} },
@@ -43,32 +46,52 @@ Deno.test("mod.ts imports from a URL with only import/net permissions and trains
       }
     },
   );
-  const host = `127.0.0.1:${server.addr.port}`;
   const dir = await Deno.makeTempDir();
   try {
-    const script = `${dir}/main.ts`;
-    await Deno.writeTextFile(script, SCRIPT(`http://${host}/`));
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "--no-config",
-        "--no-lock",
-        `--allow-import=${host}`,
-        `--allow-net=${host}`,
-        script,
-      ],
-      cwd: dir,
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const stdout = new TextDecoder().decode(out.stdout);
-    const stderr = new TextDecoder().decode(out.stderr);
-    strictEqual(out.code, 0, `subprocess failed:\n${stderr}`);
-    const loss = Number(stdout.match(/loss ([-\d.e+]+)/)?.[1]);
-    ok(Number.isFinite(loss) && loss > 0, `expected a finite loss, got: ${stdout}`);
+    await fn(`127.0.0.1:${server.addr.port}`, dir);
   } finally {
     ac.abort();
     await server.finished;
     await Deno.remove(dir, { recursive: true });
   }
+}
+
+/** `deno <args>` in `cwd` with no config and no lockfile, as a URL user runs it. */
+async function denoNoConfig(args: string[], cwd: string) {
+  const [command, ...rest] = args;
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [command, "--no-config", "--no-lock", ...rest],
+    cwd,
+    env: { NO_COLOR: "1" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = (b: Uint8Array) => new TextDecoder().decode(b);
+  return { code: out.code, stdout: text(out.stdout), stderr: text(out.stderr) };
+}
+
+Deno.test("mod.ts imports from a URL with only import/net permissions and trains a step", async () => {
+  await withServedRepo(async (host, dir) => {
+    const script = `${dir}/main.ts`;
+    await Deno.writeTextFile(script, SCRIPT(`http://${host}/`));
+    const r = await denoNoConfig(
+      ["run", `--allow-import=${host}`, `--allow-net=${host}`, script],
+      dir,
+    );
+    strictEqual(r.code, 0, `subprocess failed:\n${r.stderr}`);
+    const loss = Number(r.stdout.match(/loss ([-\d.e+]+)/)?.[1]);
+    ok(Number.isFinite(loss) && loss > 0, `expected a finite loss, got: ${r.stdout}`);
+  });
+});
+
+Deno.test("deno check --all of a URL import passes under Deno's default libraries", async () => {
+  await withServedRepo(async (host, dir) => {
+    const script = `${dir}/main.ts`;
+    await Deno.writeTextFile(
+      script,
+      SCRIPT(`http://${host}/`) + `import * as web from "http://${host}/web.ts";\nweb.tensor;\n`,
+    );
+    const r = await denoNoConfig(["check", "--all", `--allow-import=${host}`, script], dir);
+    strictEqual(r.code, 0, `deno check --all failed:\n${r.stderr}`);
+  });
 });
