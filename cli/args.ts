@@ -2,8 +2,11 @@
 // default and a help line; unknown flags, missing values and values of the wrong type are
 // one-line `FlagError`s, and `--help` is generated from the same table, so it cannot drift.
 
+import { ConfigError } from "../engine/errors.ts";
+
 /** A bad command line: one line saying which flag and what was expected. */
-export class FlagError extends Error {
+export class FlagError extends ConfigError {
+  /** Always "FlagError". */
   override name = "FlagError";
 }
 
