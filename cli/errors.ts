@@ -2,9 +2,7 @@
 // instead of a stack trace. Everything else is a bug and keeps its stack.
 
 /** A checkpoint cannot be used: missing from --out-dir, corrupt, or for another tokenizer. */
-export class CheckpointError extends Error {
-  override name = "CheckpointError";
-}
+export { CheckpointError } from "../models/checkpoint_check.ts";
 
 // By name, so that layers the CLI does not otherwise import need not be loaded to classify.
 const USER_ERRORS = new Set([
@@ -16,6 +14,8 @@ const USER_ERRORS = new Set([
   "SafetensorsError",
   "StateDictError",
   "BackendUnavailableError",
+  "DeviceLimitError",
+  "GenerationError",
   "NotFound",
   "PermissionDenied",
 ]);
