@@ -119,7 +119,7 @@ export async function runGenerate(argv: readonly string[]): Promise<number> {
   if (cfg.length) console.error(["config:", ...cfg].join("\n"));
   const backend = await useBackend(c.backend);
   const path = await generatePath(c.outDir);
-  const ckpt = await readCheckpoint(path, backend);
+  const ckpt = await readCheckpoint(path, backend, { allowNonFinite: c.allowNonFinite });
   const model = ckpt.model;
   try {
     const tok = checkpointTokenizer(ckpt, path);
@@ -132,7 +132,7 @@ export async function runGenerate(argv: readonly string[]): Promise<number> {
         (ckpt.bestValLoss !== null ? `, best val loss ${ckpt.bestValLoss.toFixed(4)}` : ""),
     );
     const packed = ckpt.kind === "bitgpt" && c.ternary
-      ? await useTernaryFile(model, path, ckpt.iteration)
+      ? await useTernaryFile(model, path, ckpt.iteration, ckpt.sha256)
       : null;
     // Without a usable file, pack the latent weights here: the packed path gives the same
     // logits as the fake-quantised one (BitLinear trains on the same integer levels), faster.

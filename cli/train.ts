@@ -1,8 +1,11 @@
-// `deno task train`: flags → dataset → model → the library's training loop (models/train.ts),
-// with the command's side of it: the start banner, progress on stderr, `step N: train loss X,
-// val loss Y` lines, metrics.jsonl, loss.svg, atomic checkpoints when val loss improves,
-// Ctrl-C → resumable checkpoint, a stop on non-finite loss, and optional W&B logging.
+// `deno task train`: flags → checks → dataset → model → the library's training loop
+// (models/train.ts), with the command's side of it: the start banner, progress on stderr,
+// `step N: train loss X, val loss Y` lines, metrics.jsonl, loss.svg, atomic checkpoints (the
+// rolling last.safetensors at every evaluation, ckpt.safetensors when val loss improves),
+// Ctrl-C or SIGTERM → resumable checkpoint and exit 130, a stop on non-finite loss, and optional
+// W&B logging. The run directory and the memory a run needs are checked before any work.
 
+import type { Backend } from "../engine/backend.ts";
 import { describeDevice, useBackend } from "../engine/device.ts";
 import { checkVocabFits, loadDataset, type LoadedDataset } from "../data/batches.ts";
 import type { Tokenizer } from "../data/tokenizer.ts";
@@ -16,10 +19,16 @@ import { type EvalInfo, type StepInfo, train, type TrainResult } from "../models
 import {
   CKPT_FILE,
   LAST_FILE,
+  type ReadCheckpoint,
   readCheckpoint,
-  resumePath,
+  resumePaths,
   RUN_CONFIG_FILE,
+  sha256Hex,
 } from "./checkpoints.ts";
+import { CheckpointError } from "./errors.ts";
+import { Interrupts } from "./interrupt.ts";
+import { checkTrainingMemory } from "./preflight.ts";
+import { prepareRunDir } from "./run_dir.ts";
 import {
   describeTrainConfig,
   FlagError,
@@ -99,9 +108,14 @@ async function resumeConfig(
   explicit: Partial<TrainConfig>,
   ckpt: LoadedCheckpoint,
 ): Promise<TrainConfig> {
-  let saved: Partial<TrainConfig> = {};
+  const saved: Partial<TrainConfig> = {};
   try {
-    saved = JSON.parse(await Deno.readTextFile(joinPath(outDir, RUN_CONFIG_FILE)));
+    const json = JSON.parse(await Deno.readTextFile(joinPath(outDir, RUN_CONFIG_FILE)));
+    // Only known flags whose values have the flag's type: the file is ours, but may be edited.
+    for (const [k, v] of Object.entries(json)) {
+      const d = (TRAIN_DEFAULTS as Record<string, unknown>)[k];
+      if (d !== undefined && typeof v === typeof d) (saved as Record<string, unknown>)[k] = v;
+    }
   } catch {
     // no config.json (a checkpoint from elsewhere): defaults plus what the checkpoint says
   }
@@ -120,6 +134,7 @@ async function resumeConfig(
   }
   const c = { ...TRAIN_DEFAULTS, ...saved, ...fromCkpt, ...explicit, resume: true } as TrainConfig;
   c.vocabSize = ckpt.config.vocabSize;
+  c.outDir = outDir; // write where we read, whatever the saved config.json says
   validateTrain(c);
   return c;
 }
@@ -132,19 +147,15 @@ interface RunState {
   metrics: MetricsLog;
   remote: RemoteLog | null;
   title: string;
+  /** Aborted by a non-finite loss (the interrupts abort `signal` themselves). */
   stop: AbortController;
   nonFinite: string | null;
-  interrupted: boolean;
 }
 
 const encoder = new TextEncoder();
 
 function stdout(text: string): void {
   Deno.stdout.writeSync(encoder.encode(text));
-}
-
-function stderr(text: string): void {
-  Deno.stderr.writeSync(encoder.encode(text));
 }
 
 async function onStep(s: RunState, info: StepInfo): Promise<void> {
@@ -198,10 +209,13 @@ async function onEval(s: RunState, info: EvalInfo): Promise<void> {
     s.stop.abort();
     return;
   }
+  // The rolling checkpoint: at most one eval interval of work is lost to a crash or SIGKILL.
+  const bytes = await info.checkpoint();
+  await writeFileAtomic(joinPath(c.outDir, LAST_FILE), bytes);
   if (info.improved) {
     const path = joinPath(c.outDir, CKPT_FILE);
-    await writeFileAtomic(path, await info.checkpoint());
-    const packed = await writeTernaryFile(s.model, path, info.iter);
+    await writeFileAtomic(path, bytes);
+    const packed = await writeTernaryFile(s.model, path, info.iter, await sha256Hex(bytes));
     s.progress.log(`saved ${path}${packed ? ` and ${packed}` : ""}`, stdout);
   }
 }
@@ -239,20 +253,51 @@ function describeData(d: LoadedDataset): string {
     `${n(d.train.length)} train / ${n(d.val.length)} val tokens${d.fromCache ? " (cached)" : ""}`;
 }
 
-/** The flags of this run (merged with the saved run's on --resume) and its checkpoint. */
+/**
+ * The flags of this run (merged with the saved run's on --resume) and its checkpoint, after
+ * checking the run directory.
+ */
 async function setup(argv: readonly string[]) {
   const parsed = parseTrainArgs(argv, presetFlags);
   if (parsed.help) return { help: parsed.text } as const;
   let config = parsed.config;
+  const dir = await prepareRunDir(config.outDir, {
+    resume: config.resume,
+    overwrite: config.overwrite,
+    configKeys: Object.keys(TRAIN_DEFAULTS),
+  });
+  if (dir.removedTemps.length) {
+    console.error(
+      `note: removed ${dir.removedTemps.length} temporary file(s) of an earlier, ` +
+        `killed write in '${config.outDir}'`,
+    );
+  }
+  if (dir.replaced.length) {
+    console.error(`note: --overwrite: removed the earlier run's ${dir.replaced.join(", ")}`);
+  }
   const backend = await useBackend(config.backend);
-  let resume: LoadedCheckpoint | undefined;
+  let resume: ReadCheckpoint | undefined;
   if (config.resume) {
-    const path = await resumePath(config.outDir);
-    resume = await readCheckpoint(path, backend);
+    const { path, ckpt } = await newestCheckpoint(config.outDir, backend);
+    resume = ckpt;
     config = await resumeConfig(config.outDir, parsed.explicit, resume);
     console.log(`resuming from ${path}`);
   }
-  return { config, backend, resume } as const;
+  return { config, backend, resume, createdDir: dir.created } as const;
+}
+
+/** The newest checkpoint of a run that loads; an unusable newer one is skipped, saying why. */
+async function newestCheckpoint(outDir: string, backend: Backend) {
+  const paths = await resumePaths(outDir);
+  for (let i = 0; i < paths.length; i++) {
+    try {
+      return { path: paths[i], ckpt: await readCheckpoint(paths[i], backend) };
+    } catch (e) {
+      if (!(e instanceof CheckpointError) || i === paths.length - 1) throw e;
+      console.error(`warning: ${e.message.split("\n")[0]}; trying ${paths[i + 1]}`);
+    }
+  }
+  throw new CheckpointError(`--resume: no usable checkpoint in '${outDir}'`);
 }
 
 /** Run `train` with its flags; returns the exit code. */
@@ -265,18 +310,29 @@ export async function runTrain(argv: readonly string[]): Promise<number> {
     return 0;
   }
   const { config, backend, resume } = run;
-  const data = await loadDataset({
-    dataset: config.dataset,
-    tokenizer: config.tokenizer,
-    charVocab: resume?.tokenizer ? JSON.parse(resume.tokenizer) : undefined,
-  });
-  const mconfig = resume ? resume.config : modelConfig(config, data.tokenizer);
-  checkVocabFits(data.tokenizer, mconfig.vocabSize);
-  await Deno.mkdir(config.outDir, { recursive: true });
+  let data: LoadedDataset;
+  let mconfig: GPTConfig;
+  try {
+    data = await loadDataset({
+      dataset: config.dataset,
+      tokenizer: config.tokenizer,
+      charVocab: resume?.tokenizer ? JSON.parse(resume.tokenizer) : undefined,
+    });
+    mconfig = resume ? resume.config : modelConfig(config, data.tokenizer);
+    checkVocabFits(data.tokenizer, mconfig.vocabSize);
+    const memoryNote = checkTrainingMemory(config.model, mconfig, config.batchSize, backend);
+    if (memoryNote) console.error(memoryNote);
+  } catch (e) {
+    resume?.model.dispose();
+    // Refused before writing anything: leave no empty directory behind (remove fails otherwise).
+    if (run.createdDir) await Deno.remove(config.outDir).catch(() => {});
+    throw e;
+  }
   await writeFileAtomic(joinPath(config.outDir, RUN_CONFIG_FILE), JSON.stringify(config, null, 2));
   const startIter = resume?.iteration ?? 0;
   const metricsPath = joinPath(config.outDir, "metrics.jsonl");
-  const metrics = await MetricsLog.open(metricsPath, resume ? startIter : undefined);
+  const evalDone = resume?.metadata.eval_done === "1";
+  const metrics = await MetricsLog.open(metricsPath, resume ? startIter : undefined, evalDone);
   const model = resume?.model ??
     createModel(config.model, mconfig, { backend, generator: new Generator(config.seed) });
   banner(config, model.countParameters(), describeData(data), startIter);
@@ -299,7 +355,6 @@ export async function runTrain(argv: readonly string[]): Promise<number> {
       `${data.textPath.split(/[\\/]/).pop()}`,
     stop: new AbortController(),
     nonFinite: null,
-    interrupted: false,
   };
   return await runLoop(state, resume, mconfig, data.tokenizer, data, startIter);
 }
@@ -313,45 +368,36 @@ async function runLoop(
   startIter: number,
 ): Promise<number> {
   const c = s.config;
-  const onSigint = () => {
-    if (s.interrupted) Deno.exit(130); // a second signal: quit now (checkpoints are atomic)
-    s.interrupted = true;
-    s.progress.log(
-      "interrupt: stopping after this iteration to save a checkpoint (Ctrl-C again to quit now)",
-      stderr,
-    );
-    s.stop.abort();
-  };
-  // SIGTERM (a scheduler or `kill`) gets the same treatment; Windows only delivers SIGINT.
-  const signals = Deno.build.os === "windows"
-    ? ["SIGINT"] as const
-    : ["SIGINT", "SIGTERM"] as const;
-  for (const sig of signals) Deno.addSignalListener(sig, onSigint);
+  // From here on, Ctrl-C or SIGTERM stops after the step and saves (cli/interrupt.ts).
+  const interrupts = await Interrupts.start();
   const t0 = performance.now();
   let result: TrainResult;
   try {
     // In a terminal the live line wants frequent updates: read the loss back every <= 10 steps.
     const lib = libTrainConfig(c);
     if (s.progress.isTTY) lib.logInterval = Math.min(c.logInterval, 10);
-    result = await train({
-      model: s.model,
-      config: mconfig,
-      train: lib,
-      data,
-      resume,
-      tokenizer: JSON.stringify(tok.toJSON()),
-      onStep: (i) => onStep(s, i),
-      onEval: (i) => onEval(s, i),
-      signal: s.stop.signal,
-    });
-  } catch (e) {
-    s.model.dispose();
-    throw e;
+    try {
+      result = await train({
+        model: s.model,
+        config: mconfig,
+        train: lib,
+        data,
+        resume,
+        tokenizer: JSON.stringify(tok.toJSON()),
+        onStep: (i) => onStep(s, i),
+        onEval: (i) => onEval(s, i),
+        signal: AbortSignal.any([s.stop.signal, interrupts.signal]),
+      });
+    } catch (e) {
+      s.model.dispose();
+      throw e;
+    } finally {
+      s.progress.finish();
+    }
+    return await finish(s, result, t0, startIter, interrupts.signal.aborted);
   } finally {
-    for (const sig of signals) Deno.removeSignalListener(sig, onSigint);
-    s.progress.finish();
+    interrupts.close(); // after the final save: a separate Ctrl-C during it still quits
   }
-  return await finish(s, result, t0, startIter);
 }
 
 async function finish(
@@ -359,6 +405,7 @@ async function finish(
   result: TrainResult,
   t0: number,
   startIter: number,
+  interrupted: boolean,
 ): Promise<number> {
   const c = s.config;
   try {
@@ -374,7 +421,7 @@ async function finish(
     await writeFileAtomic(last, await result.checkpoint());
     const secs = (performance.now() - t0) / 1000;
     const iters = result.iteration - startIter;
-    if (result.stopped === "aborted") {
+    if (result.stopped === "aborted" || interrupted) {
       console.log(
         `interrupted at iteration ${result.iteration}; saved ${last}; continue with ` +
           `--resume --out-dir ${c.outDir}`,
