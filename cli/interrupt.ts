@@ -24,9 +24,10 @@ export class Interrupts {
         e.preventDefault();
         reject(new Error(`interrupt worker: ${e.message}`));
       };
-      worker.onmessage = (e: MessageEvent<{ ready?: true; stop?: string }>) => {
+      worker.onmessage = (e: MessageEvent<{ ready?: true; stop?: string; quit?: true }>) => {
         if (e.data.ready) resolve();
         if (e.data.stop) stop.abort(e.data.stop);
+        if (e.data.quit) Deno.exit(130);
       };
     });
     worker.postMessage({ copyWindowMs: COPY_WINDOW_MS, announce } satisfies InterruptSetup);

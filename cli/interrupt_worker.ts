@@ -36,10 +36,18 @@ self.onmessage = (e: MessageEvent<InterruptSetup>) => {
       self.postMessage({ stop: signal });
     } else if (now - first >= copyWindowMs) {
       say(`interrupt (${signal}) again: quitting now; the last saved checkpoint is kept`);
-      Deno.exit(130);
+      // Deno.exit here would end only this worker. With no listener left the signal's default
+      // action is back: raise it again, and the process ends at once, busy main thread or not.
+      for (const [s, h] of handlers) Deno.removeSignalListener(s, h);
+      try {
+        Deno.kill(Deno.pid, signal);
+      } catch {
+        self.postMessage({ quit: true }); // the main thread exits when it next gets a turn
+      }
     }
   };
   const signals: Deno.Signal[] = Deno.build.os === "windows" ? ["SIGINT"] : ["SIGINT", "SIGTERM"];
-  for (const s of signals) Deno.addSignalListener(s, () => onSignal(s));
+  const handlers = signals.map((s) => [s, () => onSignal(s)] as const);
+  for (const [s, h] of handlers) Deno.addSignalListener(s, h);
   self.postMessage({ ready: true });
 };
