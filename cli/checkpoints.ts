@@ -24,8 +24,22 @@ async function mtime(path: string): Promise<number | null> {
     const s = await Deno.stat(path);
     return s.isFile ? (s.mtime?.getTime() ?? 0) : null;
   } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return null;
+    if (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory) return null;
     throw e;
+  }
+}
+
+/** A run directory to read from must be a directory; one line otherwise. */
+async function checkRunDir(outDir: string): Promise<void> {
+  let isDir = false;
+  try {
+    isDir = (await Deno.stat(outDir)).isDirectory;
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory)) throw e;
+    return; // missing: the caller says which checkpoint it looked for
+  }
+  if (!isDir) {
+    throw new CheckpointError(`--out-dir '${outDir}' is a file, not a run directory`);
   }
 }
 
@@ -59,6 +73,7 @@ async function progressOf(path: string): Promise<number> {
  * ordered by the iteration they hold (the rolling one first on a tie).
  */
 export async function resumePaths(outDir: string): Promise<string[]> {
+  await checkRunDir(outDir);
   const found: { path: string; at: number }[] = [];
   for (const name of [LAST_FILE, CKPT_FILE]) {
     const path = joinPath(outDir, name);
@@ -75,6 +90,7 @@ export async function resumePaths(outDir: string): Promise<string[]> {
 
 /** The checkpoint `generate` samples from: ckpt.safetensors, else last.safetensors. */
 export async function generatePath(outDir: string): Promise<string> {
+  await checkRunDir(outDir);
   const best = joinPath(outDir, CKPT_FILE);
   if ((await mtime(best)) !== null) return best;
   const last = joinPath(outDir, LAST_FILE);
