@@ -5,8 +5,7 @@
 // Ctrl-C or SIGTERM → resumable checkpoint and exit 130, a stop on non-finite loss, and optional
 // W&B logging. The run directory and the memory a run needs are checked before any work.
 
-import type { Backend } from "../engine/backend.ts";
-import { describeDevice, useBackend } from "../engine/device.ts";
+import { describeDevice } from "../engine/device.ts";
 import { checkVocabFits, loadDataset, type LoadedDataset } from "../data/batches.ts";
 import type { Tokenizer } from "../data/tokenizer.ts";
 import { Generator } from "../engine/random.ts";
@@ -16,61 +15,19 @@ import { createModel } from "../models/model.ts";
 import type { GPTConfig, TrainConfig as LibTrainConfig } from "../models/config.ts";
 import { getPreset, PRESET_NAMES } from "../models/presets.ts";
 import { type EvalInfo, type StepInfo, train, type TrainResult } from "../models/train.ts";
-import {
-  CKPT_FILE,
-  LAST_FILE,
-  type ReadCheckpoint,
-  readCheckpoint,
-  resumePaths,
-  RUN_CONFIG_FILE,
-  sha256Hex,
-} from "./checkpoints.ts";
-import { CheckpointError } from "./errors.ts";
+import { CKPT_FILE, LAST_FILE, RUN_CONFIG_FILE, sha256Hex } from "./checkpoints.ts";
 import { Interrupts } from "./interrupt.ts";
 import { checkTrainingMemory } from "./preflight.ts";
-import { prepareRunDir } from "./run_dir.ts";
-import {
-  describeTrainConfig,
-  FlagError,
-  parseTrainArgs,
-  TRAIN_DEFAULTS,
-  validateTrain,
-} from "./flags.ts";
-import type { TrainConfig } from "./flags.ts";
+import { describeTrainConfig, type TrainConfig } from "./flags.ts";
 import { joinPath, writeFileAtomic } from "./files.ts";
 import { curvesOf, MetricsLog } from "./metrics.ts";
 import { lossPlotSvg } from "./plot.ts";
 import { formatDuration, Progress } from "./progress.ts";
 import { openWandb, type RemoteLog } from "./wandb.ts";
 import { writeTernaryFile } from "./ternary_file.ts";
+import { setup } from "./train_setup.ts";
 
-/** The CLI config fields that fix the architecture (a resumed run cannot change them). */
-const ARCH_KEYS = [
-  "model",
-  "tokenizer",
-  "vocabSize",
-  "blockSize",
-  "nLayer",
-  "nHead",
-  "nEmbd",
-  "dropout",
-  "bias",
-  "pos",
-] as const;
-
-/** A models preset as train flags (its vocabSize is left to the tokenizer). */
-export function presetFlags(name: string): Partial<TrainConfig> {
-  if (!PRESET_NAMES.includes(name)) {
-    throw new FlagError(`--preset: unknown preset '${name}' (known: ${PRESET_NAMES.join(", ")})`);
-  }
-  const { model, train } = getPreset(name);
-  const { vocabSize: _vocab, ...arch } = model;
-  const { learningRate, ...rest } = train;
-  const out: Record<string, unknown> = { ...arch, ...rest };
-  if (learningRate !== undefined) out.lr = learningRate;
-  for (const k of Object.keys(out)) if (!Object.hasOwn(TRAIN_DEFAULTS, k)) delete out[k];
-  return out as Partial<TrainConfig>;
-}
+export { presetFlags } from "./train_setup.ts";
 
 /** The library's training settings from the flags. */
 export function libTrainConfig(c: TrainConfig): LibTrainConfig {
@@ -100,43 +57,6 @@ function modelConfig(c: TrainConfig, tok: Tokenizer): GPTConfig {
   checkVocabFits(tok, vocabSize);
   const { blockSize, nLayer, nHead, nEmbd, dropout, bias, pos } = c;
   return { vocabSize, blockSize, nLayer, nHead, nEmbd, dropout, bias, pos };
-}
-
-/** The flags a resumed run uses: its config.json, the checkpoint's architecture, explicit flags. */
-async function resumeConfig(
-  outDir: string,
-  explicit: Partial<TrainConfig>,
-  ckpt: LoadedCheckpoint,
-): Promise<TrainConfig> {
-  const saved: Partial<TrainConfig> = {};
-  try {
-    const json = JSON.parse(await Deno.readTextFile(joinPath(outDir, RUN_CONFIG_FILE)));
-    // Only known flags whose values have the flag's type: the file is ours, but may be edited.
-    for (const [k, v] of Object.entries(json)) {
-      const d = (TRAIN_DEFAULTS as Record<string, unknown>)[k];
-      if (d !== undefined && typeof v === typeof d) (saved as Record<string, unknown>)[k] = v;
-    }
-  } catch {
-    // no config.json (a checkpoint from elsewhere): defaults plus what the checkpoint says
-  }
-  const fromCkpt: Partial<TrainConfig> = { model: ckpt.kind, ...ckpt.config };
-  const tokKind = ckpt.tokenizer ? JSON.parse(ckpt.tokenizer).kind : undefined;
-  if (tokKind) fromCkpt.tokenizer = tokKind;
-  for (const k of ARCH_KEYS) {
-    const want = explicit[k];
-    const have = fromCkpt[k];
-    if (want !== undefined && have !== undefined && want !== have && k !== "vocabSize") {
-      throw new FlagError(
-        `--${k.replace(/[A-Z]/g, (m) => "-" + m.toLowerCase())} ${want} does not match the ` +
-          `checkpoint in '${outDir}' (${have}); drop the flag to resume, or use a new --out-dir`,
-      );
-    }
-  }
-  const c = { ...TRAIN_DEFAULTS, ...saved, ...fromCkpt, ...explicit, resume: true } as TrainConfig;
-  c.vocabSize = ckpt.config.vocabSize;
-  c.outDir = outDir; // write where we read, whatever the saved config.json says
-  validateTrain(c);
-  return c;
 }
 
 /** Everything the callbacks share. */
@@ -251,53 +171,6 @@ function describeData(d: LoadedDataset): string {
   const n = (x: number) => x.toLocaleString("en");
   return `data: ${d.textPath}, ${d.tokenizer.kind} tokenizer (${d.tokenizer.vocabSize} tokens), ` +
     `${n(d.train.length)} train / ${n(d.val.length)} val tokens${d.fromCache ? " (cached)" : ""}`;
-}
-
-/**
- * The flags of this run (merged with the saved run's on --resume) and its checkpoint, after
- * checking the run directory.
- */
-async function setup(argv: readonly string[]) {
-  const parsed = parseTrainArgs(argv, presetFlags);
-  if (parsed.help) return { help: parsed.text } as const;
-  let config = parsed.config;
-  const dir = await prepareRunDir(config.outDir, {
-    resume: config.resume,
-    overwrite: config.overwrite,
-    configKeys: Object.keys(TRAIN_DEFAULTS),
-  });
-  if (dir.removedTemps.length) {
-    console.error(
-      `note: removed ${dir.removedTemps.length} temporary file(s) of an earlier, ` +
-        `killed write in '${config.outDir}'`,
-    );
-  }
-  if (dir.replaced.length) {
-    console.error(`note: --overwrite: removed the earlier run's ${dir.replaced.join(", ")}`);
-  }
-  const backend = await useBackend(config.backend);
-  let resume: ReadCheckpoint | undefined;
-  if (config.resume) {
-    const { path, ckpt } = await newestCheckpoint(config.outDir, backend);
-    resume = ckpt;
-    config = await resumeConfig(config.outDir, parsed.explicit, resume);
-    console.log(`resuming from ${path}`);
-  }
-  return { config, backend, resume, createdDir: dir.created } as const;
-}
-
-/** The newest checkpoint of a run that loads; an unusable newer one is skipped, saying why. */
-async function newestCheckpoint(outDir: string, backend: Backend) {
-  const paths = await resumePaths(outDir);
-  for (let i = 0; i < paths.length; i++) {
-    try {
-      return { path: paths[i], ckpt: await readCheckpoint(paths[i], backend) };
-    } catch (e) {
-      if (!(e instanceof CheckpointError) || i === paths.length - 1) throw e;
-      console.error(`warning: ${e.message.split("\n")[0]}; trying ${paths[i + 1]}`);
-    }
-  }
-  throw new CheckpointError(`--resume: no usable checkpoint in '${outDir}'`);
 }
 
 /** Run `train` with its flags; returns the exit code. */

@@ -4,6 +4,8 @@ Usage: python3 pty_driver.py CWD COMMAND [ARGS...]
 The command's terminal output is copied to stdout. Lines on stdin are actions:
   ctrlc    type Ctrl-C (the terminal sends SIGINT to the foreground process group)
   term     send SIGTERM to the command's process
+  pgint    send SIGINT to the command's whole process group
+  pgterm   send SIGTERM to the command's whole process group
   kill     send SIGKILL to the command's whole process group
 When the command ends, the last line printed is "PTY-EXIT <code>" (128 + n for a signal n).
 """
@@ -41,6 +43,10 @@ while True:
             os.write(fd, b"\x03")
         elif line.strip() == "term":
             os.kill(pid, signal.SIGTERM)
+        elif line.strip() == "pgint":
+            os.killpg(pid, signal.SIGINT)
+        elif line.strip() == "pgterm":
+            os.killpg(pid, signal.SIGTERM)
         elif line.strip() == "kill":
             os.killpg(pid, signal.SIGKILL)
 

@@ -24,10 +24,10 @@ export class PtyRun {
   /** Its exit code once finished (128 + n for a signal n). */
   code: number | null = null;
 
-  /** Start `args` (e.g. `["deno", "task", "train", ...]`) in the repository root. */
-  constructor(args: string[], env: Record<string, string> = {}) {
+  /** Start `args` (e.g. `["deno", "task", "train", ...]`) in `cwd` (the repository root). */
+  constructor(args: string[], env: Record<string, string> = {}, cwd = ROOT) {
     const child = new Deno.Command("python3", {
-      args: [DRIVER, ROOT, ...args],
+      args: [DRIVER, cwd, ...args],
       stdin: "piped",
       stdout: "piped",
       stderr: "inherit",
@@ -60,8 +60,8 @@ export class PtyRun {
     return pattern.test(this.#text);
   }
 
-  /** Act: type Ctrl-C, send SIGTERM to the command, or SIGKILL its process group. */
-  async send(action: "ctrlc" | "term" | "kill"): Promise<void> {
+  /** Act: type Ctrl-C, signal the command or its process group, or SIGKILL the group. */
+  async send(action: "ctrlc" | "term" | "pgint" | "pgterm" | "kill"): Promise<void> {
     await this.#writer.write(new TextEncoder().encode(action + "\n"));
   }
 
