@@ -105,8 +105,16 @@ export function metaEvalDone(meta: Record<string, string>): boolean {
   return meta.eval_done === "1";
 }
 
-/** Check an object's fields against a template: the same keys, each of the template's type. */
-function checkFields(what: string, raw: unknown, template: Record<string, unknown>): void {
+/**
+ * Check an object's fields against a template: only its keys, each of the template's type; all
+ * of them unless `partial` (missing ones then take the template's values).
+ */
+function checkFields(
+  what: string,
+  raw: unknown,
+  template: Record<string, unknown>,
+  partial = false,
+): void {
   if (!isObject(raw)) fail(`${what} is not a JSON object: ${show(raw)}`);
   for (const k of Object.keys(raw)) {
     if (!Object.hasOwn(template, k)) {
@@ -114,7 +122,10 @@ function checkFields(what: string, raw: unknown, template: Record<string, unknow
     }
   }
   for (const [k, t] of Object.entries(template)) {
-    if (!Object.hasOwn(raw, k)) fail(`${what} lacks the field '${k}'`);
+    if (!Object.hasOwn(raw, k)) {
+      if (partial) continue;
+      fail(`${what} lacks the field '${k}'`);
+    }
     if (typeof raw[k] !== typeof t) {
       fail(`${what} field '${k}' must be a ${typeof t}, got ${show(raw[k])}`);
     }
@@ -133,12 +144,15 @@ export function metaConfig(raw: unknown): GPTConfig {
   }
 }
 
-/** The stored training settings (null when absent): TrainConfig's fields, valid together. */
+/**
+ * The stored training settings (null when absent): TrainConfig's fields (a missing one takes
+ * its default, as `train` does), valid together.
+ */
 export function metaTrainConfig(raw: unknown): TrainConfig | null {
   if (raw === null) return null;
-  checkFields("metadata 'train_config'", raw, { ...DEFAULT_TRAIN });
+  checkFields("metadata 'train_config'", raw, { ...DEFAULT_TRAIN }, true);
   try {
-    return validateTrainConfig({ ...(raw as unknown as TrainConfig) });
+    return validateTrainConfig({ ...DEFAULT_TRAIN, ...(raw as Partial<TrainConfig>) });
   } catch (e) {
     if (e instanceof ConfigError) fail(`stored ${e.message}`);
     throw e;
@@ -151,6 +165,7 @@ export function metaRng(raw: unknown): Record<string, RngState> | null {
   if (!isObject(raw)) fail(`metadata 'rng' is not a JSON object: ${show(raw)}`);
   const out: Record<string, RngState> = {};
   for (const [name, s] of Object.entries(raw)) {
+    if (name === "__proto__") fail("metadata 'rng' names a stream '__proto__'");
     checkFields(`metadata 'rng' stream '${name}'`, s, { seed: 0, offset: 0 });
     for (const [k, v] of Object.entries(s as Record<string, number>)) {
       if (!Number.isSafeInteger(v) || v < 0) {
@@ -196,7 +211,7 @@ export function tiedOf(kind: ModelKind): Record<string, string> {
 export function checkTied(raw: unknown, kind: ModelKind): void {
   if (raw === null) return;
   const want = tiedOf(kind);
-  if (show(raw) !== show(want)) {
+  if (JSON.stringify(raw) !== JSON.stringify(want)) {
     fail(`metadata 'tied' is ${show(raw)}, but a ${kind} ties ${show(want)}`);
   }
 }

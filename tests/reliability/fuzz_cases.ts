@@ -200,7 +200,7 @@ const BAD_META: Record<string, (string | ((v: Record<string, unknown>) => void))
     (t) => (t.schedule = "x"),
     (t) => (t.decayLr = "yes"),
     (t) => (t.extra = 1),
-    (t) => delete t.seed,
+    (t) => (t.seed = "1"),
     (t) => (t.minLr = 1),
     (t) => (t.seed = -3),
   ],
