@@ -59,19 +59,24 @@ async function statOrNull(path: string): Promise<Deno.FileInfo | null> {
  * Make sure `dir` exists, is a directory and takes new files; one-line FlagError otherwise.
  * Returns true when it was made.
  */
-async function checkWritableDir(dir: string): Promise<boolean> {
+async function checkWritableDir(dir: string, mustExist: boolean): Promise<boolean> {
   const flag = `--out-dir '${dir}'`;
   try {
     const st = await statOrNull(dir);
     if (st && !st.isDirectory) {
       throw new FlagError(`${flag} is a file, not a directory; choose another --out-dir`);
     }
+    if (!st && mustExist) {
+      throw new CheckpointError(
+        `--resume: '${dir}' does not exist; train without --resume, or point --out-dir at a run`,
+      );
+    }
     if (!st) await Deno.mkdir(dir, { recursive: true });
     const probe = await Deno.makeTempFile({ dir, prefix: ".bitgpt-write-test-" });
     await Deno.remove(probe);
     return st === null;
   } catch (e) {
-    if (e instanceof FlagError) throw e;
+    if (e instanceof FlagError || e instanceof CheckpointError) throw e;
     const why = e instanceof Deno.errors.NotADirectory
       ? "a part of the path is a file, not a directory"
       : e instanceof Deno.errors.PermissionDenied || (e as Error).name === "NotCapable"
@@ -117,7 +122,7 @@ async function isOurs(path: string, name: string, configKeys: readonly string[])
  * temporary files of killed writes removed.
  */
 export async function prepareRunDir(dir: string, o: RunDirOptions): Promise<RunDirReport> {
-  const created = await checkWritableDir(dir);
+  const created = await checkWritableDir(dir, o.resume);
   const report: RunDirReport = { removedTemps: [], replaced: [], created };
   for await (const e of Deno.readDir(dir)) {
     if (e.isFile && TEMP.test(e.name)) {

@@ -90,6 +90,7 @@ export const BAD_LINES: BadLine[] = [
   t(1, "--dataset", "$D/tiny.txt", "--tokenizer", "char", "--backend", "cpu", ...OUT("d3")),
   t(1, ...DATA, ...OUT("d4"), "--vocab-size", "3"),
   t(1, "--resume", ...OUT("empty"), "--backend", "cpu"),
+  t(1, "--resume", ...OUT("nowhere"), "--backend", "cpu"),
   t(1, "--resume", ...OUT("corrupt"), "--backend", "cpu"),
   t(2, "--resume", ...OUT("run"), "--n-embd", "64", "--backend", "cpu"),
   t(2, "--resume", ...OUT("run"), "--model", "gpt", "--backend", "cpu"),
