@@ -16,6 +16,7 @@ function flags(dataset: string, out: string, maxIters: number): string[] {
 
 Deno.test("train --resume: losses (eval included) equal the uninterrupted run's, bit for bit", async () => {
   const dir = await Deno.makeTempDir({ prefix: "bitgpt_exact_" });
+  globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
   const dataset = await writeSlice(dir);
   const full = await runCli(["train", ...flags(dataset, `${dir}/full`, 40)]);
   deepStrictEqual(full.code, 0, full.stderr);
@@ -41,5 +42,4 @@ Deno.test("train --resume: losses (eval included) equal the uninterrupted run's,
   const want = await metrics("full");
   deepStrictEqual(want.filter((r) => r[0] === "eval").map((r) => r[1]), [30, 39]);
   deepStrictEqual(await metrics("legs"), want);
-  await Deno.remove(dir, { recursive: true });
 });

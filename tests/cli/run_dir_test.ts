@@ -87,6 +87,7 @@ Deno.test("train: an --out-dir that is a file, under a file, or not writable is 
 
 Deno.test("train: an earlier run is refused without --resume or --overwrite; foreign files never replaced", async () => {
   const { dir: trained, dataset } = await sharedRun();
+  tempDirs.push(trained.replace(/\/out$/, "")); // the shared run's folder, removed at the end
   const run = await copyDir(trained);
   tempDirs.push(run);
   const before = await snapshot(run);
@@ -132,21 +133,21 @@ Deno.test("train --resume: newest by iteration, a damaged one skipped, written w
   const { dir: trained, dataset } = await sharedRun();
   const run = await copyDir(trained);
   tempDirs.push(run);
-  // ckpt (iteration 59) newer by iteration than an older last.safetensors (iteration 30), even
+  // ckpt (iteration 59) newer by iteration than an older last.safetensors (iteration 31), even
   // though last's file is the more recently written.
+  tempDirs.push(`${run}-early`);
   const early = await runCli([
     "train",
     ...nanoFlags(dataset, `${run}-early`).map((a) => (a === "60" ? "31" : a)),
   ]);
-  tempDirs.push(`${run}-early`);
   strictEqual(early.code, 0, early.stderr);
   await Deno.copyFile(`${run}-early/last.safetensors`, `${run}/last.safetensors`);
   strictEqual(loadCheckpoint(await Deno.readFile(`${run}/last.safetensors`)).iteration, 31);
   await Deno.writeFile(`${run}/ckpt.safetensors.tmp-0123abcd`, new Uint8Array(10));
   // The run moved: its config.json still names the old directory; it must write here.
   const moved = `${run}-moved`;
-  await Deno.rename(run, moved);
   tempDirs.push(moved);
+  await Deno.rename(run, moved);
   const r = await runCli([
     "train",
     "--resume",

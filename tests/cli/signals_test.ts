@@ -11,8 +11,15 @@ import { hasWebGPU } from "../util.ts";
 
 const DENO = Deno.execPath();
 
+const tempDirs: string[] = [];
+globalThis.addEventListener("unload", () => {
+  for (const d of tempDirs) Deno.removeSync(d, { recursive: true });
+});
+
 async function tempDir(): Promise<string> {
-  return await Deno.makeTempDir({ prefix: "bitgpt_sig_" });
+  const d = await Deno.makeTempDir({ prefix: "bitgpt_sig_" });
+  tempDirs.push(d);
+  return d;
 }
 
 /** The iteration saved by an interrupted run, checked resumable. */
@@ -50,7 +57,6 @@ for (const backend of ["cpu", "webgpu"]) {
       ok(run.text.includes("interrupt (SIGINT): finishing this step"), run.text.slice(-2000));
       ok(!run.text.includes("quitting now"), "the copies of one Ctrl-C must not quit");
       ok((await savedIteration(run.text)) >= 5);
-      await Deno.remove(dir, { recursive: true });
     },
   });
 }
@@ -85,6 +91,5 @@ Deno.test({
     ok(!run.text.includes("interrupted at iteration"), "quit without saving the step");
     // The checkpoint of the last evaluation is still there and loads.
     loadCheckpoint(await Deno.readFile(`${dir}/b/last.safetensors`)).model.dispose();
-    await Deno.remove(dir, { recursive: true });
   },
 });
