@@ -4,8 +4,12 @@
 
 import { deepStrictEqual } from "node:assert/strict";
 import { BAD_LINES, runBadLines } from "../reliability/bad_cli.ts";
+import { hasPty } from "./pty_util.ts";
 
-Deno.test("cli: bad command lines are one-line errors with the right exit code", async () => {
+Deno.test({
+  name: "cli: bad command lines are one-line errors with the right exit code",
+  ignore: !hasPty, // python3 measures each run's peak memory (tests/reliability/maxrss.py)
+}, async () => {
   const lines = BAD_LINES.filter((l, i) =>
     i % 2 === 0 || l.code === 1 || l.args.includes("$D/big2")
   );

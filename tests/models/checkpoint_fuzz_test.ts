@@ -5,6 +5,7 @@
 import { deepStrictEqual, ok } from "node:assert/strict";
 import { describe, fuzzCli, fuzzLibrary } from "../reliability/fuzz_checkpoints.ts";
 import { makeBases, makeCases } from "../reliability/fuzz_cases.ts";
+import { hasPty } from "../cli/pty_util.ts";
 
 const bases = await makeBases();
 const NONE = {
@@ -32,7 +33,10 @@ Deno.test("fuzz: 280 hostile files through loadCheckpoint: typed errors or corre
   ok(r.outcomes["typed error"] > 150 && r.outcomes.loaded > 10, describe("library", r));
 });
 
-Deno.test("fuzz: hostile files through generate and train --resume: one-line errors or loads", async () => {
+Deno.test({
+  name: "fuzz: hostile files through generate and train --resume: one-line errors or loads",
+  ignore: !hasPty, // python3 measures each run's peak memory (tests/reliability/maxrss.py)
+}, async () => {
   const dir = await Deno.makeTempDir({ prefix: "bitgpt_fuzz_" });
   const r = await fuzzCli(makeCases(bases.slice(0, 2), 9, 11), dir);
   await Deno.remove(dir, { recursive: true });
