@@ -1,8 +1,9 @@
 // `generate --chat`: the original's TODO "chat style inference". Each input line is appended to
 // the conversation and the model's reply is streamed until a blank line, an end-of-text token
 // or --max-new-tokens. The conversation stays in the KV cache between turns (only the new
-// tokens are run), and is cropped to the block size when it grows too long. `/reset` clears it,
-// `/exit` (or the end of input) quits; piped input works and is echoed as `> line`.
+// tokens are run), and is cropped to the block size when it grows too long; a line of any length
+// is taken (only its tail can matter). `/reset` clears it, `/exit` (or the end of input) quits;
+// piped input works and is echoed as `> line`.
 
 import { Generator } from "../engine/random.ts";
 import { keep, tidy } from "../engine/scope.ts";
@@ -15,20 +16,57 @@ import type { LanguageModel } from "../models/model.ts";
 import type { GenerateConfig } from "./flags.ts";
 import { type Output, samplingOptions, StreamDecoder } from "./generate.ts";
 
-/** Lines of a byte stream (without their line ends); a last line without "\n" counts. */
-export async function* readLines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
+/** A line of input, possibly only its tail. */
+export interface InputLine {
+  /** The line (without its line end), or its last `maxChars` characters. */
+  text: string;
+  /** Characters dropped from the front of a longer line. */
+  dropped: number;
+}
+
+/**
+ * Lines of a byte stream (without their line ends); a last line without "\n" counts. A line
+ * longer than `maxChars` keeps only its last `maxChars` characters, so that a line of any length
+ * costs bounded memory and time.
+ */
+export async function* readLines(
+  stream: ReadableStream<Uint8Array>,
+  maxChars = Infinity,
+): AsyncGenerator<string> {
+  for await (const line of readLinesCropped(stream, maxChars)) yield line.text;
+}
+
+/** `readLines` with how much of each line was dropped. */
+export async function* readLinesCropped(
+  stream: ReadableStream<Uint8Array>,
+  maxChars: number,
+): AsyncGenerator<InputLine> {
   let buf = "";
+  let dropped = 0;
   const decoder = new TextDecoder();
+  const crop = () => {
+    if (buf.length <= maxChars) return;
+    let cut = buf.length - maxChars;
+    if (/[\uDC00-\uDFFF]/.test(buf[cut])) cut++; // never start on the second half of a pair
+    dropped += cut;
+    buf = buf.slice(cut);
+  };
+  const line = (text: string): InputLine => ({ text: text.replace(/\r$/, ""), dropped });
   for await (const bytes of stream) {
-    buf += decoder.decode(bytes, { stream: true });
+    let text = decoder.decode(bytes, { stream: true });
     let nl: number;
-    while ((nl = buf.indexOf("\n")) >= 0) {
-      yield buf.slice(0, nl).replace(/\r$/, "");
-      buf = buf.slice(nl + 1);
+    while ((nl = text.indexOf("\n")) >= 0) { // search the new text only: linear in the input
+      buf += text.slice(0, nl);
+      crop();
+      yield line(buf);
+      [buf, dropped, text] = ["", 0, text.slice(nl + 1)];
     }
+    buf += text;
+    crop();
   }
   buf += decoder.decode();
-  if (buf !== "") yield buf.replace(/\r$/, "");
+  crop();
+  if (buf !== "") yield line(buf);
 }
 
 /** Keep only the first `n` cached positions (the tokens the conversation kept). */
@@ -123,13 +161,15 @@ export async function runChat(
   const start = (): number[] => (c.prompt === "" ? [] : Array.from(tok.encode(c.prompt)));
   let context = start();
   console.error("chat: type a line and press Enter; /reset clears the conversation, /exit quits");
-  const lines = readLines(input);
+  // Only the last blockSize tokens of a line can stay in the context: keep a generous tail of
+  // characters (a character is at most 4 byte-level tokens; at least one).
+  const lines = readLinesCropped(input, Math.max(4096, 4 * blockSize));
   try {
     while (!out.closed) {
       if (interactive) out.write("> ");
       const next = await lines.next();
       if (next.done) break;
-      const line = next.value;
+      const { text: line, dropped } = next.value;
       if (line.trim() === "/exit") break;
       if (line.trim() === "/reset") {
         context = start();
@@ -137,7 +177,8 @@ export async function runChat(
         out.write("(conversation cleared)\n");
         continue;
       }
-      if (!interactive) out.write(`> ${line}\n`);
+      if (!interactive) out.write(`> ${dropped ? "…" : ""}${line}\n`);
+      if (dropped) out.write(`(a long line: its first ${dropped} characters were dropped)\n`);
       let ids: Int32Array;
       try {
         ids = tok.encode(line + "\n");
@@ -146,7 +187,7 @@ export async function runChat(
         out.write(`(cannot encode that line: ${e.message})\n`);
         continue;
       }
-      context.push(...ids);
+      for (const id of ids) context.push(id); // not push(...ids): a long line overflows the stack
       crop(context, blockSize, reserve, cache);
       await reply(model, tok, c, context, cache, gen, out);
     }

@@ -1,26 +1,14 @@
-// Which errors a user can fix from the command line: they print as one line (`error: ...`)
-// instead of a stack trace. Everything else is a bug and keeps its stack.
+// Which errors a user can fix from the command line: every UserError (a shape, a device limit, a
+// checkpoint, a config or flag, data, generation), and the runtime's file errors; they print as
+// one line (`error: ...`) instead of a stack trace. Everything else is a bug and keeps its stack.
 
-/** A checkpoint cannot be used: missing from --out-dir, corrupt, or for another tokenizer. */
-export class CheckpointError extends Error {
-  override name = "CheckpointError";
-}
+import { CheckpointError, UserError } from "../engine/errors.ts";
 
-// By name, so that layers the CLI does not otherwise import need not be loaded to classify.
-const USER_ERRORS = new Set([
-  "FlagError",
-  "CheckpointError",
-  "DataError",
-  "TokenizerError",
-  "ConfigError",
-  "SafetensorsError",
-  "StateDictError",
-  "BackendUnavailableError",
-  "NotFound",
-  "PermissionDenied",
-]);
+export { CheckpointError };
 
 /** True for errors whose message tells the user what to fix. */
 export function isUserError(e: unknown): boolean {
-  return e instanceof Error && USER_ERRORS.has(e.name);
+  if (e instanceof UserError) return true;
+  return e instanceof Deno.errors.NotFound || e instanceof Deno.errors.PermissionDenied ||
+    e instanceof Deno.errors.NotADirectory || e instanceof Deno.errors.IsADirectory;
 }

@@ -28,3 +28,16 @@ export async function fileExists(path: string): Promise<boolean> {
     throw e;
   }
 }
+
+/** The first `n` bytes of the file at `path` (fewer when it is shorter). */
+export async function readHead(path: string, n: number): Promise<Uint8Array> {
+  using f = await Deno.open(path);
+  const buf = new Uint8Array(n);
+  let got = 0;
+  while (got < n) {
+    const k = await f.read(buf.subarray(got));
+    if (k === null) break;
+    got += k;
+  }
+  return buf.subarray(0, got);
+}

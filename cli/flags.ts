@@ -64,6 +64,8 @@ export interface TrainConfig {
   outDir: string;
   /** Continue from the checkpoint in --out-dir (model, optimizer, iteration, RNG). */
   resume: boolean;
+  /** Replace an earlier run in --out-dir (only the files train wrote); refused otherwise. */
+  overwrite: boolean;
   /** Compute backend: webgpu, cpu, or auto (webgpu when an adapter exists). */
   backend: "auto" | "webgpu" | "cpu";
   /** Clip gradients to this global norm; 0 turns clipping off. */
@@ -109,6 +111,7 @@ export const TRAIN_DEFAULTS: Readonly<TrainConfig> = Object.freeze({
   vocabSize: 0,
   outDir: "out",
   resume: false,
+  overwrite: false,
   backend: "auto",
   gradClip: 1.0,
   bias: true,
@@ -261,6 +264,12 @@ export const TRAIN_FLAGS: readonly FlagSpec<TrainConfig>[] = [
     name: "resume",
     kind: { type: "bool" },
     help: "continue from the checkpoint in --out-dir",
+  },
+  {
+    key: "overwrite",
+    name: "overwrite",
+    kind: { type: "bool" },
+    help: "replace an earlier run in --out-dir (only files train wrote)",
   },
   {
     key: "backend",

@@ -1,7 +1,8 @@
 // `deno task generate`: load the checkpoint in --out-dir and stream samples to stdout as the
 // original generate.py prints them (each sample is the prompt and its continuation, followed by
 // a line of dashes; an empty prompt starts from token 0), or chat with --chat. Status lines go
-// to stderr so that stdout holds only the text.
+// to stderr so that stdout holds only the text; on a terminal, control characters the
+// vocabulary may hold are printed as visible escapes.
 
 import { describeDevice, useBackend } from "../engine/device.ts";
 import { Generator } from "../engine/random.ts";
@@ -32,15 +33,30 @@ export class StreamDecoder {
   }
 }
 
+/**
+ * Control characters (C0, DEL, C1) but newline and tab, as visible `\x1b`-style escapes: text a
+ * checkpoint's vocabulary holds must not drive the terminal (colours, cursor, title, OSC 52).
+ */
+export function escapeControls(text: string): string {
+  return text.replace(
+    /\p{Cc}/gu,
+    (c) => c === "\n" || c === "\t" ? c : `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`,
+  );
+}
+
 /** Text output that notices a closed pipe (e.g. `| head`) instead of crashing. */
 export class Output {
   #enc = new TextEncoder();
   closed = false;
-  constructor(readonly file: { writeSync(p: Uint8Array): number } = Deno.stdout) {}
+  /** Write to `file`; `escape` turns control characters into visible escapes (a terminal). */
+  constructor(
+    readonly file: { writeSync(p: Uint8Array): number; isTerminal?(): boolean } = Deno.stdout,
+    readonly escape: boolean = file.isTerminal?.() ?? false,
+  ) {}
   /** Write all of `text`; returns false once the reader has gone away. */
   write(text: string): boolean {
     if (this.closed || text === "") return !this.closed;
-    const bytes = this.#enc.encode(text);
+    const bytes = this.#enc.encode(this.escape ? escapeControls(text) : text);
     try {
       for (let off = 0; off < bytes.length;) off += this.file.writeSync(bytes.subarray(off));
     } catch (e) {
@@ -105,7 +121,7 @@ export async function runGenerate(argv: readonly string[]): Promise<number> {
   const backend = await useBackend(c.backend);
   watchKernels(backend, (line) => console.error(line));
   const path = await generatePath(c.outDir);
-  const ckpt = await readCheckpoint(path, backend);
+  const ckpt = await readCheckpoint(path, backend, { allowNonFinite: c.allowNonFinite });
   const model = ckpt.model;
   try {
     const tok = checkpointTokenizer(ckpt, path);
@@ -118,7 +134,7 @@ export async function runGenerate(argv: readonly string[]): Promise<number> {
         (ckpt.bestValLoss !== null ? `, best val loss ${ckpt.bestValLoss.toFixed(4)}` : ""),
     );
     const packed = ckpt.kind === "bitgpt" && c.ternary
-      ? await useTernaryFile(model, path, ckpt.iteration)
+      ? await useTernaryFile(model, path, ckpt.iteration, ckpt.sha256)
       : null;
     // Without a usable file, pack the latent weights here: the packed path gives the same
     // logits as the fake-quantised one (BitLinear trains on the same integer levels), faster.

@@ -34,6 +34,8 @@ export interface GenerateConfig {
   ternary: boolean;
   /** Config printed at start: 0 none, 1 sampling parameters, 2 all. */
   verbose: number;
+  /** Load a checkpoint whose weights hold NaN or ±Infinity instead of refusing it. */
+  allowNonFinite: boolean;
 }
 
 /** The original generate.py's defaults, plus ours. */
@@ -50,6 +52,7 @@ export const GENERATE_DEFAULTS: Readonly<GenerateConfig> = Object.freeze({
   chat: false,
   ternary: true,
   verbose: 0,
+  allowNonFinite: false,
 });
 
 /** The `generate` flags, in `--help` order. */
@@ -126,6 +129,12 @@ export const GENERATE_FLAGS: readonly FlagSpec<GenerateConfig>[] = [
     name: "verbose",
     kind: { type: "int", min: 0, max: 2 },
     help: "config printed at start: 0 none, 1 sampling, 2 all",
+  },
+  {
+    key: "allowNonFinite",
+    name: "allow-non-finite",
+    kind: { type: "bool" },
+    help: "load weights holding NaN or Infinity instead of refusing the checkpoint",
   },
 ];
 

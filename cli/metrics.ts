@@ -81,13 +81,16 @@ export class MetricsLog {
 
   /**
    * Open `path`: a fresh run truncates it; a resumed run (`resumeIter` given) keeps the records
-   * up to that iteration and drops the later ones (they belong to steps being redone).
+   * of the steps before that iteration, and its evaluation's when `evalDone` (the checkpoint was
+   * taken after it), and drops the later ones (they belong to steps being redone).
    */
-  static async open(path: string, resumeIter?: number): Promise<MetricsLog> {
+  static async open(path: string, resumeIter?: number, evalDone = true): Promise<MetricsLog> {
     let records: MetricRecord[] = [];
     if (resumeIter !== undefined) {
+      const keep = (r: MetricRecord) =>
+        r.iter < resumeIter || (r.type === "eval" && r.iter === resumeIter && evalDone);
       try {
-        records = parseMetrics(await Deno.readTextFile(path)).filter((r) => r.iter <= resumeIter);
+        records = parseMetrics(await Deno.readTextFile(path)).filter(keep);
       } catch (e) {
         if (!(e instanceof Deno.errors.NotFound)) throw e;
       }

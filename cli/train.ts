@@ -1,9 +1,11 @@
-// `deno task train`: flags → dataset → model → the library's training loop (models/train.ts),
-// with the command's side of it: the start banner, progress on stderr, `step N: train loss X,
-// val loss Y` lines, metrics.jsonl, loss.svg, atomic checkpoints when val loss improves,
-// Ctrl-C → resumable checkpoint, a stop on non-finite loss, and optional W&B logging.
+// `deno task train`: flags → checks → dataset → model → the library's training loop
+// (models/train.ts), with the command's side of it: the start banner, progress on stderr,
+// `step N: train loss X, val loss Y` lines, metrics.jsonl, loss.svg, atomic checkpoints (the
+// rolling last.safetensors at every evaluation, ckpt.safetensors when val loss improves),
+// Ctrl-C or SIGTERM → resumable checkpoint and exit 130, a stop on non-finite loss, and optional
+// W&B logging. The run directory and the memory a run needs are checked before any work.
 
-import { describeDevice, useBackend } from "../engine/device.ts";
+import { describeDevice } from "../engine/device.ts";
 import { checkVocabFits, loadDataset, type LoadedDataset } from "../data/batches.ts";
 import type { Tokenizer } from "../data/tokenizer.ts";
 import { Generator } from "../engine/random.ts";
@@ -13,55 +15,19 @@ import { createModel } from "../models/model.ts";
 import type { GPTConfig, TrainConfig as LibTrainConfig } from "../models/config.ts";
 import { getPreset, PRESET_NAMES } from "../models/presets.ts";
 import { type EvalInfo, type StepInfo, train, type TrainResult } from "../models/train.ts";
-import {
-  CKPT_FILE,
-  LAST_FILE,
-  readCheckpoint,
-  resumePath,
-  RUN_CONFIG_FILE,
-} from "./checkpoints.ts";
-import {
-  describeTrainConfig,
-  FlagError,
-  parseTrainArgs,
-  TRAIN_DEFAULTS,
-  validateTrain,
-} from "./flags.ts";
-import type { TrainConfig } from "./flags.ts";
+import { CKPT_FILE, LAST_FILE, RUN_CONFIG_FILE, sha256Hex } from "./checkpoints.ts";
+import { Interrupts } from "./interrupt.ts";
+import { checkTrainingMemory } from "./preflight.ts";
+import { describeTrainConfig, type TrainConfig } from "./flags.ts";
 import { joinPath, writeFileAtomic } from "./files.ts";
 import { curvesOf, MetricsLog } from "./metrics.ts";
 import { lossPlotSvg } from "./plot.ts";
 import { formatDuration, Progress, watchKernels } from "./progress.ts";
 import { openWandb, type RemoteLog } from "./wandb.ts";
 import { writeTernaryFile } from "./ternary_file.ts";
+import { setup } from "./train_setup.ts";
 
-/** The CLI config fields that fix the architecture (a resumed run cannot change them). */
-const ARCH_KEYS = [
-  "model",
-  "tokenizer",
-  "vocabSize",
-  "blockSize",
-  "nLayer",
-  "nHead",
-  "nEmbd",
-  "dropout",
-  "bias",
-  "pos",
-] as const;
-
-/** A models preset as train flags (its vocabSize is left to the tokenizer). */
-export function presetFlags(name: string): Partial<TrainConfig> {
-  if (!PRESET_NAMES.includes(name)) {
-    throw new FlagError(`--preset: unknown preset '${name}' (known: ${PRESET_NAMES.join(", ")})`);
-  }
-  const { model, train } = getPreset(name);
-  const { vocabSize: _vocab, ...arch } = model;
-  const { learningRate, ...rest } = train;
-  const out: Record<string, unknown> = { ...arch, ...rest };
-  if (learningRate !== undefined) out.lr = learningRate;
-  for (const k of Object.keys(out)) if (!Object.hasOwn(TRAIN_DEFAULTS, k)) delete out[k];
-  return out as Partial<TrainConfig>;
-}
+export { presetFlags } from "./train_setup.ts";
 
 /** The library's training settings from the flags. */
 export function libTrainConfig(c: TrainConfig): LibTrainConfig {
@@ -93,37 +59,6 @@ function modelConfig(c: TrainConfig, tok: Tokenizer): GPTConfig {
   return { vocabSize, blockSize, nLayer, nHead, nEmbd, dropout, bias, pos };
 }
 
-/** The flags a resumed run uses: its config.json, the checkpoint's architecture, explicit flags. */
-async function resumeConfig(
-  outDir: string,
-  explicit: Partial<TrainConfig>,
-  ckpt: LoadedCheckpoint,
-): Promise<TrainConfig> {
-  let saved: Partial<TrainConfig> = {};
-  try {
-    saved = JSON.parse(await Deno.readTextFile(joinPath(outDir, RUN_CONFIG_FILE)));
-  } catch {
-    // no config.json (a checkpoint from elsewhere): defaults plus what the checkpoint says
-  }
-  const fromCkpt: Partial<TrainConfig> = { model: ckpt.kind, ...ckpt.config };
-  const tokKind = ckpt.tokenizer ? JSON.parse(ckpt.tokenizer).kind : undefined;
-  if (tokKind) fromCkpt.tokenizer = tokKind;
-  for (const k of ARCH_KEYS) {
-    const want = explicit[k];
-    const have = fromCkpt[k];
-    if (want !== undefined && have !== undefined && want !== have && k !== "vocabSize") {
-      throw new FlagError(
-        `--${k.replace(/[A-Z]/g, (m) => "-" + m.toLowerCase())} ${want} does not match the ` +
-          `checkpoint in '${outDir}' (${have}); drop the flag to resume, or use a new --out-dir`,
-      );
-    }
-  }
-  const c = { ...TRAIN_DEFAULTS, ...saved, ...fromCkpt, ...explicit, resume: true } as TrainConfig;
-  c.vocabSize = ckpt.config.vocabSize;
-  validateTrain(c);
-  return c;
-}
-
 /** Everything the callbacks share. */
 interface RunState {
   config: TrainConfig;
@@ -132,9 +67,9 @@ interface RunState {
   metrics: MetricsLog;
   remote: RemoteLog | null;
   title: string;
+  /** Aborted by a non-finite loss (the interrupts abort `signal` themselves). */
   stop: AbortController;
   nonFinite: string | null;
-  interrupted: boolean;
 }
 
 const encoder = new TextEncoder();
@@ -198,10 +133,13 @@ async function onEval(s: RunState, info: EvalInfo): Promise<void> {
     s.stop.abort();
     return;
   }
+  // The rolling checkpoint: at most one eval interval of work is lost to a crash or SIGKILL.
+  const bytes = await info.checkpoint();
+  await writeFileAtomic(joinPath(c.outDir, LAST_FILE), bytes);
   if (info.improved) {
     const path = joinPath(c.outDir, CKPT_FILE);
-    await writeFileAtomic(path, await info.checkpoint());
-    const packed = await writeTernaryFile(s.model, path, info.iter);
+    await writeFileAtomic(path, bytes);
+    const packed = await writeTernaryFile(s.model, path, info.iter, await sha256Hex(bytes));
     s.progress.log(`saved ${path}${packed ? ` and ${packed}` : ""}`, stdout);
   }
 }
@@ -239,22 +177,6 @@ function describeData(d: LoadedDataset): string {
     `${n(d.train.length)} train / ${n(d.val.length)} val tokens${d.fromCache ? " (cached)" : ""}`;
 }
 
-/** The flags of this run (merged with the saved run's on --resume) and its checkpoint. */
-async function setup(argv: readonly string[]) {
-  const parsed = parseTrainArgs(argv, presetFlags);
-  if (parsed.help) return { help: parsed.text } as const;
-  let config = parsed.config;
-  const backend = await useBackend(config.backend);
-  let resume: LoadedCheckpoint | undefined;
-  if (config.resume) {
-    const path = await resumePath(config.outDir);
-    resume = await readCheckpoint(path, backend);
-    config = await resumeConfig(config.outDir, parsed.explicit, resume);
-    console.log(`resuming from ${path}`);
-  }
-  return { config, backend, resume } as const;
-}
-
 /** Run `train` with its flags; returns the exit code. */
 export async function runTrain(argv: readonly string[]): Promise<number> {
   const run = await setup(argv);
@@ -265,18 +187,29 @@ export async function runTrain(argv: readonly string[]): Promise<number> {
     return 0;
   }
   const { config, backend, resume } = run;
-  const data = await loadDataset({
-    dataset: config.dataset,
-    tokenizer: config.tokenizer,
-    charVocab: resume?.tokenizer ? JSON.parse(resume.tokenizer) : undefined,
-  });
-  const mconfig = resume ? resume.config : modelConfig(config, data.tokenizer);
-  checkVocabFits(data.tokenizer, mconfig.vocabSize);
-  await Deno.mkdir(config.outDir, { recursive: true });
+  let data: LoadedDataset;
+  let mconfig: GPTConfig;
+  try {
+    data = await loadDataset({
+      dataset: config.dataset,
+      tokenizer: config.tokenizer,
+      charVocab: resume?.tokenizer ? JSON.parse(resume.tokenizer) : undefined,
+    });
+    mconfig = resume ? resume.config : modelConfig(config, data.tokenizer);
+    checkVocabFits(data.tokenizer, mconfig.vocabSize);
+    const memoryNote = checkTrainingMemory(config.model, mconfig, config.batchSize, backend);
+    if (memoryNote) console.error(memoryNote);
+  } catch (e) {
+    resume?.model.dispose();
+    // Refused before writing anything: leave no empty directory behind (remove fails otherwise).
+    if (run.createdDir) await Deno.remove(config.outDir).catch(() => {});
+    throw e;
+  }
   await writeFileAtomic(joinPath(config.outDir, RUN_CONFIG_FILE), JSON.stringify(config, null, 2));
   const startIter = resume?.iteration ?? 0;
   const metricsPath = joinPath(config.outDir, "metrics.jsonl");
-  const metrics = await MetricsLog.open(metricsPath, resume ? startIter : undefined);
+  const evalDone = resume?.metadata.eval_done === "1";
+  const metrics = await MetricsLog.open(metricsPath, resume ? startIter : undefined, evalDone);
   const model = resume?.model ??
     createModel(config.model, mconfig, { backend, generator: new Generator(config.seed) });
   banner(config, model.countParameters(), describeData(data), startIter);
@@ -299,7 +232,6 @@ export async function runTrain(argv: readonly string[]): Promise<number> {
       `${data.textPath.split(/[\\/]/).pop()}`,
     stop: new AbortController(),
     nonFinite: null,
-    interrupted: false,
   };
   watchKernels(backend, (line) => state.progress.log(line, stderr));
   return await runLoop(state, resume, mconfig, data.tokenizer, data, startIter);
@@ -314,45 +246,36 @@ async function runLoop(
   startIter: number,
 ): Promise<number> {
   const c = s.config;
-  const onSigint = () => {
-    if (s.interrupted) Deno.exit(130); // a second signal: quit now (checkpoints are atomic)
-    s.interrupted = true;
-    s.progress.log(
-      "interrupt: stopping after this iteration to save a checkpoint (Ctrl-C again to quit now)",
-      stderr,
-    );
-    s.stop.abort();
-  };
-  // SIGTERM (a scheduler or `kill`) gets the same treatment; Windows only delivers SIGINT.
-  const signals = Deno.build.os === "windows"
-    ? ["SIGINT"] as const
-    : ["SIGINT", "SIGTERM"] as const;
-  for (const sig of signals) Deno.addSignalListener(sig, onSigint);
+  // From here on, Ctrl-C or SIGTERM stops after the step and saves (cli/interrupt.ts).
+  const interrupts = await Interrupts.start();
   const t0 = performance.now();
   let result: TrainResult;
   try {
     // In a terminal the live line wants frequent updates: read the loss back every <= 10 steps.
     const lib = libTrainConfig(c);
     if (s.progress.isTTY) lib.logInterval = Math.min(c.logInterval, 10);
-    result = await train({
-      model: s.model,
-      config: mconfig,
-      train: lib,
-      data,
-      resume,
-      tokenizer: JSON.stringify(tok.toJSON()),
-      onStep: (i) => onStep(s, i),
-      onEval: (i) => onEval(s, i),
-      signal: s.stop.signal,
-    });
-  } catch (e) {
-    s.model.dispose();
-    throw e;
+    try {
+      result = await train({
+        model: s.model,
+        config: mconfig,
+        train: lib,
+        data,
+        resume,
+        tokenizer: JSON.stringify(tok.toJSON()),
+        onStep: (i) => onStep(s, i),
+        onEval: (i) => onEval(s, i),
+        signal: AbortSignal.any([s.stop.signal, interrupts.signal]),
+      });
+    } catch (e) {
+      s.model.dispose();
+      throw e;
+    } finally {
+      s.progress.finish();
+    }
+    return await finish(s, result, t0, startIter, interrupts.signal.aborted);
   } finally {
-    for (const sig of signals) Deno.removeSignalListener(sig, onSigint);
-    s.progress.finish();
+    interrupts.close(); // after the final save: a separate Ctrl-C during it still quits
   }
-  return await finish(s, result, t0, startIter);
 }
 
 async function finish(
@@ -360,6 +283,7 @@ async function finish(
   result: TrainResult,
   t0: number,
   startIter: number,
+  interrupted: boolean,
 ): Promise<number> {
   const c = s.config;
   try {
@@ -375,7 +299,7 @@ async function finish(
     await writeFileAtomic(last, await result.checkpoint());
     const secs = (performance.now() - t0) / 1000;
     const iters = result.iteration - startIter;
-    if (result.stopped === "aborted") {
+    if (result.stopped === "aborted" || interrupted) {
       console.log(
         `interrupted at iteration ${result.iteration}; saved ${last}; continue with ` +
           `--resume --out-dir ${c.outDir}`,

@@ -55,3 +55,9 @@ export class ConfigError extends UserError {
   /** Always "ConfigError". */
   override name = "ConfigError";
 }
+
+/** A checkpoint cannot be used: damaged, hostile, for another build, or missing; says what. */
+export class CheckpointError extends UserError {
+  /** Always "CheckpointError". */
+  override name = "CheckpointError";
+}

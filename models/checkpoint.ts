@@ -13,16 +13,24 @@ import type { Tensor } from "../engine/tensor.ts";
 import { type NamedArray, readSafetensors, writeSafetensors } from "../nn/safetensors.ts";
 import type { HostArray } from "../nn/module.ts";
 import type { AdamW, OptimizerState } from "../nn/optim.ts";
+import { type GPTConfig, type TrainConfig } from "./config.ts";
 import {
-  ConfigError,
-  type GPTConfig,
-  type ModelKind,
-  type TrainConfig,
-  validateConfig,
-} from "./config.ts";
+  checkFinite,
+  CheckpointError,
+  checkTensors,
+  checkTied,
+  metaBestLoss,
+  metaConfig,
+  metaCount,
+  metaEvalDone,
+  metaJson,
+  metaOptimizer,
+  metaRng,
+  metaTrainConfig,
+  type RngState,
+} from "./checkpoint_check.ts";
 import type { ModelOptions } from "./gpt.ts";
-import type { LanguageModel } from "./model.ts";
-import { createModel, parseModelKind } from "./model.ts";
+import { createModel, type LanguageModel, type ModelKind, parseModelKind } from "./model.ts";
 import { foreignToNanoGpt } from "./hf.ts";
 
 /** The checkpoint format this build writes and reads. */
@@ -35,19 +43,7 @@ const OPT_PREFIX = "optimizer.";
 // save_pretrained write "pt"): such files carry no metadata of ours and load as foreign.
 const FRAMEWORK_FORMATS = ["pt", "tf", "flax", "np", "mlx"];
 
-/** A checkpoint does not fit this build or this model; the message says how to fix it. */
-export class CheckpointError extends Error {
-  /** Always "CheckpointError". */
-  override name = "CheckpointError";
-}
-
-/** A generator's saved state (engine/random.ts `Generator.state()`). */
-export interface RngState {
-  /** The generator's seed. */
-  seed: number;
-  /** Counters consumed. */
-  offset: number;
-}
+export { CheckpointError, type RngState };
 
 /** What a checkpoint holds beside the model. */
 export interface CheckpointExtras {
@@ -157,23 +153,36 @@ export interface LoadCheckpointOptions {
   config?: Partial<GPTConfig>;
   /** Options of the model built (its logits block limit). */
   model?: Pick<ModelOptions, "maxLogitsBytes">;
+  /** Load weights holding NaN or ±Infinity instead of refusing the file (default false). */
+  allowNonFinite?: boolean;
 }
 
-function parseJson<T>(meta: Record<string, string>, key: string): T | null {
-  if (!Object.hasOwn(meta, key)) return null;
+// Errors of the layers below that a hostile or damaged file can cause: reported as the one
+// CheckpointError. Anything else is a bug and keeps its type.
+const FILE_ERRORS = ["SafetensorsError", "ConfigError", "StateDictError", "ShapeError"];
+
+/** Run `fn`, turning the lower layers' file-caused errors into CheckpointError. */
+function asCheckpointError<T>(what: string, fn: () => T): T {
   try {
-    return JSON.parse(meta[key]) as T;
-  } catch {
-    throw new CheckpointError(`checkpoint: metadata '${key}' is not valid JSON`);
+    return fn();
+  } catch (e) {
+    if (e instanceof CheckpointError) throw e;
+    if (e instanceof Error && FILE_ERRORS.includes(e.name)) {
+      const msg = e.message.split("\n")[0];
+      const prefixed = msg.startsWith("checkpoint") ? msg : `${what}: ${msg}`;
+      throw new CheckpointError(prefixed, { cause: e });
+    }
+    throw e;
   }
 }
 
 function checkVersion(meta: Record<string, string>): void {
-  const v = Number(meta.format_version);
+  const s = meta.format_version;
+  const v = /^\d{1,6}$/.test(s ?? "") ? Number(s) : NaN;
   // Version 1 is the first; a later build that changes the layout converts older versions here.
-  if (!Number.isInteger(v) || v < 1) {
+  if (!(v >= 1)) {
     throw new CheckpointError(
-      `checkpoint: format_version '${meta.format_version}' is not a version number; the file is ` +
+      `checkpoint: format_version '${s}' is not a version number; the file is ` +
         `damaged or not a ${CHECKPOINT_FORMAT} file`,
     );
   }
@@ -185,48 +194,67 @@ function checkVersion(meta: Record<string, string>): void {
   }
 }
 
-/** Build the model a safetensors checkpoint describes and load its weights. */
+/**
+ * Build the model a safetensors checkpoint describes and load its weights. The file is trusted
+ * in nothing (models/checkpoint_check.ts): every problem is one CheckpointError, found before
+ * the model is allocated where the file alone can tell.
+ */
 export function loadCheckpoint(bytes: Uint8Array, o: LoadCheckpointOptions = {}): LoadedCheckpoint {
-  const { tensors, metadata } = readSafetensors(bytes);
+  const { tensors, metadata } = asCheckpointError("checkpoint", () => readSafetensors(bytes));
   if (metadata.format !== CHECKPOINT_FORMAT) return loadForeign(tensors, metadata, o);
   checkVersion(metadata);
-  const kind = parseModelKind(metadata.model ?? "");
-  const saved = parseJson<GPTConfig>(metadata, "config");
-  if (!saved) throw new CheckpointError("checkpoint: metadata 'config' is missing");
-  let config: GPTConfig;
-  try {
-    config = validateConfig({ ...saved });
-  } catch (e) {
-    throw new CheckpointError(`checkpoint: stored ${(e as ConfigError).message}`);
-  }
-  const weights: Record<string, HostArray> = {};
-  const moments: Record<string, HostArray> = {};
+  const kind = asCheckpointError("checkpoint", () => parseModelKind(metadata.model ?? ""));
+  const config = metaConfig(metaJson(metadata, "config"));
+  const weights: Record<string, NamedArray> = {};
+  const moments: Record<string, NamedArray> = {};
   for (const [k, t] of Object.entries(tensors)) {
     if (k.startsWith(OPT_PREFIX)) moments[k.slice(OPT_PREFIX.length)] = t;
     else weights[k] = t;
   }
-  const model = createModel(kind, config, { ...o.model, backend: o.backend, skipInit: true });
-  try {
-    model.loadStateDict(weights);
-  } catch (e) {
-    model.dispose();
-    throw new CheckpointError(`checkpoint (${kind}): ${(e as Error).message}`);
-  }
-  const opt = parseJson<Omit<OptimizerState, "tensors">>(metadata, "optimizer");
-  const best = metadata.best_val_loss;
+  checkTied(metaJson(metadata, "tied"), kind);
+  checkTensors(kind, config, weights, moments);
+  checkFinite(weights, moments, o.allowNonFinite ?? false);
+  const hasMoments = Object.keys(moments).length > 0;
+  const opt = metaOptimizer(metaJson(metadata, "optimizer"), hasMoments);
+  const rest = {
+    iteration: metaCount(metadata, "iteration", 0),
+    bestValLoss: metaBestLoss(metadata),
+    trainConfig: metaTrainConfig(metaJson(metadata, "train_config")),
+    rng: metaRng(metaJson(metadata, "rng")),
+  };
+  metaEvalDone(metadata);
+  const model = build(kind, config, weights, o, `checkpoint (${kind})`);
   return {
     model,
     kind,
     config,
     source: "bitgpt",
-    iteration: Number(metadata.iteration ?? 0),
-    bestValLoss: best === undefined ? null : Number(best),
-    trainConfig: parseJson<TrainConfig>(metadata, "train_config"),
-    rng: parseJson<Record<string, RngState>>(metadata, "rng"),
+    ...rest,
     tokenizer: metadata.tokenizer ?? null,
     optimizer: opt ? { ...opt, tensors: moments } : null,
     metadata,
   };
+}
+
+/** Allocate a model of `kind` and `config` (already checked against `weights`) and load them. */
+function build(
+  kind: ModelKind,
+  config: GPTConfig,
+  weights: Record<string, HostArray>,
+  o: LoadCheckpointOptions,
+  what: string,
+): LanguageModel {
+  const model = asCheckpointError(
+    what,
+    () => createModel(kind, config, { ...o.model, backend: o.backend, skipInit: true }),
+  );
+  try {
+    asCheckpointError(what, () => model.loadStateDict(weights));
+  } catch (e) {
+    model.dispose();
+    throw e;
+  }
+  return model;
 }
 
 /** A nanoGPT-named or Hugging Face GPT-2 file: infer the config from the shapes. */
@@ -241,17 +269,15 @@ function loadForeign(
         `nanoGPT-named file, or a Hugging Face GPT-2 file)`,
     );
   }
-  const { weights, source, config } = foreignToNanoGpt(tensors, o.config ?? {});
+  const { weights, source, config } = asCheckpointError(
+    "checkpoint",
+    () => foreignToNanoGpt(tensors, o.config ?? {}),
+  );
   const kind = o.kind ?? "gpt";
-  const model = createModel(kind, config, { ...o.model, backend: o.backend, skipInit: true });
-  try {
-    model.loadStateDict(weights);
-  } catch (e) {
-    model.dispose();
-    throw new CheckpointError(`checkpoint (${source} as ${kind}): ${(e as Error).message}`);
-  }
+  checkTensors(kind, config, weights as Record<string, NamedArray>, {});
+  checkFinite(weights as Record<string, NamedArray>, {}, o.allowNonFinite ?? false);
   return {
-    model,
+    model: build(kind, config, weights, o, `checkpoint (${source} as ${kind})`),
     kind,
     config,
     source,

@@ -4,16 +4,26 @@
 // Threefry stream) and its id tensor goes straight into the next step's embedding. Tokens are
 // read back in chunks (every `chunkTokens` tokens or `chunkMs` ms) for streaming. Once the
 // context exceeds blockSize, each step recomputes the last blockSize tokens, as nanoGPT crops.
+// Each step also sums its logits on the device, read back with the tokens: a non-finite sum
+// (NaN or ±Infinity logits, from damaged weights or an overflow) stops generation with a
+// GenerationError naming the step, instead of sampling an invalid id (-1, or 0 when greedy).
 
+import { UserError } from "../engine/errors.ts";
 import { noGrad } from "../engine/autograd.ts";
 import { fromArray } from "../engine/creation.ts";
 import { defaultGenerator, Generator } from "../engine/random.ts";
 import { keep, tidy } from "../engine/scope.ts";
 import { Tensor } from "../engine/tensor.ts";
 import { fmtShape, ShapeError } from "../engine/errors.ts";
-import { cat, narrow, reshape, sampleLogits } from "../kernels/mod.ts";
+import { cat, narrow, reshape, sampleLogits, sum } from "../kernels/mod.ts";
 import type { KVCache } from "../nn/attention.ts";
 import type { LanguageModel } from "./model.ts";
+
+/** Generation cannot go on: the model's logits at a step are not finite numbers. */
+export class GenerationError extends UserError {
+  /** Always "GenerationError". */
+  override name = "GenerationError";
+}
 
 /** Options of generation. */
 export interface GenerateOptions {
@@ -96,43 +106,68 @@ export async function* generateStream(
   let ctxLen = ctx.shape[1];
   const cache = useCache ? (o.cache ?? model.newCache()) : null;
   if (cache && cache.length > Math.min(ctxLen, blockSize)) cache.reset(); // not a prefix: start over
-  let pending: Tensor[] = [];
+  let pending: [Tensor, Tensor][] = []; // (token ids, logit sums), each (B, 1), per step
+  let done = 0; // steps read back so far
   let lastRead = performance.now();
   const flush = async (): Promise<number[][]> => {
-    const all = tidy(() => cat(pending, 1)); // (B, n): one readback for n tokens
-    const data = await all.data();
-    all.dispose();
     const n = pending.length;
-    for (const t of pending) t.dispose();
+    const [ids, sums] = tidy(
+      () => [cat(pending.map((p) => p[0]), 1), cat(pending.map((p) => p[1]), 1)],
+    );
+    const [data, check] = [await ids.data(), await sums.data()]; // (B, n) each: one readback
+    ids.dispose();
+    sums.dispose();
+    for (const t of pending.flat()) t.dispose();
     pending = [];
     lastRead = performance.now();
+    for (let j = 0; j < n; j++) {
+      for (let b = 0; b < B; b++) {
+        const id = data[b * n + j];
+        if (Number.isFinite(check[b * n + j]) && id >= 0 && id < vocabSize) continue;
+        throw new GenerationError(
+          `generate: the logits of new token ${done + j + 1} (of ${maxNewTokens}${
+            B > 1 ? `, row ${b}` : ""
+          }) are not finite numbers (NaN or ±Infinity), so no token can be sampled; the ` +
+            `model's weights hold non-finite values or its activations overflowed`,
+        );
+      }
+    }
+    done += n;
     return Array.from({ length: B }, (_, b) => Array.from(data.subarray(b * n, (b + 1) * n)));
   };
+  /** The model's step: sampled ids and the logits' row sums, (B, 1) each, left on the device. */
+  const forwardStep = (): [Tensor, Tensor] =>
+    tidy(() =>
+      noGrad(() => {
+        let input: Tensor;
+        let c: KVCache | undefined;
+        if (cache && ctxLen <= blockSize) {
+          input = narrow(ctx, 1, cache.length, ctxLen - cache.length); // only uncached positions
+          c = cache;
+        } else {
+          cache?.reset(); // the window slides: positions shift, cached keys are stale
+          input = narrow(ctx, 1, Math.max(0, ctxLen - blockSize), Math.min(ctxLen, blockSize));
+        }
+        const { logits } = model.forward(input, null, { cache: c, lastOnly: true }); // (B, 1, V)
+        const z = reshape(logits, [B, vocabSize]);
+        const tok = sampleLogits(z, { temperature, topK, topP, generator: gen });
+        // (B, 1) i32 stays on the device; the sum is finite iff every logit is (barring overflow)
+        return [reshape(tok, [B, 1]), reshape(sum(z, 1), [B, 1])];
+      })
+    );
   try {
     for (let step = 0; step < maxNewTokens; step++) {
-      const next = tidy(() =>
-        noGrad(() => {
-          let input: Tensor;
-          let c: KVCache | undefined;
-          if (cache && ctxLen <= blockSize) {
-            input = narrow(ctx, 1, cache.length, ctxLen - cache.length); // only uncached positions
-            c = cache;
-          } else {
-            cache?.reset(); // the window slides: positions shift, cached keys are stale
-            input = narrow(ctx, 1, Math.max(0, ctxLen - blockSize), Math.min(ctxLen, blockSize));
-          }
-          const { logits } = model.forward(input, null, { cache: c, lastOnly: true }); // (B, 1, V)
-          const tok = sampleLogits(reshape(logits, [B, vocabSize]), {
-            temperature,
-            topK,
-            topP,
-            generator: gen,
-          });
-          return reshape(tok, [B, 1]); // (B, 1) i32, stays on the device
-        })
-      );
-      keep(next);
-      const grown = keep(cat([ctx, next], 1));
+      let next: [Tensor, Tensor];
+      try {
+        next = forwardStep();
+      } catch (e) {
+        // An invalid id sampled at a step not yet read back can fail this step's embedding (the
+        // CPU checks ids): read those steps back, so that the error names the step at fault.
+        if (pending.length > 0) await flush();
+        throw e;
+      }
+      for (const t of next) keep(t);
+      const grown = keep(cat([ctx, next[0]], 1));
       ctx.dispose();
       ctx = grown;
       ctxLen++;
@@ -141,7 +176,7 @@ export async function* generateStream(
       if (due || step === maxNewTokens - 1) yield await flush();
     }
   } finally {
-    for (const t of pending) t.dispose();
+    for (const t of pending.flat()) t.dispose();
     ctx.dispose();
     if (!o.cache) cache?.reset();
     model.train(wasTraining);

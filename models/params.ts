@@ -27,9 +27,17 @@ export function parameterSpecs(kind: ModelKind, c: GPTConfig): ParamSpec[] {
   return m.namedParameters().map(([name, p]) => ({ name, shape: [...p.shape] }));
 }
 
-/** Parameter elements of a `kind` model for `c` (tied weights counted once). */
+const elements = (specs: ParamSpec[]) =>
+  specs.reduce((n, p) => n + p.shape.reduce((a, b) => a * b, 1), 0);
+
+/**
+ * Parameter elements of a `kind` model for `c` (tied weights counted once). The blocks repeat,
+ * so a deep model is counted from a 1- and a 2-layer build: cheap for any nLayer.
+ */
 export function parameterCount(kind: ModelKind, c: GPTConfig): number {
-  return parameterSpecs(kind, c).reduce((n, p) => n + p.shape.reduce((a, b) => a * b, 1), 0);
+  if (c.nLayer <= 2) return elements(parameterSpecs(kind, c));
+  const [one, two] = [1, 2].map((nLayer) => elements(parameterSpecs(kind, { ...c, nLayer })));
+  return one + (c.nLayer - 1) * (two - one);
 }
 
 const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
@@ -45,7 +53,8 @@ export function checkModelFits(
   dtype: DType = "f32",
 ): void {
   const limit = backend.traits.maxTensorBytes;
-  for (const p of parameterSpecs(kind, c)) {
+  // Every block holds the same shapes: one layer names them all.
+  for (const p of parameterSpecs(kind, { ...c, nLayer: 1 })) {
     const bytes = p.shape.reduce((a, b) => a * b, byteSize(dtype));
     if (bytes <= limit) continue;
     throw new DeviceLimitError(

@@ -3,7 +3,8 @@
 // gradient clipping fused into the update, evaluation every evalInterval iterations over
 // evalIters batches per split. Losses stay on the device and are read back only at log and eval
 // points; each step's intermediates are freed by `tidy`. Resuming from a checkpoint restores the
-// model, optimizer, iteration and every random stream, so the loss trajectory is unchanged.
+// model, optimizer, iteration and every random stream, so the loss trajectory is unchanged, eval
+// losses included (an extra or abandoned evaluation leaves the eval streams where they were).
 
 import type { Backend } from "../engine/backend.ts";
 import { noGrad } from "../engine/autograd.ts";
@@ -96,7 +97,10 @@ export interface TrainOptions {
   onStep?(info: StepInfo): void | Promise<void>;
   /** Called at every evalInterval iteration and at the last one. */
   onEval?(info: EvalInfo): void | Promise<void>;
-  /** Stop at the next iteration boundary when aborted (the result can still be checkpointed). */
+  /**
+   * Stop when aborted: after the step in progress, or between the batches of an evaluation
+   * (abandoned; a resumed run redoes it). The result can still be checkpointed.
+   */
   signal?: AbortSignal;
 }
 
@@ -168,10 +172,23 @@ async function samplers(
   };
 }
 
-/** Mean loss over `n` batches of `src`, summed on the device and read back once. */
-async function estimateLoss(model: LanguageModel, src: BatchSource, n: number, be: Backend) {
+/**
+ * Mean loss over `n` batches of `src`, summed on the device and read back once; null when
+ * `signal` aborts between batches (the evaluation is abandoned).
+ */
+async function estimateLoss(
+  model: LanguageModel,
+  src: BatchSource,
+  n: number,
+  be: Backend,
+  signal?: AbortSignal,
+): Promise<number | null> {
   let total: Tensor | null = null;
   for (let k = 0; k < n; k++) {
+    if (signal?.aborted) {
+      total?.dispose();
+      return null;
+    }
     const batch = src.next();
     const next: Tensor = tidy(() =>
       noGrad(() => {
@@ -225,7 +242,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
   const params = model.parameters();
   let iter = r?.iteration ?? 0;
   let bestValLoss = r?.bestValLoss ?? Infinity;
-  let skipEval = r?.metadata.eval_done === "1";
+  const skipEval = r?.metadata.eval_done === "1";
   const snapshot = (evalDone: boolean) =>
     saveCheckpoint(model, {
       optimizer: opt,
@@ -243,16 +260,29 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
     });
   let lastLog = performance.now();
   let lastLogIter = iter;
+  let evalDoneAt = skipEval ? iter : -1; // the iteration whose evaluation has run
   for (; iter < tc.maxIters; iter++) {
     if (opts.signal?.aborted) break;
     const { lr, weightDecay } = scheduleAt(iter, schedule);
     opt.lr = lr;
     if (weightDecay !== undefined) opt.weightDecay = weightDecay;
-    if ((iter % tc.evalInterval === 0 || iter === tc.maxIters - 1) && !skipEval) {
+    if ((iter % tc.evalInterval === 0 || iter === tc.maxIters - 1) && evalDoneAt !== iter) {
+      const evalStreams = [src.evalTrain.gen, src.val.gen];
+      const before = evalStreams.map((g) => g.offset);
       model.eval();
-      const trainLoss = await estimateLoss(model, src.evalTrain, tc.evalIters, be);
-      const valLoss = await estimateLoss(model, src.val, tc.evalIters, be);
+      const trainLoss = await estimateLoss(model, src.evalTrain, tc.evalIters, be, opts.signal);
+      const valLoss = trainLoss === null
+        ? null
+        : await estimateLoss(model, src.val, tc.evalIters, be, opts.signal);
       model.train();
+      // An abandoned evaluation, or the extra one at the last iteration (not on the interval),
+      // leaves the eval streams where they were: a run resumed and extended past this point
+      // draws the same eval batches as one that never stopped here.
+      if (valLoss === null || iter % tc.evalInterval !== 0) {
+        evalStreams.forEach((g, i) => (g.offset = before[i]));
+      }
+      if (trainLoss === null || valLoss === null) break; // aborted mid-evaluation
+      evalDoneAt = iter;
       const improved = valLoss < bestValLoss;
       if (improved) bestValLoss = valLoss;
       await opts.onEval?.({
@@ -264,8 +294,8 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
         bestValLoss,
         checkpoint: () => snapshot(true),
       });
+      if (opts.signal?.aborted) break; // stopped during the evaluation: skip the step
     }
-    skipEval = false;
     const log = iter % tc.logInterval === 0 || iter === tc.maxIters - 1;
     const out = tidy(() => {
       const { loss } = model.forward(...idsOf(src.train.next(), T, be));
@@ -292,6 +322,6 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
     iteration: iter,
     bestValLoss,
     stopped: iter < tc.maxIters ? "aborted" : "finished",
-    checkpoint: () => snapshot(false),
+    checkpoint: () => snapshot(evalDoneAt === iter),
   };
 }

@@ -4,7 +4,7 @@
 // both halves. Tables are built once on the host in float64 for blockSize positions.
 
 import type { Backend } from "../engine/backend.ts";
-import { fromArray } from "../engine/creation.ts";
+import { fromArray, zeros } from "../engine/creation.ts";
 import type { DType } from "../engine/dtype.ts";
 import type { Tensor } from "../engine/tensor.ts";
 import { add, cat, mul, narrow, neg } from "../kernels/mod.ts";
@@ -22,6 +22,13 @@ export class Rope extends Module {
     super();
     if (headSize % 2 !== 0) throw new RangeError(`Rope: headSize must be even, got ${headSize}`);
     const half = headSize / 2;
+    const dtype = opts.dtype ?? "f32";
+    if (opts.backend?.traits.virtual) {
+      // Shapes only (the meta backend): no tables to compute.
+      this.addBuffer("cos", zeros([blockSize, headSize], { backend: opts.backend, dtype }));
+      this.addBuffer("sin", zeros([blockSize, headSize], { backend: opts.backend, dtype }));
+      return;
+    }
     const cos = new Float64Array(blockSize * headSize);
     const sin = new Float64Array(blockSize * headSize);
     for (let t = 0; t < blockSize; t++) {
@@ -33,7 +40,6 @@ export class Rope extends Module {
         }
       }
     }
-    const dtype = opts.dtype ?? "f32";
     const make = (a: Float64Array) =>
       fromArray(dtype === "f64" ? a : Float32Array.from(a), [blockSize, headSize], {
         backend: opts.backend,

@@ -1,7 +1,10 @@
 // safetensors files, bytes in and bytes out (https://github.com/huggingface/safetensors): an
 // 8-byte little-endian header length N, N bytes of UTF-8 JSON naming each tensor's dtype, shape
 // and [begin, end) byte range, then the raw little-endian data. Readers never trust the file:
-// every field is checked before a byte is copied, and each failure is one `SafetensorsError`.
+// every field is checked before a byte is copied (the tensors must tile the data section exactly,
+// no JSON key may repeat), and each failure is one `SafetensorsError` (a CheckpointError).
+
+import { CheckpointError } from "../engine/errors.ts";
 
 /** Element types this module reads; F16, BF16 and I64 are converted when read. */
 export type SafeDType = "F32" | "I32" | "U8" | "U32" | "F16" | "BF16" | "F64" | "I64";
@@ -19,7 +22,7 @@ export interface NamedArray {
 }
 
 /** A safetensors file (or a tensor given to the writer) is malformed; says what and where. */
-export class SafetensorsError extends Error {
+export class SafetensorsError extends CheckpointError {
   /** Always "SafetensorsError". */
   override name = "SafetensorsError";
 }
@@ -161,16 +164,7 @@ export function readSafetensors(
     if (name === "__metadata__") metadata = parseMetadata(header[name]);
     else entries.push(parseEntry(name, header[name], dataLen));
   }
-  const sorted = [...entries].sort((a, b) => a.begin - b.begin || a.end - b.end);
-  for (let i = 1; i < sorted.length; i++) {
-    const [p, c] = [sorted[i - 1], sorted[i]];
-    if (c.begin < p.end) {
-      fail(
-        `tensor ${q(c.name)} data_offsets [${c.begin}, ${c.end}] overlap tensor ${q(p.name)} ` +
-          `[${p.begin}, ${p.end}]`,
-      );
-    }
-  }
+  checkCoverage(entries, dataLen);
   // Object.prototype is safe here: '__proto__', the one key assignment treats specially, was
   // rejected above. Plain objects keep results comparable with ordinary literals in tests.
   const tensors: Record<string, NamedArray> = {};
@@ -205,7 +199,81 @@ function parseHeader(bytes: Uint8Array): { header: Record<string, unknown>; data
     fail(`header is not valid JSON (${why})`);
   }
   if (!isPlainObject(header)) fail("header is not a JSON object");
+  const dup = duplicateKey(text);
+  if (dup !== null) fail(`header repeats the key ${q(dup)} (JSON readers disagree on which wins)`);
   return { header, dataStart };
+}
+
+/**
+ * The first key that appears twice in one JSON object of `text` (already valid JSON), or null.
+ * JSON.parse keeps the last, other readers the first: a file that says two things is refused.
+ */
+export function duplicateKey(text: string): string | null {
+  const stack: (Set<string> | null)[] = []; // one entry per open object (a key set) or array
+  let expectKey = false;
+  for (let i = 0; i < text.length; i++) {
+    const ch = text.charCodeAt(i);
+    if (ch === 0x7b) { // {
+      stack.push(new Set());
+      expectKey = true;
+    } else if (ch === 0x5b) { // [
+      stack.push(null);
+    } else if (ch === 0x7d || ch === 0x5d) { // } ]
+      stack.pop();
+      expectKey = false;
+    } else if (ch === 0x2c) { // ,
+      expectKey = stack[stack.length - 1] instanceof Set;
+    } else if (ch === 0x22) { // "
+      let j = i + 1;
+      let escaped = false;
+      for (let c = text.charCodeAt(j); c !== 0x22; c = text.charCodeAt(j)) {
+        if (c === 0x5c) escaped = true;
+        j += c === 0x5c ? 2 : 1; // a backslash escapes the next character
+      }
+      if (expectKey) {
+        const raw = text.slice(i, j + 1);
+        const key: string = escaped ? JSON.parse(raw) : raw.slice(1, -1);
+        const keys = stack[stack.length - 1]!;
+        if (keys.has(key)) return key;
+        keys.add(key);
+        expectKey = false;
+      }
+      i = j;
+    }
+  }
+  return null;
+}
+
+/**
+ * The tensors' byte ranges must tile the data section exactly, as the reference reader demands:
+ * no overlaps, no gaps (a shifted header start shows up as one), no bytes after the last tensor.
+ */
+function checkCoverage(entries: Entry[], dataLen: number): void {
+  const sorted = [...entries].sort((a, b) => a.begin - b.begin || a.end - b.end);
+  let at = 0;
+  let prev: Entry | null = null;
+  for (const e of sorted) {
+    if (e.begin < at) {
+      fail(
+        `tensor ${q(e.name)} data_offsets [${e.begin}, ${e.end}] overlap tensor ${q(prev!.name)} ` +
+          `[${prev!.begin}, ${prev!.end}]`,
+      );
+    }
+    if (e.begin > at) {
+      fail(
+        `bytes [${at}, ${e.begin}) of the data section belong to no tensor (before tensor ` +
+          `${q(e.name)}); the header or the data is damaged`,
+      );
+    }
+    at = e.end;
+    prev = e;
+  }
+  if (at !== dataLen) {
+    fail(
+      `the data section holds ${dataLen} bytes but the tensors cover ${at}: ${dataLen - at} ` +
+        `trailing bytes (a wrong header size, or a damaged file)`,
+    );
+  }
 }
 
 function parseMetadata(raw: unknown): Record<string, string> {

@@ -2,6 +2,7 @@
 // (tensors or host arrays), the error naming what did not fit, and the in-place copy of a value
 // into a parameter's storage (same backend: a device copy; CPU tensors or host data: a write).
 
+import { CheckpointError } from "../engine/errors.ts";
 import { CpuStorage } from "../engine/cpu/backend.ts";
 import { allocArray, type DType, type TypedArray } from "../engine/dtype.ts";
 import { launch } from "../engine/op.ts";
@@ -20,7 +21,7 @@ export interface HostArray {
 export type StateValue = Tensor | HostArray;
 
 /** A state dict did not match the model: lists the missing, unexpected and mis-shaped names. */
-export class StateDictError extends Error {
+export class StateDictError extends CheckpointError {
   /** Always "StateDictError". */
   override name = "StateDictError";
 }

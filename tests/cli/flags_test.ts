@@ -104,6 +104,7 @@ Deno.test("train: every flag parses to its typed value", () => {
     ...["--wandb-project", "p", "--seed", "7", "--verbose", "2", "--log-interval", "5"],
     ...["--model", "gpt", "--tokenizer", "char", "--dataset", "x.txt", "--vocab-size", "70"],
     ...["--out-dir", "o", "--resume", "--backend", "cpu", "--grad-clip", "0", "--bias", "false"],
+    ...["--overwrite"],
     ...["--pos", "rope", "--beta1", "0.8", "--beta2", "0.99", "--schedule", "bitnet"],
   ];
   const c = train(argv);
@@ -135,6 +136,7 @@ Deno.test("train: every flag parses to its typed value", () => {
     vocabSize: 70,
     outDir: "o",
     resume: true,
+    overwrite: true,
     backend: "cpu",
     gradClip: 0,
     bias: false,
@@ -267,6 +269,7 @@ Deno.test("generate: defaults equal the original's, every flag parses", () => {
     ...["--prompt", "ROMEO:", "--num-samples", "3", "--max-new-tokens", "40"],
     ...["--temperature", "0.8", "--top-k", "5", "--top-p", "0.9", "--seed", "9"],
     ...["--out-dir", "o", "--backend", "webgpu", "--chat", "--ternary", "false", "--verbose", "1"],
+    ...["--allow-non-finite"],
   ];
   deepStrictEqual(gen(argv), {
     prompt: "ROMEO:",
@@ -281,6 +284,7 @@ Deno.test("generate: defaults equal the original's, every flag parses", () => {
     chat: true,
     ternary: false,
     verbose: 1,
+    allowNonFinite: true,
   });
   const given = new Set(argv.filter((a) => a.startsWith("--")).map((a) => a.slice(2)));
   for (const s of GENERATE_FLAGS) ok(given.has(s.name), `untested --${s.name}`);

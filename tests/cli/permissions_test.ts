@@ -6,7 +6,7 @@ import { taskPermissions } from "./cli_util.ts";
 
 const README = await Deno.readTextFile(new URL("../../README.md", import.meta.url));
 
-Deno.test("generate asks only to read; train scopes env and net and may start only deno", () => {
+Deno.test("generate asks only to read; train scopes env, net, sys and may start only deno", () => {
   deepStrictEqual(taskPermissions("generate"), ["--allow-read"]);
   deepStrictEqual(taskPermissions("train"), [
     "--allow-read",
@@ -14,6 +14,7 @@ Deno.test("generate asks only to read; train scopes env and net and may start on
     "--allow-env=BITGPT_DATA_DIR,WANDB_API_KEY",
     "--allow-net=raw.githubusercontent.com",
     "--allow-run=deno",
+    "--allow-sys=systemMemoryInfo",
   ]);
 });
 

@@ -1,0 +1,146 @@
+// The start of `train`, before any work: the flags (a preset's values, then explicit ones; on
+// --resume the run's saved config.json and the checkpoint's architecture under them), the run
+// directory checked and prepared (cli/run_dir.ts), the backend, and the checkpoint to continue:
+// the newest that loads.
+
+import type { Backend } from "../engine/backend.ts";
+import { useBackend } from "../engine/device.ts";
+import type { LoadedCheckpoint } from "../models/checkpoint.ts";
+import { getPreset, PRESET_NAMES } from "../models/presets.ts";
+import {
+  type ReadCheckpoint,
+  readCheckpoint,
+  resumePaths,
+  RUN_CONFIG_FILE,
+} from "./checkpoints.ts";
+import { CheckpointError } from "./errors.ts";
+import { joinPath } from "./files.ts";
+import {
+  FlagError,
+  parseTrainArgs,
+  TRAIN_DEFAULTS,
+  type TrainConfig,
+  validateTrain,
+} from "./flags.ts";
+import { prepareRunDir } from "./run_dir.ts";
+
+/** The CLI config fields that fix the architecture (a resumed run cannot change them). */
+const ARCH_KEYS = [
+  "model",
+  "tokenizer",
+  "vocabSize",
+  "blockSize",
+  "nLayer",
+  "nHead",
+  "nEmbd",
+  "dropout",
+  "bias",
+  "pos",
+] as const;
+
+/** A models preset as train flags (its vocabSize is left to the tokenizer). */
+export function presetFlags(name: string): Partial<TrainConfig> {
+  if (!PRESET_NAMES.includes(name)) {
+    throw new FlagError(`--preset: unknown preset '${name}' (known: ${PRESET_NAMES.join(", ")})`);
+  }
+  const { model, train } = getPreset(name);
+  const { vocabSize: _vocab, ...arch } = model;
+  const { learningRate, ...rest } = train;
+  const out: Record<string, unknown> = { ...arch, ...rest };
+  if (learningRate !== undefined) out.lr = learningRate;
+  for (const k of Object.keys(out)) if (!Object.hasOwn(TRAIN_DEFAULTS, k)) delete out[k];
+  return out as Partial<TrainConfig>;
+}
+
+/** The flags a run saved in its config.json: known flags of the flag's type only (may be {}). */
+async function savedFlags(outDir: string): Promise<Partial<TrainConfig>> {
+  const saved: Record<string, unknown> = {};
+  try {
+    const json = JSON.parse(await Deno.readTextFile(joinPath(outDir, RUN_CONFIG_FILE)));
+    // The file is ours (cli/run_dir.ts checked), but may have been edited.
+    for (const [k, v] of Object.entries(json)) {
+      const d = (TRAIN_DEFAULTS as Record<string, unknown>)[k];
+      if (d !== undefined && typeof v === typeof d) saved[k] = v;
+    }
+  } catch {
+    // no config.json (a checkpoint from elsewhere): defaults plus what the checkpoint says
+  }
+  return saved as Partial<TrainConfig>;
+}
+
+/** The flags a resumed run uses: its config.json, the checkpoint's architecture, explicit flags. */
+function resumeConfig(
+  outDir: string,
+  saved: Partial<TrainConfig>,
+  explicit: Partial<TrainConfig>,
+  ckpt: LoadedCheckpoint,
+): TrainConfig {
+  const fromCkpt: Partial<TrainConfig> = { model: ckpt.kind, ...ckpt.config };
+  const tokKind = ckpt.tokenizer ? JSON.parse(ckpt.tokenizer).kind : undefined;
+  if (tokKind) fromCkpt.tokenizer = tokKind;
+  for (const k of ARCH_KEYS) {
+    const want = explicit[k];
+    const have = fromCkpt[k];
+    if (want !== undefined && have !== undefined && want !== have && k !== "vocabSize") {
+      throw new FlagError(
+        `--${k.replace(/[A-Z]/g, (m) => "-" + m.toLowerCase())} ${want} does not match the ` +
+          `checkpoint in '${outDir}' (${have}); drop the flag to resume, or use a new --out-dir`,
+      );
+    }
+  }
+  const c = { ...TRAIN_DEFAULTS, ...saved, ...fromCkpt, ...explicit, resume: true } as TrainConfig;
+  c.vocabSize = ckpt.config.vocabSize;
+  c.outDir = outDir; // write where we read, whatever the saved config.json says
+  validateTrain(c);
+  return c;
+}
+
+/**
+ * The flags of this run (merged with the saved run's on --resume) and its checkpoint, after
+ * checking the run directory.
+ */
+export async function setup(argv: readonly string[]) {
+  const parsed = parseTrainArgs(argv, presetFlags);
+  if (parsed.help) return { help: parsed.text } as const;
+  let config = parsed.config;
+  const dir = await prepareRunDir(config.outDir, {
+    resume: config.resume,
+    overwrite: config.overwrite,
+    configKeys: Object.keys(TRAIN_DEFAULTS),
+  });
+  if (dir.removedTemps.length) {
+    console.error(
+      `note: removed ${dir.removedTemps.length} temporary file(s) of an earlier, ` +
+        `killed write in '${config.outDir}'`,
+    );
+  }
+  if (dir.replaced.length) {
+    console.error(`note: --overwrite: removed the earlier run's ${dir.replaced.join(", ")}`);
+  }
+  // A resumed run keeps its backend unless --backend says otherwise (the CPU and WebGPU do
+  // not round alike: a run continued elsewhere is not the run it continues).
+  const saved = config.resume ? await savedFlags(config.outDir) : {};
+  const backend = await useBackend(parsed.explicit.backend ?? saved.backend ?? config.backend);
+  let resume: ReadCheckpoint | undefined;
+  if (config.resume) {
+    const { path, ckpt } = await newestCheckpoint(config.outDir, backend);
+    resume = ckpt;
+    config = resumeConfig(config.outDir, saved, parsed.explicit, resume);
+    console.log(`resuming from ${path}`);
+  }
+  return { config, backend, resume, createdDir: dir.created } as const;
+}
+
+/** The newest checkpoint of a run that loads; an unusable newer one is skipped, saying why. */
+async function newestCheckpoint(outDir: string, backend: Backend) {
+  const paths = await resumePaths(outDir);
+  for (let i = 0; i < paths.length; i++) {
+    try {
+      return { path: paths[i], ckpt: await readCheckpoint(paths[i], backend) };
+    } catch (e) {
+      if (!(e instanceof CheckpointError) || i === paths.length - 1) throw e;
+      console.error(`warning: ${e.message.split("\n")[0]}; trying ${paths[i + 1]}`);
+    }
+  }
+  throw new CheckpointError(`--resume: no usable checkpoint in '${outDir}'`);
+}
