@@ -5,6 +5,7 @@
 
 import type { Backend } from "../engine/backend.ts";
 import { loadCheckpoint, type LoadedCheckpoint } from "../models/checkpoint.ts";
+import { ConfigError, type GPTConfig } from "../models/config.ts";
 import { type Tokenizer, tokenizerFromJSON } from "../data/tokenizer.ts";
 import { GPT2_PADDED_VOCAB_SIZE, Gpt2Tokenizer } from "../data/tokenizer.ts";
 import { CheckpointError } from "./errors.ts";
@@ -53,8 +54,15 @@ export async function generatePath(outDir: string): Promise<string> {
   );
 }
 
-/** Read and load a checkpoint file; a damaged file is a one-line CheckpointError naming it. */
-export async function readCheckpoint(path: string, backend: Backend): Promise<LoadedCheckpoint> {
+/**
+ * Read and load a checkpoint file; a damaged file is a one-line CheckpointError naming it.
+ * `config` gives what a file without our metadata cannot tell (its head count).
+ */
+export async function readCheckpoint(
+  path: string,
+  backend: Backend,
+  config?: Partial<GPTConfig>,
+): Promise<LoadedCheckpoint> {
   let bytes: Uint8Array;
   try {
     bytes = await Deno.readFile(path);
@@ -62,9 +70,11 @@ export async function readCheckpoint(path: string, backend: Backend): Promise<Lo
     throw new CheckpointError(`cannot read checkpoint '${path}': ${(e as Error).message}`);
   }
   try {
-    return loadCheckpoint(bytes, { backend });
+    return loadCheckpoint(bytes, { backend, config });
   } catch (e) {
     const msg = (e as Error).message.split("\n")[0];
+    // A foreign file that needs a setting given: the message says which.
+    if (e instanceof ConfigError) throw new CheckpointError(`'${path}': ${msg}`);
     throw new CheckpointError(
       `'${path}' is not a usable checkpoint (${msg}); retrain, or restore the file`,
     );

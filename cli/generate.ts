@@ -105,7 +105,7 @@ export async function runGenerate(argv: readonly string[]): Promise<number> {
   const backend = await useBackend(c.backend);
   watchKernels(backend, (line) => console.error(line));
   const path = await generatePath(c.outDir);
-  const ckpt = await readCheckpoint(path, backend);
+  const ckpt = await readCheckpoint(path, backend, c.nHead ? { nHead: c.nHead } : {});
   const model = ckpt.model;
   try {
     const tok = checkpointTokenizer(ckpt, path);

@@ -34,6 +34,8 @@ export interface GenerateConfig {
   ternary: boolean;
   /** Config printed at start: 0 none, 1 sampling parameters, 2 all. */
   verbose: number;
+  /** Attention heads of a checkpoint that does not record them (nanoGPT, HF); 0 = the file's. */
+  nHead: number;
 }
 
 /** The original generate.py's defaults, plus ours. */
@@ -50,6 +52,7 @@ export const GENERATE_DEFAULTS: Readonly<GenerateConfig> = Object.freeze({
   chat: false,
   ternary: true,
   verbose: 0,
+  nHead: 0,
 });
 
 /** The `generate` flags, in `--help` order. */
@@ -126,6 +129,12 @@ export const GENERATE_FLAGS: readonly FlagSpec<GenerateConfig>[] = [
     name: "verbose",
     kind: { type: "int", min: 0, max: 2 },
     help: "config printed at start: 0 none, 1 sampling, 2 all",
+  },
+  {
+    key: "nHead",
+    name: "n-head",
+    kind: NON_NEG_INT,
+    help: "attention heads of a nanoGPT or Hugging Face file, which does not record them",
   },
 ];
 

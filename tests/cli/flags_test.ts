@@ -267,6 +267,7 @@ Deno.test("generate: defaults equal the original's, every flag parses", () => {
     ...["--prompt", "ROMEO:", "--num-samples", "3", "--max-new-tokens", "40"],
     ...["--temperature", "0.8", "--top-k", "5", "--top-p", "0.9", "--seed", "9"],
     ...["--out-dir", "o", "--backend", "webgpu", "--chat", "--ternary", "false", "--verbose", "1"],
+    ...["--n-head", "3"],
   ];
   deepStrictEqual(gen(argv), {
     prompt: "ROMEO:",
@@ -281,6 +282,7 @@ Deno.test("generate: defaults equal the original's, every flag parses", () => {
     chat: true,
     ternary: false,
     verbose: 1,
+    nHead: 3,
   });
   const given = new Set(argv.filter((a) => a.startsWith("--")).map((a) => a.slice(2)));
   for (const s of GENERATE_FLAGS) ok(given.has(s.name), `untested --${s.name}`);
