@@ -14,6 +14,7 @@ import { describeGenerateConfig, type GenerateConfig, parseGenerateArgs } from "
 import { runChat } from "./chat.ts";
 import { useTernaryFile } from "./ternary_file.ts";
 import { watchKernels } from "./progress.ts";
+import { startCliProfile } from "./profile.ts";
 
 /** The separator the original prints after each sample. */
 export const SAMPLE_SEPARATOR = "---------------";
@@ -133,7 +134,12 @@ export async function runGenerate(argv: readonly string[]): Promise<number> {
     }
     try {
       const out = new Output();
-      return c.chat ? await runChat(model, tok, c, out) : await runSamples(model, tok, c, out);
+      const profile = startCliProfile(c.profile);
+      const code = c.chat
+        ? await runChat(model, tok, c, out)
+        : await runSamples(model, tok, c, out);
+      await profile?.finish(c.outDir, (line) => console.error(line));
+      return code;
     } finally {
       packed?.dispose();
       if (packedAtLoad) model.dequantize();

@@ -34,6 +34,7 @@ import { lossPlotSvg } from "./plot.ts";
 import { formatDuration, Progress, watchKernels } from "./progress.ts";
 import { openWandb, type RemoteLog } from "./wandb.ts";
 import { writeTernaryFile } from "./ternary_file.ts";
+import { startCliProfile } from "./profile.ts";
 
 /** The CLI config fields that fix the architecture (a resumed run cannot change them). */
 const ARCH_KEYS = [
@@ -119,6 +120,7 @@ async function resumeConfig(
     }
   }
   const c = { ...TRAIN_DEFAULTS, ...saved, ...fromCkpt, ...explicit, resume: true } as TrainConfig;
+  c.profile = explicit.profile ?? false; // profiling is asked for per invocation, never resumed
   c.vocabSize = ckpt.config.vocabSize;
   validateTrain(c);
   return c;
@@ -334,6 +336,7 @@ async function runLoop(
     // In a terminal the live line wants frequent updates: read the loss back every <= 10 steps.
     const lib = libTrainConfig(c);
     if (s.progress.isTTY) lib.logInterval = Math.min(c.logInterval, 10);
+    const profile = startCliProfile(c.profile);
     result = await train({
       model: s.model,
       config: mconfig,
@@ -345,6 +348,7 @@ async function runLoop(
       onEval: (i) => onEval(s, i),
       signal: s.stop.signal,
     });
+    await profile?.finish(c.outDir, (line) => s.progress.log(line, stdout));
   } catch (e) {
     s.model.dispose();
     throw e;

@@ -7,6 +7,7 @@
 
 import { noGrad } from "../engine/autograd.ts";
 import { fromArray } from "../engine/creation.ts";
+import { beginStep, endStep } from "../engine/profile.ts";
 import { defaultGenerator, Generator } from "../engine/random.ts";
 import { keep, tidy } from "../engine/scope.ts";
 import { Tensor } from "../engine/tensor.ts";
@@ -110,6 +111,7 @@ export async function* generateStream(
   };
   try {
     for (let step = 0; step < maxNewTokens; step++) {
+      beginStep("token"); // a profile's step: one token (the first one with the prompt)
       const next = tidy(() =>
         noGrad(() => {
           let input: Tensor;
@@ -139,6 +141,7 @@ export async function* generateStream(
       pending.push(next);
       const due = pending.length >= chunkTokens || performance.now() - lastRead >= chunkMs;
       if (due || step === maxNewTokens - 1) yield await flush();
+      endStep();
     }
   } finally {
     for (const t of pending) t.dispose();
