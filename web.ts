@@ -53,6 +53,22 @@ export type {
 } from "./engine/backend.ts";
 export type { OpDef } from "./engine/op.ts";
 export type { DType, TypedArray } from "./engine/dtype.ts";
+export {
+  beginStep,
+  endStep,
+  isProfiling,
+  profile,
+  startProfile,
+  stopProfile,
+} from "./engine/profile.ts";
+export type {
+  KernelStat,
+  OpStat,
+  ProfileOptions,
+  ProfileReport,
+  StepStat,
+  TraceEvent,
+} from "./engine/profile.ts";
 export { Generator, manualSeed } from "./engine/random.ts";
 export type { DrawPosition } from "./engine/random.ts";
 export {

@@ -7,6 +7,7 @@
 import type { Backend } from "../engine/backend.ts";
 import { loadCheckpoint, type LoadedCheckpoint } from "../models/checkpoint.ts";
 import { MAX_HEADER_BYTES } from "../nn/safetensors.ts";
+import { ConfigError, type GPTConfig } from "../models/config.ts";
 import { type Tokenizer, tokenizerFromJSON } from "../data/tokenizer.ts";
 import { GPT2_PADDED_VOCAB_SIZE, Gpt2Tokenizer } from "../data/tokenizer.ts";
 import { CheckpointError } from "./errors.ts";
@@ -104,11 +105,14 @@ export async function generatePath(outDir: string): Promise<string> {
 /** A checkpoint read from a file: what it holds, and the SHA-256 of its bytes (hex). */
 export type ReadCheckpoint = LoadedCheckpoint & { sha256: string };
 
-/** Read and load a checkpoint file; a damaged file is a one-line CheckpointError naming it. */
+/**
+ * Read and load a checkpoint file; a damaged file is a one-line CheckpointError naming it.
+ * `config` gives what a file without our metadata cannot tell (its head count).
+ */
 export async function readCheckpoint(
   path: string,
   backend: Backend,
-  o: { allowNonFinite?: boolean } = {},
+  o: { allowNonFinite?: boolean; config?: Partial<GPTConfig> } = {},
 ): Promise<ReadCheckpoint> {
   let bytes: Uint8Array;
   try {
@@ -118,10 +122,14 @@ export async function readCheckpoint(
   }
   let ckpt: LoadedCheckpoint;
   try {
-    ckpt = loadCheckpoint(bytes, { backend, allowNonFinite: o.allowNonFinite });
+    ckpt = loadCheckpoint(bytes, { backend, allowNonFinite: o.allowNonFinite, config: o.config });
   } catch (e) {
+    const msg = (e as Error).message.split("\n")[0];
+    // A foreign file that needs a setting given: the message says which.
+    if (e instanceof ConfigError || (e as Error).cause instanceof ConfigError) {
+      throw new CheckpointError(`'${path}': ${msg}`);
+    }
     if (!(e instanceof CheckpointError)) throw e;
-    const msg = e.message.split("\n")[0];
     throw new CheckpointError(
       `'${path}' is not a usable checkpoint (${msg}); retrain, or restore the file`,
     );

@@ -80,6 +80,8 @@ export interface TrainConfig {
   beta2: number;
   /** LR schedule: nanoGPT's cosine, or BitNet b1.58's two-stage (weight decay 0.1, then 0). */
   schedule: "cosine" | "bitnet";
+  /** Record where time goes: a table at the end and <out-dir>/trace.json (cli/profile.ts). */
+  profile: boolean;
 }
 
 /** The original's defaults, plus ours for the flags it did not have. */
@@ -119,6 +121,7 @@ export const TRAIN_DEFAULTS: Readonly<TrainConfig> = Object.freeze({
   beta1: 0.9,
   beta2: 0.95,
   schedule: "cosine",
+  profile: false,
 });
 
 const POS_INT = { type: "int", min: 1 } as const;
@@ -316,6 +319,12 @@ export const TRAIN_FLAGS: readonly FlagSpec<TrainConfig>[] = [
     kind: { type: "choice", choices: ["cosine", "bitnet"] },
     help: "LR schedule: nanoGPT cosine, or BitNet b1.58 two-stage",
     tunable: true,
+  },
+  {
+    key: "profile",
+    name: "profile",
+    kind: { type: "bool" },
+    help: "time per op and kernel: a table at the end and <out-dir>/trace.json (short runs)",
   },
 ];
 

@@ -15,6 +15,7 @@ import { describeGenerateConfig, type GenerateConfig, parseGenerateArgs } from "
 import { runChat } from "./chat.ts";
 import { useTernaryFile } from "./ternary_file.ts";
 import { watchKernels } from "./progress.ts";
+import { startCliProfile } from "./profile.ts";
 
 /** The separator the original prints after each sample. */
 export const SAMPLE_SEPARATOR = "---------------";
@@ -121,7 +122,10 @@ export async function runGenerate(argv: readonly string[]): Promise<number> {
   const backend = await useBackend(c.backend);
   watchKernels(backend, (line) => console.error(line));
   const path = await generatePath(c.outDir);
-  const ckpt = await readCheckpoint(path, backend, { allowNonFinite: c.allowNonFinite });
+  const ckpt = await readCheckpoint(path, backend, {
+    allowNonFinite: c.allowNonFinite,
+    config: c.nHead ? { nHead: c.nHead } : undefined,
+  });
   const model = ckpt.model;
   try {
     const tok = checkpointTokenizer(ckpt, path);
@@ -149,7 +153,12 @@ export async function runGenerate(argv: readonly string[]): Promise<number> {
     }
     try {
       const out = new Output();
-      return c.chat ? await runChat(model, tok, c, out) : await runSamples(model, tok, c, out);
+      const profile = startCliProfile(c.profile);
+      const code = c.chat
+        ? await runChat(model, tok, c, out)
+        : await runSamples(model, tok, c, out);
+      await profile?.finish(c.outDir, (line) => console.error(line));
+      return code;
     } finally {
       packed?.dispose();
       if (packedAtLoad) model.dequantize();

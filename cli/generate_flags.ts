@@ -36,6 +36,10 @@ export interface GenerateConfig {
   verbose: number;
   /** Load a checkpoint whose weights hold NaN or ±Infinity instead of refusing it. */
   allowNonFinite: boolean;
+  /** Attention heads of a checkpoint that does not record them (nanoGPT, HF); 0 = the file's. */
+  nHead: number;
+  /** Record where time goes: a table at the end and <out-dir>/trace.json (cli/profile.ts). */
+  profile: boolean;
 }
 
 /** The original generate.py's defaults, plus ours. */
@@ -53,6 +57,8 @@ export const GENERATE_DEFAULTS: Readonly<GenerateConfig> = Object.freeze({
   ternary: true,
   verbose: 0,
   allowNonFinite: false,
+  nHead: 0,
+  profile: false,
 });
 
 /** The `generate` flags, in `--help` order. */
@@ -135,6 +141,18 @@ export const GENERATE_FLAGS: readonly FlagSpec<GenerateConfig>[] = [
     name: "allow-non-finite",
     kind: { type: "bool" },
     help: "load weights holding NaN or Infinity instead of refusing the checkpoint",
+  },
+  {
+    key: "nHead",
+    name: "n-head",
+    kind: NON_NEG_INT,
+    help: "attention heads of a nanoGPT or Hugging Face file, which does not record them",
+  },
+  {
+    key: "profile",
+    name: "profile",
+    kind: { type: "bool" },
+    help: "time per op and kernel: a table at the end, and <out-dir>/trace.json if writable",
   },
 ];
 

@@ -26,6 +26,7 @@ import { formatDuration, Progress, watchKernels } from "./progress.ts";
 import { openWandb, type RemoteLog } from "./wandb.ts";
 import { writeTernaryFile } from "./ternary_file.ts";
 import { setup } from "./train_setup.ts";
+import { startCliProfile } from "./profile.ts";
 
 export { presetFlags } from "./train_setup.ts";
 
@@ -254,6 +255,7 @@ async function runLoop(
     // In a terminal the live line wants frequent updates: read the loss back every <= 10 steps.
     const lib = libTrainConfig(c);
     if (s.progress.isTTY) lib.logInterval = Math.min(c.logInterval, 10);
+    const profile = startCliProfile(c.profile);
     try {
       result = await train({
         model: s.model,
@@ -272,6 +274,7 @@ async function runLoop(
     } finally {
       s.progress.finish();
     }
+    await profile?.finish(c.outDir, (line) => s.progress.log(line, stdout));
     return await finish(s, result, t0, startIter, interrupts.signal.aborted);
   } finally {
     interrupts.close(); // after the final save: a separate Ctrl-C during it still quits

@@ -91,6 +91,7 @@ function resumeConfig(
   const c = { ...TRAIN_DEFAULTS, ...saved, ...fromCkpt, ...explicit, resume: true } as TrainConfig;
   c.vocabSize = ckpt.config.vocabSize;
   c.outDir = outDir; // write where we read, whatever the saved config.json says
+  c.profile = explicit.profile ?? false; // profiling is asked for per invocation, never resumed
   validateTrain(c);
   return c;
 }

@@ -5,6 +5,7 @@
 
 import type { Tensor } from "./tensor.ts";
 import { keep } from "./scope.ts";
+import { activeProfile } from "./profile.ts";
 import { engineOps } from "./registry.ts";
 
 let gradEnabled = true;
@@ -106,6 +107,9 @@ export function backward(root: Tensor, grad?: Tensor): void {
   };
   const wasEnabled = gradEnabled;
   gradEnabled = false; // the backward math is not itself recorded
+  const prof = activeProfile;
+  const t0 = prof?.now() ?? 0;
+  prof?.backward(true); // the ops below are reported as the backward pass's
   try {
     accumulate(root, grad ?? full(root.shape, 1, root));
     for (let k = order.length - 1; k >= 0; k--) {
@@ -155,5 +159,9 @@ export function backward(root: Tensor, grad?: Tensor): void {
   } finally {
     gradEnabled = wasEnabled;
     for (const g of grads.values()) if (g !== grad && holders.has(g)) g.dispose();
+    if (prof) {
+      prof.backward(false);
+      prof.span({ name: "backward", cat: "phase", start: t0, dur: prof.now() - t0 });
+    }
   }
 }

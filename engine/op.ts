@@ -6,11 +6,14 @@
 // marked `saved` are kept for the backward only (freed with the node); `grad: false` outputs
 // carry no gradient. Launches whose arguments exceed one binding of the device are cut into
 // pieces by the kernel's split rule (or refused with the sizes): limits are the engine's.
+// While a profile records (profile.ts), ops and launches are timed; otherwise they test one
+// binding each.
 
 import type { ArgInfo, Backend, BoundArg, Kernel, LaunchPiece } from "./backend.ts";
 import { byteSize, type DType, isFloat } from "./dtype.ts";
 import { isGradEnabled } from "./autograd.ts";
 import { DeviceLimitError, fmtShape } from "./errors.ts";
+import { activeProfile } from "./profile.ts";
 import { engineOps } from "./registry.ts";
 import { sizeOf } from "./shape.ts";
 import { StorageRef, Tensor } from "./tensor.ts";
@@ -200,7 +203,10 @@ function run<P>(op: OpDef<P>, inputs: Tensor[], params: P): { all: Tensor[]; spe
 
 /** Apply `op` and return all its outputs but the saved ones (the tape node covers them all). */
 export function applyAll<P>(op: OpDef<P>, inputs: Tensor[], params: P): Tensor[] {
-  const { all, specs } = run(op, inputs, params);
+  const prof = activeProfile;
+  const { all, specs } = prof === null
+    ? run(op, inputs, params)
+    : prof.op(op.name, () => run(op, inputs, params));
   const shown = all.filter((_, i) => !specs[i].saved);
   const saved = all.filter((_, i) => specs[i].saved);
   const backwardFn = op.backward;
@@ -260,6 +266,15 @@ export function spanBytes(a: ArgInfo): number {
  * more than one binding of the device runs as the pieces of the kernel's split rule.
  */
 export function launch<P>(kernel: Kernel<P>, inputs: Tensor[], outputs: Tensor[], params: P): void {
+  const prof = activeProfile;
+  if (prof === null) return launchOn(kernel, inputs, outputs, params);
+  let bytes = 0;
+  for (const t of [...inputs, ...outputs]) bytes += spanBytes(argInfo(t));
+  prof.launch(kernel.name, bytes, () => launchOn(kernel, inputs, outputs, params));
+}
+
+/** `launch` itself: one backend run, or the pieces of the kernel's split rule. */
+function launchOn<P>(kernel: Kernel<P>, inputs: Tensor[], outputs: Tensor[], params: P): void {
   const backend = sameBackend(kernel.name, [...inputs, ...outputs]);
   const ins = inputs.map(argInfo);
   const outs = outputs.map(argInfo);

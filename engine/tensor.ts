@@ -6,6 +6,7 @@ import type { DType, TypedArray } from "./dtype.ts";
 import { allocArray } from "./dtype.ts";
 import { contiguousStrides, sizeOf } from "./shape.ts";
 import { trackTensor } from "./scope.ts";
+import { activeProfile } from "./profile.ts";
 import { backward as runBackward, type Node } from "./autograd.ts";
 
 /** Storage shared by a tensor and its views; freed when the last holder lets go. */
@@ -97,7 +98,10 @@ export class Tensor {
   /** The elements in row-major order, read back from the device. */
   async data(): Promise<TypedArray> {
     this.assertAlive("data");
+    const prof = activeProfile;
+    const t0 = prof?.now() ?? 0;
     const all = await this.backend.read(this.ref.storage);
+    prof?.sync("read", t0); // the host waited for the device here
     if (this.isContiguous()) return all.slice(this.offset, this.offset + this.size);
     return gatherStrided(all, this.shape, this.strides, this.offset, this.dtype);
   }

@@ -17,6 +17,7 @@ export * from "./shape/concat.ts";
 export * from "./rows/softmax.ts";
 export * from "./sample.ts";
 export * from "./elementwise/gelu.ts";
+export * from "./elementwise/gelu_tanh.ts";
 export * from "./rows/cross_entropy.ts";
 export * from "./rows/linear_cross_entropy.ts";
 export * from "./rows/norm.ts";

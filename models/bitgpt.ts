@@ -6,14 +6,14 @@
 // scheme: transformer.h.{i}.attn.q_proj.weight, .attn.q_proj.norm.weight, …, .mlp.c_fc.weight.
 
 import type { Tensor } from "../engine/tensor.ts";
-import { add, relu } from "../kernels/mod.ts";
+import { add } from "../kernels/mod.ts";
 import { packBitLinear, type PackedBitLinear } from "../kernels/ternary/linear.ts";
 import { attend } from "../nn/attention.ts";
 import { BitLinear } from "../nn/bitlinear.ts";
 import { Dropout, Linear } from "../nn/layers.ts";
 import { Module } from "../nn/module.ts";
-import type { GPTConfig } from "./config.ts";
-import { type BlockLike, type BlockOptions, GPT, type ModelOptions } from "./gpt.ts";
+import type { Activation, GPTConfig } from "./config.ts";
+import { activate, type BlockLike, type BlockOptions, GPT, type ModelOptions } from "./gpt.ts";
 
 /** Attention with BitLinear q_proj, k_proj, v_proj and c_proj, all heads batched. */
 export class BitSelfAttention extends Module {
@@ -51,7 +51,10 @@ export class BitSelfAttention extends Module {
   }
 }
 
-/** The MLP: BitLinear C -> 4C, ReLU, BitLinear 4C -> C, dropout (the original's FeedForward). */
+/**
+ * The MLP: BitLinear C -> 4C, the activation (default ReLU), BitLinear 4C -> C, dropout (the
+ * original's FeedForward).
+ */
 export class BitMLP extends Module {
   /** Expansion [4C, C]. */
   readonly c_fc: BitLinear;
@@ -59,9 +62,12 @@ export class BitMLP extends Module {
   readonly c_proj: BitLinear;
   /** Dropout on the output. */
   readonly dropout: Dropout;
+  /** The activation between the two projections. */
+  readonly activation: Activation;
   /** Layers for `c`; `residStd` is c_proj's init std. */
   constructor(c: GPTConfig, residStd: number, o: ModelOptions) {
     super();
+    this.activation = c.activation ?? "relu";
     const init = { ...o, std: 0.02 };
     this.c_fc = this.addModule("c_fc", new BitLinear(c.nEmbd, 4 * c.nEmbd, init));
     this.c_proj = this.addModule(
@@ -72,7 +78,7 @@ export class BitMLP extends Module {
   }
   /** (B, T, C) -> (B, T, C). */
   forward(x: Tensor): Tensor {
-    const h = relu(this.c_fc.forward(x)); // (B, T, 4C)
+    const h = activate(this.c_fc.forward(x), this.activation); // (B, T, 4C)
     return this.dropout.forward(this.c_proj.forward(h));
   }
 }

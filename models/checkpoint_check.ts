@@ -114,11 +114,16 @@ function checkFields(
   raw: unknown,
   template: Record<string, unknown>,
   partial = false,
+  optional: Record<string, unknown> = {},
 ): void {
   if (!isObject(raw)) fail(`${what} is not a JSON object: ${show(raw)}`);
+  const known = { ...template, ...optional };
   for (const k of Object.keys(raw)) {
-    if (!Object.hasOwn(template, k)) {
-      fail(`${what} has an unknown field '${k}' (known: ${Object.keys(template).join(", ")})`);
+    if (!Object.hasOwn(known, k)) {
+      fail(`${what} has an unknown field '${k}' (known: ${Object.keys(known).join(", ")})`);
+    }
+    if (Object.hasOwn(optional, k) && typeof raw[k] !== typeof optional[k]) {
+      fail(`${what} field '${k}' must be a ${typeof optional[k]}, got ${show(raw[k])}`);
     }
   }
   for (const [k, t] of Object.entries(template)) {
@@ -135,7 +140,7 @@ function checkFields(
 /** The stored model config: GPTConfig's fields, each of its type, valid together. */
 export function metaConfig(raw: unknown): GPTConfig {
   if (raw === null) fail("metadata 'config' is missing");
-  checkFields("stored config", raw, { ...DEFAULT_CONFIG });
+  checkFields("stored config", raw, { ...DEFAULT_CONFIG }, false, { activation: "gelu" });
   try {
     return validateConfig({ ...(raw as unknown as GPTConfig) });
   } catch (e) {

@@ -1,5 +1,6 @@
-// Model configuration: nanoGPT's GPTConfig fields in camelCase plus the position scheme, the model
-// kind (GPT or BitGPT), and validation with one-line errors naming the bad field.
+// Model configuration: nanoGPT's GPTConfig fields in camelCase plus the position scheme, the MLP
+// activation, the model kind (GPT or BitGPT), and validation with one-line errors naming the bad
+// field.
 
 import { ConfigError } from "../engine/errors.ts";
 
@@ -24,7 +25,20 @@ export interface GPTConfig {
   bias: boolean;
   /** Position scheme: learned embeddings (`wpe`) or rotary (no `wpe`). */
   pos: "learned" | "rope";
+  /**
+   * The MLP's activation; absent: the model's own, exact "gelu" for GPT (nanoGPT's nn.GELU()),
+   * "relu" for BitGPT (the original's FeedForward). Hugging Face GPT-2 files load with
+   * "gelu_tanh" (their `gelu_new`). Left out of configs that do not set it, so checkpoints
+   * written before the field existed, and those of runs that keep the default, are unchanged.
+   */
+  activation?: Activation;
 }
+
+/** MLP activations: GELU exact (erf) or tanh-approximate (GPT-2's), or ReLU. */
+export type Activation = "gelu" | "gelu_tanh" | "relu";
+
+/** The activations, for validation and messages. */
+export const ACTIVATIONS: readonly Activation[] = ["gelu", "gelu_tanh", "relu"];
 
 /** Defaults of GPTConfig: GPT-2 small (124M) as nanoGPT. */
 export const DEFAULT_CONFIG: GPTConfig = {
@@ -60,16 +74,23 @@ export function validateConfig(c: GPTConfig): GPTConfig {
       `config: rope needs an even head size, got nEmbd / nHead = ${c.nEmbd / c.nHead}`,
     );
   }
+  if (c.activation !== undefined && !ACTIVATIONS.includes(c.activation)) {
+    throw new ConfigError(
+      `config: activation must be one of ${ACTIVATIONS.map((a) => `"${a}"`).join(", ")}, got ` +
+        JSON.stringify(c.activation),
+    );
+  }
   return c;
 }
+
+/** Every GPTConfig key: those with a default, then the optional ones. */
+const CONFIG_KEYS: readonly string[] = [...Object.keys(DEFAULT_CONFIG), "activation"];
 
 /** A full config from defaults plus overrides, validated; unknown keys are errors. */
 export function makeConfig(overrides: Partial<GPTConfig> = {}): GPTConfig {
   for (const k of Object.keys(overrides)) {
-    if (!Object.hasOwn(DEFAULT_CONFIG, k)) {
-      throw new ConfigError(
-        `config: unknown key '${k}' (known: ${Object.keys(DEFAULT_CONFIG).join(", ")})`,
-      );
+    if (!CONFIG_KEYS.includes(k)) {
+      throw new ConfigError(`config: unknown key '${k}' (known: ${CONFIG_KEYS.join(", ")})`);
     }
   }
   return validateConfig({ ...DEFAULT_CONFIG, ...overrides });

@@ -11,6 +11,7 @@
 import { UserError } from "../engine/errors.ts";
 import { noGrad } from "../engine/autograd.ts";
 import { fromArray } from "../engine/creation.ts";
+import { beginStep, endStep } from "../engine/profile.ts";
 import { defaultGenerator, Generator } from "../engine/random.ts";
 import { keep, tidy } from "../engine/scope.ts";
 import { Tensor } from "../engine/tensor.ts";
@@ -157,6 +158,7 @@ export async function* generateStream(
     );
   try {
     for (let step = 0; step < maxNewTokens; step++) {
+      beginStep("token"); // a profile's step: one token (the first one with the prompt)
       let next: [Tensor, Tensor];
       try {
         next = forwardStep();
@@ -174,6 +176,7 @@ export async function* generateStream(
       pending.push(next);
       const due = pending.length >= chunkTokens || performance.now() - lastRead >= chunkMs;
       if (due || step === maxNewTokens - 1) yield await flush();
+      endStep();
     }
   } finally {
     for (const t of pending.flat()) t.dispose();

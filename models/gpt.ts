@@ -1,6 +1,7 @@
 // GPT as nanoGPT's model.py (Radford et al. 2019, "Language Models are Unsupervised Multitask
 // Learners"), top to bottom: causal self-attention with all heads in one batched matmul (and a
-// KV cache for generation), the GELU MLP, the pre-LayerNorm block, and the model: token and
+// KV cache for generation), the MLP (exact GELU, or the activation the config names), the
+// pre-LayerNorm block, and the model: token and
 // learned position embeddings (or rotary positions), the blocks, a final LayerNorm, lm_head
 // tied to the token embedding. Init N(0, 0.02), residual projections N(0, 0.02/√(2·nLayer)).
 // Parameter names are nanoGPT's, so checkpoints load in PyTorch: transformer.wte.weight,
@@ -12,12 +13,21 @@ import { byteSize, type TypedArray } from "../engine/dtype.ts";
 import { fmtShape, ShapeError } from "../engine/errors.ts";
 import type { Generator } from "../engine/random.ts";
 import type { Tensor } from "../engine/tensor.ts";
-import { add, crossEntropy, gelu, linearCrossEntropy, narrow, reshape } from "../kernels/mod.ts";
+import {
+  add,
+  crossEntropy,
+  gelu,
+  geluTanh,
+  linearCrossEntropy,
+  narrow,
+  relu,
+  reshape,
+} from "../kernels/mod.ts";
 import { attend, KVCache, type LayerCache } from "../nn/attention.ts";
 import { Dropout, Embedding, type InitOptions, LayerNorm, Linear } from "../nn/layers.ts";
 import { Module, ModuleList } from "../nn/module.ts";
 import { Rope } from "../nn/rope.ts";
-import { type GPTConfig, validateConfig } from "./config.ts";
+import { type Activation, type GPTConfig, validateConfig } from "./config.ts";
 
 /** Options of model construction: where parameters live, how they are drawn, loss blocks. */
 export interface ModelOptions extends Omit<InitOptions, "std"> {
@@ -67,7 +77,24 @@ export class CausalSelfAttention extends Module {
   }
 }
 
-/** The MLP: C -> 4C, GELU (exact erf form, as nn.GELU()), 4C -> C, dropout. */
+/** An MLP activation applied elementwise: exact GELU, tanh-approximate GELU, or ReLU. */
+export function activate(x: Tensor, kind: Activation): Tensor {
+  switch (kind) {
+    case "gelu":
+      return gelu(x);
+    case "gelu_tanh":
+      return geluTanh(x);
+    case "relu":
+      return relu(x);
+    default:
+      return kind satisfies never;
+  }
+}
+
+/**
+ * The MLP: C -> 4C, the activation (default GELU in its exact erf form, as nn.GELU()), 4C -> C,
+ * dropout.
+ */
 export class MLP extends Module {
   /** Expansion [4C, C]. */
   readonly c_fc: Linear;
@@ -75,9 +102,12 @@ export class MLP extends Module {
   readonly c_proj: Linear;
   /** Dropout on the output. */
   readonly dropout: Dropout;
+  /** The activation between the two projections. */
+  readonly activation: Activation;
   /** Layers for `c`; `residStd` is c_proj's init std. */
   constructor(c: GPTConfig, residStd: number, o: ModelOptions) {
     super();
+    this.activation = c.activation ?? "gelu";
     const init = { ...o, bias: c.bias, std: 0.02 };
     this.c_fc = this.addModule("c_fc", new Linear(c.nEmbd, 4 * c.nEmbd, init));
     this.c_proj = this.addModule(
@@ -88,7 +118,7 @@ export class MLP extends Module {
   }
   /** (B, T, C) -> (B, T, C). */
   forward(x: Tensor): Tensor {
-    const h = gelu(this.c_fc.forward(x)); // (B, T, 4C)
+    const h = activate(this.c_fc.forward(x), this.activation); // (B, T, 4C)
     return this.dropout.forward(this.c_proj.forward(h));
   }
 }

@@ -7,5 +7,6 @@ export * from "./bitgpt.ts";
 export * from "./model.ts";
 export * from "./generate.ts";
 export * from "./checkpoint.ts";
+export { configFromHf, headReadings } from "./hf.ts";
 export * from "./train.ts";
 export * from "./params.ts";

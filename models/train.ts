@@ -10,6 +10,7 @@ import type { Backend } from "../engine/backend.ts";
 import { noGrad } from "../engine/autograd.ts";
 import { fromArray } from "../engine/creation.ts";
 import { getBackend } from "../engine/device.ts";
+import { beginStep, endStep } from "../engine/profile.ts";
 import { Generator } from "../engine/random.ts";
 import { keep, tidy } from "../engine/scope.ts";
 import type { Tensor } from "../engine/tensor.ts";
@@ -297,6 +298,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
       if (opts.signal?.aborted) break; // stopped during the evaluation: skip the step
     }
     const log = iter % tc.logInterval === 0 || iter === tc.maxIters - 1;
+    beginStep("iteration"); // a profile's step: this iteration's forward, backward, update, log
     const out = tidy(() => {
       const { loss } = model.forward(...idsOf(src.train.next(), T, be));
       loss!.backward();
@@ -315,6 +317,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
       [lastLog, lastLogIter] = [now, iter + 1];
       await opts.onStep?.({ iter, loss, lr, gradNorm, msPerIter, tokensPerIter: tc.batchSize * T });
     }
+    endStep();
   }
   return {
     model,

@@ -167,6 +167,10 @@ def read_ours(path, kind):
     c = json.loads(meta["config"])
     if c.get("pos", "learned") != "learned":
         fail(f"{path} uses pos={c['pos']!r}; the PyTorch models have learned positions only")
+    # Absent: the model's own (models/config.ts), which is what each PyTorch model computes.
+    own = {"gpt": "gelu", "bitgpt": "relu"}[kind]
+    if c.get("activation", own) != own:
+        fail(f"{path} uses activation={c['activation']!r}; the PyTorch {kind} has {own!r} only")
     weights = {k: v for k, v in tensors.items() if not k.startswith(OPT)}
     moments = {k[len(OPT):]: v for k, v in tensors.items() if k.startswith(OPT)}
     opt = json.loads(meta["optimizer"]) if "optimizer" in meta else None

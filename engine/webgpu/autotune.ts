@@ -27,6 +27,7 @@
 // end, so a program can say why its first step waits.
 
 import type { WgslLaunch } from "../backend.ts";
+import { passMs, TimestampBatch } from "./timestamps.ts";
 import { fingerprint, type TuneMemo } from "./tune_store.ts";
 
 /** A trial problem for timing: scratch buffer sizes and the launch of each candidate on it. */
@@ -375,41 +376,27 @@ export class Autotuner {
   async #round(runs: (Prepared | undefined)[], active: boolean[]): Promise<number[]> {
     const ms = new Array<number>(runs.length).fill(Infinity);
     if (this.timestamps) {
-      const count = 2 * runs.length;
-      const querySet = this.device.createQuerySet({ type: "timestamp", count });
-      const resolve = this.device.createBuffer({
-        size: 8 * count,
-        usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
-      });
-      const read = this.device.createBuffer({
-        size: 8 * count,
-        usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
-      });
+      const stamps = new TimestampBatch(this.device, runs.length);
       const enc = this.device.createCommandEncoder();
       runs.forEach((r, i) => {
         if (!active[i] || !r) return;
         // The copies sit between an empty pass that stamps the start and the dispatches' pass
         // that stamps the end, so they are timed too.
-        const begin = { querySet, beginningOfPassWriteIndex: 2 * i };
-        if (r.copies.length > 0) enc.beginComputePass({ timestampWrites: begin }).end();
+        if (r.copies.length > 0) {
+          enc.beginComputePass({ timestampWrites: stamps.writes(i, "begin") }).end();
+        }
         for (const c of r.copies) enc.copyBufferToTexture(c.src, c.dst, c.size);
-        const end = { querySet, endOfPassWriteIndex: 2 * i + 1 };
         const pass = enc.beginComputePass({
-          timestampWrites: r.copies.length > 0 ? end : { ...begin, ...end },
+          timestampWrites: stamps.writes(i, r.copies.length > 0 ? "end" : "both"),
         });
         encode(pass, r);
         pass.end();
       });
-      enc.resolveQuerySet(querySet, 0, count, resolve, 0);
-      enc.copyBufferToBuffer(resolve, 0, read, 0, 8 * count);
+      stamps.resolve(enc);
       this.device.queue.submit([enc.finish()]);
-      await read.mapAsync(GPUMapMode.READ);
-      const ts = new BigInt64Array(read.getMappedRange().slice(0));
-      read.unmap();
-      for (const b of [resolve, read]) b.destroy();
-      querySet.destroy();
+      const ts = await stamps.read();
       runs.forEach((r, i) => {
-        if (active[i] && r) ms[i] = Number(ts[2 * i + 1] - ts[2 * i]) / 1e6;
+        if (active[i] && r) ms[i] = passMs(ts, i);
       });
       return ms;
     }

@@ -4,7 +4,9 @@
 // bind groups are reused through binding.ts; kernels with several variants are autotuned at
 // read points through autotune.ts. A launch may stage inputs in scratch textures first
 // (WgslLaunch.stages: a copy or a fill kernel, textures pooled in textures.ts). Compilation and
-// validation errors are captured per pipeline and thrown at the next read or sync.
+// validation errors are captured per pipeline and thrown at the next read or sync. While a
+// profile records (engine/profile.ts), each dispatch gets a compute pass of its own, stamped by
+// the device where it has "timestamp-query" (timestamps.ts).
 
 import type { ArgInfo, Backend, BackendTraits, BoundArg, Kernel, Storage } from "../backend.ts";
 import type { DType, TypedArray } from "../dtype.ts";
@@ -16,6 +18,8 @@ import { Autotuner, type TunableLaunch, type TuneResult } from "./autotune.ts";
 import { defaultTuneStore, TuneMemo, tuneScope } from "./tune_store.ts";
 import { BindingCache, type BindingStats, type Resource, type UniformSlot } from "./binding.ts";
 import { type ScratchTexture, TexturePool, type TextureStats } from "./textures.ts";
+import { activeProfile, type DispatchRecord, type ProfileSession } from "../profile.ts";
+import { TimestampBatch } from "./timestamps.ts";
 
 /** Dispatches per submit: bounds the work queued behind one submit and the encoder's size. */
 export const MAX_BATCH = 256;
@@ -82,6 +86,9 @@ export class WebGpuBackend implements Backend {
   #bindings: BindingCache;
   #counters = { dispatches: 0, submits: 0 };
   #afterSubmit: GPUBuffer[] = [];
+  /** While profiling on a device with timestamps: this encoder's stamped dispatches. */
+  #stamps: { batch: TimestampBatch; recs: DispatchRecord[]; session: ProfileSession } | null = null;
+  #flushFn = () => this.flush();
   /** Matmul's variant choices: decisions kept across runs, progress hook (autotune.ts). */
   readonly tuner: Autotuner;
 
@@ -311,19 +318,64 @@ export class WebGpuBackend implements Backend {
     grid: [number, number, number],
   ): void {
     const bindGroup = this.#bindings.bindGroup(pipeline, resources, uniform);
-    const pass = this.#computePass();
+    const prof = activeProfile;
+    if (prof === null) {
+      const pass = this.#computePass();
+      pass.setPipeline(pipeline);
+      pass.setBindGroup(0, bindGroup);
+      pass.dispatchWorkgroups(...grid);
+    } else {
+      this.#dispatchProfiled(prof, pipeline, bindGroup, grid);
+    }
+    this.#counters.dispatches++;
+    if (++this.#batched >= MAX_BATCH) this.flush();
+  }
+
+  /**
+   * A dispatch while a profile records: in a compute pass of its own whose start and end the
+   * device stamps (where it can), so each dispatch has its GPU time.
+   */
+  #dispatchProfiled(
+    prof: ProfileSession,
+    pipeline: GPUComputePipeline,
+    bindGroup: GPUBindGroup,
+    grid: [number, number, number],
+  ): void {
+    const rec = prof.dispatch(pipeline.label, this.#flushFn);
+    const timed = this.tuner.timestamps;
+    if (timed && (this.#stamps?.batch.full || (this.#stamps && this.#stamps.session !== prof))) {
+      this.flush();
+    }
+    if (timed) this.#endPass();
+    const stamps = timed
+      ? this.#stamps ??= {
+        batch: new TimestampBatch(this.device, MAX_BATCH),
+        recs: [],
+        session: prof,
+      }
+      : null;
+    const pass = stamps
+      ? this.#enc().beginComputePass({ timestampWrites: stamps.batch.next() })
+      : this.#computePass();
     pass.setPipeline(pipeline);
     pass.setBindGroup(0, bindGroup);
     pass.dispatchWorkgroups(...grid);
-    this.#counters.dispatches++;
-    if (++this.#batched >= MAX_BATCH) this.flush();
+    if (stamps) {
+      pass.end();
+      stamps.recs.push(rec);
+    }
   }
 
   /** Submit recorded work without waiting for it. */
   flush(): void {
     if (this.#encoder) {
       this.#endPass();
+      const stamps = this.#stamps;
+      this.#stamps = null;
+      stamps?.batch.resolve(this.#encoder);
       this.device.queue.submit([this.#encoder.finish()]);
+      if (stamps) stamps.session.timed(stamps.recs, stamps.batch.read());
+      activeProfile?.submit();
       this.#counters.submits++;
       for (const b of this.#afterSubmit) b.destroy();
       this.#afterSubmit = [];
@@ -343,14 +395,22 @@ export class WebGpuBackend implements Backend {
   }
 
   async sync(): Promise<void> {
+    const prof = activeProfile;
+    const t0 = prof?.now() ?? 0;
     this.flush();
     await this.device.queue.onSubmittedWorkDone();
     await this.#settle();
+    prof?.sync("sync", t0);
   }
 
   /** At a read point: tune shape classes seen since the last one, then surface errors. */
   async #settle(): Promise<void> {
-    if (this.tuner.hasPending) await this.tuner.settle();
+    if (this.tuner.hasPending) {
+      const prof = activeProfile;
+      const t0 = prof?.now() ?? 0;
+      await this.tuner.settle();
+      prof?.span({ name: "autotune", cat: "phase", start: t0, dur: prof.now() - t0 });
+    }
     await this.#throwDeferred();
   }
 

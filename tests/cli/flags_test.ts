@@ -106,6 +106,7 @@ Deno.test("train: every flag parses to its typed value", () => {
     ...["--out-dir", "o", "--resume", "--backend", "cpu", "--grad-clip", "0", "--bias", "false"],
     ...["--overwrite"],
     ...["--pos", "rope", "--beta1", "0.8", "--beta2", "0.99", "--schedule", "bitnet"],
+    ...["--profile"],
   ];
   const c = train(argv);
   deepStrictEqual(c, {
@@ -144,6 +145,7 @@ Deno.test("train: every flag parses to its typed value", () => {
     beta1: 0.8,
     beta2: 0.99,
     schedule: "bitnet",
+    profile: true,
   });
   // Every flag of the table was exercised (preset has its own test).
   const given = new Set(argv.filter((a) => a.startsWith("--")).map((a) => a.slice(2)));
@@ -269,7 +271,7 @@ Deno.test("generate: defaults equal the original's, every flag parses", () => {
     ...["--prompt", "ROMEO:", "--num-samples", "3", "--max-new-tokens", "40"],
     ...["--temperature", "0.8", "--top-k", "5", "--top-p", "0.9", "--seed", "9"],
     ...["--out-dir", "o", "--backend", "webgpu", "--chat", "--ternary", "false", "--verbose", "1"],
-    ...["--allow-non-finite"],
+    ...["--allow-non-finite", "--n-head", "3", "--profile", "true"],
   ];
   deepStrictEqual(gen(argv), {
     prompt: "ROMEO:",
@@ -285,6 +287,8 @@ Deno.test("generate: defaults equal the original's, every flag parses", () => {
     ternary: false,
     verbose: 1,
     allowNonFinite: true,
+    nHead: 3,
+    profile: true,
   });
   const given = new Set(argv.filter((a) => a.startsWith("--")).map((a) => a.slice(2)));
   for (const s of GENERATE_FLAGS) ok(given.has(s.name), `untested --${s.name}`);

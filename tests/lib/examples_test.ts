@@ -89,8 +89,16 @@ async function hfGpt2File(model: LanguageModel): Promise<Uint8Array> {
 }
 
 Deno.test("examples/gpt2_generate.ts loads a Hugging Face GPT-2 file and generates", async () => {
-  // GPT-2's vocabulary and 64-wide heads, one small layer: quick on the CPU.
-  const config = makeConfig({ vocabSize: 50257, blockSize: 32, nLayer: 1, nHead: 1, nEmbd: 64 });
+  // GPT-2's vocabulary, its tanh GELU and 64-wide heads, one small layer: quick on the CPU. The
+  // head count and activation come from the config.json next to the file, as HF keeps them.
+  const config = makeConfig({
+    vocabSize: 50257,
+    blockSize: 32,
+    nLayer: 1,
+    nHead: 1,
+    nEmbd: 64,
+    activation: "gelu_tanh",
+  });
   const model = createModel("gpt", config, { backend: cpu, generator: new Generator(7) });
   const prompt = "The quick brown fox";
   const tokenizer = new Gpt2Tokenizer(config.vocabSize);
@@ -99,6 +107,8 @@ Deno.test("examples/gpt2_generate.ts loads a Hugging Face GPT-2 file and generat
   await withTempDir(async (dir) => {
     const file = `${dir}/gpt2.safetensors`;
     await Deno.writeFile(file, await hfGpt2File(model));
+    const hfConfig = { model_type: "gpt2", n_head: 1, n_embd: 64, activation_function: "gelu_new" };
+    await Deno.writeTextFile(`${dir}/config.json`, JSON.stringify(hfConfig));
     const r = await runDeno([
       "run",
       "--config",

@@ -123,11 +123,20 @@ Deno.test("a Hugging Face GPT-2 layout file loads: Conv1D transposed, buffers sk
     const tensors = await hfLayout(model, prefix);
     deepStrictEqual(tensors[`${prefix}h.0.attn.c_attn.weight`].shape, [8, 24]); // [in, out]
     const bytes = writeSafetensors(tensors);
-    // GPT-2 heads are 64 wide; this width-8 model needs nHead given.
-    throws(() => loadCheckpoint(bytes, { backend: cpu }), /cannot infer nHead for width 8/);
-    const ck = loadCheckpoint(bytes, { backend: cpu, config: { nHead: 2 } });
+    // The shapes of a width-8 GPT fit 1, 2, 4 or 8 heads: refused until nHead is given.
+    throws(
+      () => loadCheckpoint(bytes, { backend: cpu }),
+      (e: Error) =>
+        e.message.includes("width 8 fits 4 (nHead 1, 2, 4, 8); give it: --n-head") &&
+        e.message.includes("config.nHead"),
+    );
+    // HF GPT-2 computes the tanh GELU; this model was made with the exact one, so say so.
+    const hf = loadCheckpoint(bytes, { backend: cpu, config: { nHead: 2 } });
+    deepStrictEqual(hf.config, { ...CFG, activation: "gelu_tanh" });
+    hf.model.dispose();
+    const ck = loadCheckpoint(bytes, { backend: cpu, config: { nHead: 2, activation: "gelu" } });
     strictEqual(ck.source, "hf-gpt2");
-    deepStrictEqual(ck.config, CFG);
+    deepStrictEqual(ck.config, { ...CFG, activation: "gelu" });
     strictEqual(ck.model.lm_head.weight, ck.model.transformer.wte.weight);
     deepStrictEqual(await ck.model.forward(IDS()).logits.data(), want);
   }

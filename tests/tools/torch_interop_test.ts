@@ -5,15 +5,16 @@
 // give every parameter its own moments, and train.py --init_from=resume continues the run, whose
 // checkpoint comes back. Where the original BitGPT is named by BITGPT_TORCH_DIR (its checkout),
 // its BitGPTLanguageModel loads ours and its loss is close (it quantises each head's weight with
-// the head's own scale). Needs Debian's python3-torch (/usr/bin/python3); skipped, saying so,
-// elsewhere.
+// the head's own scale). A model whose MLP activation the PyTorch model lacks is refused. Needs
+// Debian's python3-torch (/usr/bin/python3); skipped, saying so, elsewhere.
 
 import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
-import { useBackend } from "../../engine/device.ts";
+import { cpuBackend, useBackend } from "../../engine/device.ts";
 import { tensor } from "../../engine/creation.ts";
 import { noGrad } from "../../engine/autograd.ts";
-import { loadCheckpoint } from "../../models/checkpoint.ts";
-import type { ModelKind } from "../../models/config.ts";
+import { loadCheckpoint, saveCheckpoint } from "../../models/checkpoint.ts";
+import type { GPTConfig, ModelKind } from "../../models/config.ts";
+import { createModel } from "../../models/model.ts";
 import { getPreset } from "../../models/presets.ts";
 import { train } from "../../models/train.ts";
 import type { LanguageModel } from "../../models/model.ts";
@@ -134,6 +135,24 @@ Deno.test({
       strictEqual(back.iteration, 3);
       strictEqual(back.optimizer!.step, 3);
       back.model.dispose();
+    }),
+});
+
+Deno.test({
+  name: "torch_interop: a model whose MLP activation PyTorch's lacks is refused",
+  ignore: !hasTorch, // see NO_TORCH
+  fn: () =>
+    withDir(async (dir) => {
+      const config = { ...getPreset("nano").model, vocabSize: VOCAB, activation: "gelu_tanh" };
+      const model = createModel("gpt", config as GPTConfig, { backend: cpuBackend() });
+      await Deno.writeFile(`${dir}/tanh.safetensors`, await saveCheckpoint(model));
+      model.dispose();
+      const r = await run(PYTHON, [TOOL, "to-nanogpt", `${dir}/tanh.safetensors`, `${dir}/x.pt`]);
+      strictEqual(r.code, 1, r.stderr);
+      ok(
+        r.stderr.includes("uses activation='gelu_tanh'; the PyTorch gpt has 'gelu' only"),
+        r.stderr,
+      );
     }),
 });
 
