@@ -1,0 +1,129 @@
+// The worker pool: modules compiled after the workers started run on every thread, errors on a
+// worker reach the caller with the thread named, an idle pool parks and comes back, and without
+// shared memory the pool runs on the calling thread and says why.
+
+import { deepStrictEqual, ok, strictEqual, throws } from "node:assert/strict";
+import type { ModuleBuilder } from "../../../engine/wasm/builder.ts";
+import { KernelContext } from "../../../engine/wasm/context.ts";
+import { wasmFeatures } from "../../../engine/wasm/features.ts";
+import { WasmHeap } from "../../../engine/wasm/memory.ts";
+import { ThreadPool, WasmThreadError } from "../../../engine/wasm/threads.ts";
+
+const features = wasmFeatures();
+
+/** tally(tid, n, ptr): counts[tid] += 1 + n·1000 (atomically), traps if ptr is 0. */
+function tally(b: ModuleBuilder): void {
+  b.export("tally", ["i32", "i32", "i32"], [], (f) => {
+    const [tid, n, ptr] = f.params;
+    f.get(ptr);
+    f.i32.eqz();
+    f.if();
+    f.unreachable();
+    f.end();
+    f.add(ptr, () => f.mul(tid, 4));
+    f.add(1, () => f.mul(n, 1000));
+    f.i32.atomic.rmwAdd();
+    f.drop();
+  });
+}
+
+async function withPool(
+  threads: number,
+  fn: (ctx: KernelContext, pool: ThreadPool) => void | Promise<void>,
+  opts: { idleMs?: number } = {},
+): Promise<void> {
+  const heap = new WasmHeap({ shared: features.threads });
+  const pool = await ThreadPool.create(heap, { threads, ...opts });
+  try {
+    await fn(new KernelContext(heap, pool, features), pool);
+  } finally {
+    pool.dispose();
+  }
+}
+
+Deno.test({
+  name: "a module compiled after the workers started runs on every thread",
+  ignore: !features.threads,
+  fn: () =>
+    withPool(3, (ctx, pool) => {
+      strictEqual(pool.workers, 2);
+      const counts = ctx.heap.alloc(16);
+      ctx.heap.i32(counts, 4).fill(0);
+      const mod = ctx.module("tally", tally);
+      for (let i = 0; i < 100; i++) ctx.run(mod, "tally", [counts]);
+      deepStrictEqual([...ctx.heap.i32(counts, 4)], [300100, 300100, 300100, 0]);
+      ctx.heap.i32(counts, 4).fill(0);
+      ctx.run(mod, "tally", [counts], 1);
+      deepStrictEqual([...ctx.heap.i32(counts, 4)], [1001, 0, 0, 0]);
+    }),
+});
+
+Deno.test({
+  name: "a trap on a worker is thrown on the calling thread, naming the thread",
+  ignore: !features.threads,
+  fn: () =>
+    withPool(2, (ctx) => {
+      const mod = ctx.module("trap", (b) => {
+        b.export("trapOnOne", ["i32", "i32"], [], (f) => {
+          f.get(f.params[0]);
+          f.if();
+          f.unreachable();
+          f.end();
+        });
+      });
+      throws(
+        () => ctx.run(mod, "trapOnOne", []),
+        (e: Error) =>
+          e instanceof WasmThreadError && /trapOnOne failed on thread 1/.test(e.message),
+      );
+      ctx.run(mod, "trapOnOne", [], 1); // the pool still works
+      throws(() => ctx.run(mod, "nope", []), /no export 'nope'/);
+    }),
+});
+
+Deno.test({
+  name: "an idle pool parks its workers and starts them again",
+  ignore: !features.threads,
+  fn: () =>
+    withPool(2, async (ctx, pool) => {
+      const counts = ctx.heap.alloc(16);
+      const mod = ctx.module("tally", tally);
+      ctx.run(mod, "tally", [counts]);
+      await new Promise((r) => setTimeout(r, 80));
+      strictEqual(pool.workers, 0, "parked");
+      ctx.heap.i32(counts, 4).fill(0);
+      ctx.run(mod, "tally", [counts]); // runs at once on the calling thread, workers start
+      strictEqual(pool.workers as number, 1);
+      await pool.ready();
+      ctx.run(mod, "tally", [counts]);
+      deepStrictEqual([...ctx.heap.i32(counts, 2)], [1001 + 2001, 2001]);
+    }, { idleMs: 20 }),
+});
+
+Deno.test("without shared memory the pool runs on one thread and says why", () => {
+  const heap = new WasmHeap({ shared: false });
+  const pool = new ThreadPool(heap, { threads: 4 });
+  strictEqual(pool.threads, 1);
+  ok(/not a shared memory/.test(pool.singleWhy));
+  const ctx = new KernelContext(heap, pool, features);
+  const counts = heap.alloc(16);
+  heap.i32(counts, 4).fill(0);
+  ctx.run(ctx.module("tally", tally), "tally", [counts]);
+  deepStrictEqual([...heap.i32(counts, 2)], [1001, 0]);
+  pool.dispose();
+});
+
+Deno.test("scratch memory lives until the kernel returns, then is reused", () => {
+  const heap = new WasmHeap();
+  const pool = new ThreadPool(heap, { threads: 1 });
+  const ctx = new KernelContext(heap, pool, features);
+  throws(() => ctx.scratch(64), /outside a kernel/);
+  const first = ctx.scoped(() => [ctx.scratch(100), ctx.scratch(1000)]);
+  ok(first[1] >= first[0] + 100);
+  const inUse = heap.stats().inUse;
+  const again = ctx.scoped(() => [ctx.scratch(100), ctx.scratch(1000)]);
+  strictEqual(again[1] - again[0], 128, "after an overflow the arena holds the whole kernel");
+  strictEqual(heap.stats().inUse, inUse);
+  ctx.dispose();
+  pool.dispose();
+});
