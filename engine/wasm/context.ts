@@ -76,9 +76,12 @@ export class KernelContext implements WasmContext {
     readonly features: WasmFeatures,
   ) {}
 
-  /** Threads of the pool. */
+  /** Caps the threads kernels see (benchmarks and tests compare thread counts with it). */
+  threadLimit = Infinity;
+
+  /** Threads of the pool (at most threadLimit). */
   get threads(): number {
-    return this.pool.threads;
+    return Math.max(1, Math.min(this.pool.threads, this.threadLimit));
   }
 
   module(key: string, build: (b: ModuleBuilder) => void): WasmKernelModule {
@@ -105,7 +108,7 @@ export class KernelContext implements WasmContext {
   run(mod: WasmKernelModule, fn: string, args: readonly number[], parallel?: number): void {
     const i = mod.pool.names.indexOf(fn);
     if (i < 0) throw new Error(`wasm kernel module '${mod.key}' has no export '${fn}'`);
-    this.pool.run(mod.pool, i, args, parallel);
+    this.pool.run(mod.pool, i, args, Math.min(parallel ?? Infinity, this.threads));
   }
 
   scratch(bytes: number): number {
