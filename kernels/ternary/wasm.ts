@@ -15,8 +15,8 @@
 // 0..2; V8 emits vpdpbusd on AVX-VNNI CPUs) or, without relaxed SIMD, i16x8.extmul of the two
 // halves plus a pairwise add. Integer sums are exact, so every path gives the same bits.
 //
-// Blocking: a microkernel owns R rows × TT tokens (GEMV: 4 rows × 1 token, holding each W
-// vector across its 4 shifts; GEMM: 4 rows × 2 tokens, holding TT X' vectors per shift), streams
+// Blocking: a microkernel owns R rows × TT tokens (GEMV: 8 rows × 1 token, holding each W
+// vector across its 4 shifts; GEMM: 3 rows × 3 tokens, holding TT X' vectors per shift), streams
 // all of K, and leaves R·TT sums; a scalar epilogue dequantises. The row block's W (R·K/4 bytes)
 // stays in L1 while the token blocks stream X' from L2. Rows past N and tokens past T are
 // clamped to the last one (recomputed, written twice with the same value).
@@ -46,12 +46,14 @@ export interface TernaryDims {
   bias: boolean;
 }
 
-/** Rows × tokens of the GEMV (T = 1) microkernel. */
-const GEMV_ROWS = 4;
+/** Rows of the GEMV (T = 1) microkernel (8 accumulators + 4 X' vectors + 3 in registers). */
+const GEMV_ROWS = 8;
 /** Rows of the GEMM microkernel. */
-const GEMM_ROWS = 4;
-/** Tokens of the GEMM microkernel. */
-const GEMM_TOKENS = 2;
+const GEMM_ROWS = 3;
+/** Tokens of the GEMM microkernel (3 × 3 accumulators + 3 X' vectors + 3 in registers). */
+const GEMM_TOKENS = 3;
+/** i32 sums a microkernel leaves. */
+const SUMS = Math.max(GEMV_ROWS, GEMM_ROWS * GEMM_TOKENS);
 /** Fewer weight words × tokens than this run on one thread. */
 const SERIAL_WORK = 1 << 14;
 
@@ -401,7 +403,7 @@ export function ternaryWasm(
     for (let t = 0; t < p.T; t++) out[t] = 1 / Math.fround(p.scale * s[t]);
   }
   const threads = p.T * p.N * KW < SERIAL_WORK ? 1 : ctx.threads;
-  const perThread = Math.ceil((p.T * tokenBytes(KW) + 4 * GEMM_ROWS * GEMM_TOKENS) / 64) * 64;
+  const perThread = Math.ceil((p.T * tokenBytes(KW) + 4 * SUMS) / 64) * 64;
   const scratch = ctx.scratch(perThread * threads);
   ctx.run(mod, "ternary", [
     ...[p.T, p.N, KW, at(w), at(x), at(xsum), inv, bias ? at(bias) : 0, at(y), p.raw ? 1 : 0],
