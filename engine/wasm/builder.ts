@@ -407,6 +407,23 @@ export class FunctionBuilder {
     this.end();
   }
 
+  /** Run `body` `count` times (count >= 0, evaluated once), counting down a hidden local. */
+  repeat(count: I32Expr, body: () => void): void {
+    const j = this.local("i32");
+    this.set(j, count);
+    const exit = this.block();
+    this.push(j);
+    this.i32.eqz();
+    this.brIf(exit);
+    const top = this.loop();
+    body();
+    this.inc(j, -1);
+    this.push(j);
+    this.brIf(top);
+    this.end();
+    this.end();
+  }
+
   /** The body's bytes (locals and code, without the size prefix). */
   encode(): number[] {
     if (this.#labels.length) throw new Error(`${this.ref.name}: ${this.#labels.length} unclosed`);

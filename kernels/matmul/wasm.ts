@@ -82,7 +82,6 @@ function micro(b: ModuleBuilder, mr: number, relaxed: boolean) {
     const acc = Array.from({ length: mr * NV }, () => f.local("v128").index);
     const bv = Array.from({ length: NV }, () => f.local("v128"));
     const a = f.local("v128");
-    const k = f.local("i32");
     const step = (u: number) => {
       for (let v = 0; v < NV; v++) {
         f.get(pb);
@@ -98,24 +97,14 @@ function micro(b: ModuleBuilder, mr: number, relaxed: boolean) {
         }
       }
     };
-    const loop = (unroll: number, count: () => void) => {
-      f.set(k, count);
-      const exit = f.block();
-      f.get(k);
-      f.i32.eqz();
-      f.brIf(exit);
-      const top = f.loop();
-      for (let u = 0; u < unroll; u++) step(u);
-      f.inc(pa, 4 * MR * unroll);
-      f.inc(pb, 4 * NR * unroll);
-      f.inc(k, -1);
-      f.get(k);
-      f.brIf(top);
-      f.end();
-      f.end();
-    };
-    loop(UNROLL, () => f.push(() => (f.get(kc), f.i32.const(Math.log2(UNROLL)), f.i32.shrU())));
-    loop(1, () => f.push(() => (f.get(kc), f.i32.const(UNROLL - 1), f.i32.and())));
+    const loop = (unroll: number, count: () => void) =>
+      f.repeat(count, () => {
+        for (let u = 0; u < unroll; u++) step(u);
+        f.inc(pa, 4 * MR * unroll);
+        f.inc(pb, 4 * NR * unroll);
+      });
+    loop(UNROLL, () => (f.get(kc), f.i32.const(Math.log2(UNROLL)), f.i32.shrU()));
+    loop(1, () => (f.get(kc), f.i32.const(UNROLL - 1), f.i32.and()));
     // Store (first k block) or add to C, row by row.
     const stores = (add: boolean) => {
       for (let r = 0; r < mr; r++) {

@@ -49,11 +49,11 @@ export interface TernaryDims {
 /** Rows of the GEMV (T = 1) microkernel (8 accumulators + 4 X' vectors + 3 in registers). */
 const GEMV_ROWS = 8;
 /** Rows of the GEMM microkernel. */
-const GEMM_ROWS = 3;
-/** Tokens of the GEMM microkernel (3 × 3 accumulators + 3 X' vectors + 3 in registers). */
-const GEMM_TOKENS = 3;
+const GEMM_ROWS = 4;
+/** Tokens of the GEMM microkernel (4 × 2 accumulators + 4 code vectors + 1 X' in registers). */
+const GEMM_TOKENS = 2;
 /** i32 sums a microkernel leaves. */
-const SUMS = Math.max(GEMV_ROWS, GEMM_ROWS * GEMM_TOKENS);
+const SUMS = Math.ceil(Math.max(GEMV_ROWS, GEMM_ROWS * GEMM_TOKENS) / 4) * 4;
 /** Fewer weight words × tokens than this run on one thread. */
 const SERIAL_WORK = 1 << 14;
 
@@ -108,80 +108,126 @@ function loadTail(f: FunctionBuilder, p: Local, rem: Local, v: Local) {
 /** Byte indices of an i8x16.shuffle that picks 32-bit words (0-3 first operand, 4-7 second). */
 const words = (w: number[]) => w.flatMap((i) => [4 * i, 4 * i + 1, 4 * i + 2, 4 * i + 3]);
 
+/** Store Σ of the 4 lanes of each accumulator to out[i]. */
+function storeSums(f: FunctionBuilder, acc: Local[], out: Local) {
+  acc.forEach((a, i) => {
+    f.get(out);
+    for (let l = 0; l < 4; l++) {
+      f.get(a);
+      f.i32x4.extractLane(l);
+      if (l) f.i32.add();
+    }
+    f.i32.store(4 * i);
+  });
+}
+
 /**
- * micro{R}x{TT}(w_0..w_{R-1}, x_0..x_{TT-1}, nb, rem, out): for R weight rows (pointers to their
- * first word) and TT tokens (pointers into X'), out[r·TT + t] = Σ codes · x over nb blocks of 4
- * words plus `rem` tail words. With TT = 1 each W vector is loaded once and shifted 4 times;
- * otherwise the TT X' vectors of a shift are loaded once and each row's W vector reloaded.
+ * gemv(w_0..w_{R-1}, x, nb, rem, out): out[r] = Σ codes of row r · X' of one token, over nb
+ * blocks of 4 words plus `rem` tail words. Each W vector is loaded once and shifted 4 times
+ * against the block's 4 X' vectors, which stay in registers for all R rows.
  */
-function micro(b: ModuleBuilder, R: number, TT: number, relaxed: boolean) {
-  const params = new Array(R + TT + 3).fill("i32");
-  return b.func(`micro${R}x${TT}`, params, [], (f) => {
+function gemvKernel(b: ModuleBuilder, R: number, relaxed: boolean) {
+  return b.func(`gemv${R}`, new Array(R + 4).fill("i32"), [], (f) => {
     const w = f.params.slice(0, R);
-    const x = f.params.slice(R, R + TT);
-    const [nb, rem, out] = f.params.slice(R + TT);
-    const acc = Array.from({ length: R * TT }, () => f.local("v128"));
-    const xv = Array.from({ length: TT === 1 ? 4 : TT }, () => f.local("v128"));
+    const [x, nb, rem, out] = f.params.slice(R);
+    const acc = Array.from({ length: R }, () => f.local("v128"));
+    const xv = Array.from({ length: 4 }, () => f.local("v128"));
     const [wv, c, mask] = [0, 1, 2].map(() => f.local("v128"));
-    const j = f.local("i32");
     f.i32.const(3);
     f.i8x16.splat();
     f.set(mask);
-    /** c = (wv >> 2g) & 0x03 per byte. */
-    const codes = (g: number) => {
-      f.get(wv);
-      if (g) (f.i32.const(2 * g), f.i32x4.shrU());
-      f.get(mask);
-      f.v128.and();
-      f.set(c);
-    };
-    /** One block of 4 W words per row; loadW(r) sets wv to row r's block. */
     const block = (loadW: (r: number) => void) => {
-      if (TT === 1) {
-        for (let g = 0; g < 4; g++) (f.get(x[0]), f.v128.load(16 * g), f.set(xv[g]));
-        for (let r = 0; r < R; r++) {
-          loadW(r);
-          for (let g = 0; g < 4; g++) (codes(g), dot(f, relaxed, xv[g], c, acc[r]));
-        }
-        return;
-      }
-      for (let g = 0; g < 4; g++) {
-        for (let t = 0; t < TT; t++) (f.get(x[t]), f.v128.load(16 * g), f.set(xv[t]));
-        for (let r = 0; r < R; r++) {
-          loadW(r);
-          codes(g);
-          for (let t = 0; t < TT; t++) dot(f, relaxed, xv[t], c, acc[r * TT + t]);
+      for (let g = 0; g < 4; g++) (f.get(x), f.v128.load(16 * g), f.set(xv[g]));
+      for (let r = 0; r < R; r++) {
+        loadW(r);
+        for (let g = 0; g < 4; g++) {
+          // c = (wv >> 2g) & 0x03 per byte
+          f.get(wv);
+          if (g) (f.i32.const(2 * g), f.i32x4.shrU());
+          f.get(mask);
+          f.v128.and();
+          f.set(c);
+          dot(f, relaxed, xv[g], c, acc[r]);
         }
       }
     };
-    f.set(j, nb);
-    const done = f.block();
-    f.get(j);
-    f.i32.eqz();
-    f.brIf(done);
-    const top = f.loop();
-    block((r) => (f.get(w[r]), f.v128.load(0, 2), f.set(wv)));
-    for (const p of w) f.inc(p, 16);
-    for (const p of x) f.inc(p, 64);
-    f.inc(j, -1);
-    f.get(j);
-    f.brIf(top);
-    f.end();
-    f.end();
+    f.repeat(nb, () => {
+      block((r) => (f.get(w[r]), f.v128.load(0, 2), f.set(wv)));
+      for (const p of w) f.inc(p, 16);
+      f.inc(x, 64);
+    });
     f.get(rem);
     f.if();
     block((r) => loadTail(f, w[r], rem, wv));
     f.end();
-    acc.forEach((a, i) => {
-      // out[i] = Σ of the 4 lanes.
-      f.get(out);
-      for (let l = 0; l < 4; l++) {
-        f.get(a);
-        f.i32x4.extractLane(l);
-        if (l) f.i32.add();
+    storeSums(f, acc, out);
+  });
+}
+
+/**
+ * unpack(w_0..w_{R-1}, nb, rem, dst): the codes of R rows, once per row block of the GEMM:
+ * dst[J][g][r] = (W_r block J >> 2g) & 0x03 per byte (v128 each; the tail block included).
+ */
+function unpack(b: ModuleBuilder, R: number) {
+  return b.func(`unpack${R}`, new Array(R + 3).fill("i32"), [], (f) => {
+    const w = f.params.slice(0, R);
+    const [nb, rem, dst] = f.params.slice(R);
+    const [wv, mask] = [f.local("v128"), f.local("v128")];
+    f.i32.const(3);
+    f.i8x16.splat();
+    f.set(mask);
+    const block = (loadW: (r: number) => void) => {
+      for (let r = 0; r < R; r++) {
+        loadW(r);
+        for (let g = 0; g < 4; g++) {
+          f.get(dst);
+          f.get(wv);
+          if (g) (f.i32.const(2 * g), f.i32x4.shrU());
+          f.get(mask);
+          f.v128.and();
+          f.v128.store(16 * (g * R + r));
+        }
       }
-      f.i32.store(4 * i);
+      f.inc(dst, 64 * R);
+    };
+    f.repeat(nb, () => {
+      block((r) => (f.get(w[r]), f.v128.load(0, 2), f.set(wv)));
+      for (const p of w) f.inc(p, 16);
     });
+    f.get(rem);
+    f.if();
+    block((r) => loadTail(f, w[r], rem, wv));
+    f.end();
+  });
+}
+
+/**
+ * gemm(codes, x_0..x_{TT-1}, blocks, out): out[r·TT + t] = Σ unpacked codes of row r · X' of
+ * token t. Per shift: R code vectors in registers, each token's X' vector loaded once and dotted
+ * with all of them: no shift or mask in the loop, only loads and dots.
+ */
+function gemmKernel(b: ModuleBuilder, R: number, TT: number, relaxed: boolean) {
+  return b.func(`gemm${R}x${TT}`, new Array(TT + 3).fill("i32"), [], (f) => {
+    const [codes] = f.params;
+    const x = f.params.slice(1, 1 + TT);
+    const [nb, out] = f.params.slice(1 + TT);
+    const acc = Array.from({ length: R * TT }, () => f.local("v128"));
+    const cv = Array.from({ length: R }, () => f.local("v128"));
+    const xv = f.local("v128");
+    f.repeat(nb, () => {
+      for (let g = 0; g < 4; g++) {
+        for (let r = 0; r < R; r++) (f.get(codes), f.v128.load(16 * (g * R + r)), f.set(cv[r]));
+        for (let t = 0; t < TT; t++) {
+          f.get(x[t]);
+          f.v128.load(16 * g);
+          f.set(xv);
+          for (let r = 0; r < R; r++) dot(f, relaxed, xv, cv[r], acc[r * TT + t]);
+        }
+      }
+      f.inc(codes, 64 * R);
+      for (const p of x) f.inc(p, 64);
+    });
+    storeSums(f, acc, out);
   });
 }
 
@@ -256,30 +302,70 @@ function transpose(b: ModuleBuilder) {
   });
 }
 
+/**
+ * out(sum, n, t, N, xsum, inv, bias, y, raw): y[t, n] = raw ? acc : f32(acc) · inv[t] (+ bias[n])
+ * with acc = sum − xsum[t]; the f32 steps round as the CPU reference's.
+ */
+function epilogue(b: ModuleBuilder) {
+  return b.func("out", new Array(9).fill("i32"), [], (f) => {
+    const [sum, n, t, N, xsum, inv, bias, y, raw] = f.params;
+    const [acc, at] = [f.local("i32"), f.local("i32")];
+    f.get(sum);
+    f.add(xsum, () => f.mul(t, 4));
+    f.i32.load();
+    f.i32.sub();
+    f.set(acc);
+    f.set(at, () => f.add(y, () => f.mul(() => f.add(() => f.mul(t, N), n), 4)));
+    f.get(raw);
+    f.if();
+    f.get(at);
+    f.get(acc);
+    f.i32.store();
+    f.return();
+    f.end();
+    f.get(at);
+    f.get(acc);
+    f.f32.convertI32S();
+    f.add(inv, () => f.mul(t, 4));
+    f.f32.load();
+    f.f32.mul();
+    f.get(bias);
+    f.if("f32");
+    f.add(bias, () => f.mul(n, 4));
+    f.f32.load();
+    f.else();
+    f.f32.const(0); // + 0, as the reference adds
+    f.end();
+    f.f32.add();
+    f.f32.store();
+  });
+}
+
 const DRIVER_PARAMS = [
   ...["tid", "n", "T", "N", "KW", "w", "x", "xsum", "inv", "bias", "y", "raw"],
   ...["scratch", "perThread"],
 ] as const;
 
 /**
- * The exported driver: transpose X' into this thread's scratch, then for this thread's row
- * blocks and every token block, the microkernel and the epilogue
- * y[t, n] = raw ? acc : f32(acc) · inv[t] (+ bias[n]), acc = sum − xsum[t].
+ * The exported driver: transpose X' into this thread's scratch (then its R·TT sums, then the
+ * GEMM's unpacked codes), then for this thread's row blocks: GEMV (T = 1) rows, or unpack the
+ * block's codes once and run every token block; each sum goes through `out`.
  */
 function buildTernary(b: ModuleBuilder, relaxed: boolean): void {
-  const xT = transpose(b);
-  const kernels = [micro(b, GEMV_ROWS, 1, relaxed), micro(b, GEMM_ROWS, GEMM_TOKENS, relaxed)];
+  const [xT, out] = [transpose(b), epilogue(b)];
+  const gemv = gemvKernel(b, GEMV_ROWS, relaxed);
+  const [unp, gemm] = [unpack(b, GEMM_ROWS), gemmKernel(b, GEMM_ROWS, GEMM_TOKENS, relaxed)];
   b.export("ternary", DRIVER_PARAMS.map(() => "i32"), [], (f) => {
     const P = Object.fromEntries(DRIVER_PARAMS.map((k, i) => [k, f.params[i]])) as Record<
       (typeof DRIVER_PARAMS)[number],
       Local
     >;
-    const [xt, res, nbFull, rem, blocks, rb, hi, t0, tokenBytes, acc, off, ti, ni] = Array.from(
-      { length: 13 },
+    const [xt, sums, codes, nb, rem, rb, hi, t0, tokenBytes] = Array.from(
+      { length: 9 },
       () => f.local("i32"),
     );
-    const minLast = (v: () => void, count: Local) => () => {
-      // min(v, count - 1)
+    /** Push min(v, count − 1): rows past N and tokens past T clamp to the last. */
+    const clamp = (v: () => void, count: Local) => {
       v();
       f.add(count, -1);
       v();
@@ -287,81 +373,68 @@ function buildTernary(b: ModuleBuilder, relaxed: boolean): void {
       f.i32.ltS();
       f.select();
     };
+    const row = (r: number, R: number) => clamp(() => f.add(() => f.mul(rb, R), r), P.N);
+    const token = (t: number) => clamp(() => f.add(t0, t), P.T);
+    const rowPtrs = (R: number) => {
+      for (let r = 0; r < R; r++) f.add(P.w, () => f.mul(() => row(r, R), () => f.mul(P.KW, 4)));
+    };
+    const outputs = (R: number, TT: number) => {
+      for (let r = 0; r < R; r++) {
+        for (let t = 0; t < TT; t++) {
+          f.get(sums);
+          f.i32.load(4 * (r * TT + t));
+          row(r, R);
+          token(t);
+          [P.N, P.xsum, P.inv, P.bias, P.y, P.raw].forEach((p) => f.get(p));
+          f.call(out);
+        }
+      }
+    };
+    /** This thread's row blocks of R rows: [blocks·tid / n, blocks·(tid + 1) / n). */
+    const rowBlocks = (R: number, body: () => void) => {
+      const blocks = () => (f.add(P.N, R - 1), f.i32.const(R), f.i32.divU());
+      f.set(rb, () => (f.mul(blocks, P.tid), f.get(P.n), f.i32.divU()));
+      f.set(hi, () => (f.mul(blocks, () => f.add(P.tid, 1)), f.get(P.n), f.i32.divU()));
+      f.for(rb, rb, hi, 1, body);
+    };
     f.set(xt, () => f.add(P.scratch, () => f.mul(P.tid, P.perThread)));
     f.set(
       tokenBytes,
       () => (f.add(P.KW, 3), f.i32.const(2), f.i32.shrU(), f.i32.const(64), f.i32.mul()),
     );
-    f.set(res, () => f.add(xt, () => f.mul(P.T, tokenBytes)));
-    f.set(nbFull, () => (f.get(P.KW), f.i32.const(2), f.i32.shrU()));
+    f.set(sums, () => f.add(xt, () => f.mul(P.T, tokenBytes)));
+    f.set(codes, () => f.add(sums, 4 * SUMS));
+    f.set(nb, () => (f.get(P.KW), f.i32.const(2), f.i32.shrU()));
     f.set(rem, () => (f.get(P.KW), f.i32.const(3), f.i32.and()));
     [P.x, P.T, P.KW, xt].forEach((p) => f.get(p));
     f.call(xT);
-    kernels.forEach((k, variant) => {
-      const [R, TT] = variant === 0 ? [GEMV_ROWS, 1] : [GEMM_ROWS, GEMM_TOKENS];
-      f.get(P.T);
-      f.i32.const(1);
-      f.i32[variant === 0 ? "eq" : "ne"]();
-      f.if();
-      f.set(blocks, () => (f.add(P.N, R - 1), f.i32.const(R), f.i32.divU()));
-      // This thread's row blocks: [blocks·tid / n, blocks·(tid + 1) / n).
-      f.set(rb, () => (f.mul(blocks, P.tid), f.get(P.n), f.i32.divU()));
-      f.set(hi, () => (f.mul(blocks, () => f.add(P.tid, 1)), f.get(P.n), f.i32.divU()));
-      f.for(rb, rb, hi, 1, () => {
-        f.for(t0, 0, P.T, TT, () => {
-          for (let r = 0; r < R; r++) {
-            minLast(() => f.add(() => f.mul(rb, R), r), P.N)();
-            f.get(P.KW);
-            f.i32.mul();
-            f.i32.const(4);
-            f.i32.mul();
-            f.get(P.w);
-            f.i32.add();
-          }
-          for (let t = 0; t < TT; t++) {
-            f.add(xt, () => f.mul(minLast(() => f.add(t0, t), P.T), tokenBytes));
-          }
-          [nbFull, rem, res].forEach((p) => f.get(p));
-          f.call(k);
-          for (let r = 0; r < R; r++) {
-            for (let t = 0; t < TT; t++) {
-              f.set(ni, minLast(() => f.add(() => f.mul(rb, R), r), P.N));
-              f.set(ti, minLast(() => f.add(t0, t), P.T));
-              f.get(res);
-              f.i32.load(4 * (r * TT + t));
-              f.add(P.xsum, () => f.mul(ti, 4));
-              f.i32.load();
-              f.i32.sub();
-              f.set(acc);
-              f.set(off, () => f.mul(() => f.add(() => f.mul(ti, P.N), ni), 4));
-              f.get(P.raw);
-              f.if();
-              f.add(P.y, off);
-              f.get(acc);
-              f.i32.store();
-              f.else();
-              f.add(P.y, off);
-              f.get(acc);
-              f.f32.convertI32S();
-              f.add(P.inv, () => f.mul(ti, 4));
-              f.f32.load();
-              f.f32.mul();
-              f.get(P.bias);
-              f.if("f32");
-              f.add(P.bias, () => f.mul(ni, 4));
-              f.f32.load();
-              f.else();
-              f.f32.const(0); // + 0 as the reference adds
-              f.end();
-              f.f32.add();
-              f.f32.store();
-              f.end();
-            }
-          }
-        });
-      });
-      f.end();
+    f.get(P.T);
+    f.i32.const(1);
+    f.i32.eq();
+    f.if();
+    rowBlocks(GEMV_ROWS, () => {
+      rowPtrs(GEMV_ROWS);
+      [xt, nb, rem, sums].forEach((p) => f.get(p));
+      f.call(gemv);
+      outputs(GEMV_ROWS, 1);
     });
+    f.else();
+    rowBlocks(GEMM_ROWS, () => {
+      rowPtrs(GEMM_ROWS);
+      [nb, rem, codes].forEach((p) => f.get(p));
+      f.call(unp);
+      f.for(t0, 0, P.T, GEMM_TOKENS, () => {
+        f.get(codes);
+        for (let t = 0; t < GEMM_TOKENS; t++) f.add(xt, () => f.mul(() => token(t), tokenBytes));
+        f.add(P.KW, 3);
+        f.i32.const(2);
+        f.i32.shrU();
+        f.get(sums);
+        f.call(gemm);
+        outputs(GEMM_ROWS, GEMM_TOKENS);
+      });
+    });
+    f.end();
   });
 }
 
@@ -403,7 +476,9 @@ export function ternaryWasm(
     for (let t = 0; t < p.T; t++) out[t] = 1 / Math.fround(p.scale * s[t]);
   }
   const threads = p.T * p.N * KW < SERIAL_WORK ? 1 : ctx.threads;
-  const perThread = Math.ceil((p.T * tokenBytes(KW) + 4 * SUMS) / 64) * 64;
+  // X' of every token, the sums, and the GEMM's unpacked codes of one row block.
+  const bytes = (p.T + GEMM_ROWS) * tokenBytes(KW) + 4 * SUMS;
+  const perThread = Math.ceil(bytes / 64) * 64;
   const scratch = ctx.scratch(perThread * threads);
   ctx.run(mod, "ternary", [
     ...[p.T, p.N, KW, at(w), at(x), at(xsum), inv, bias ? at(bias) : 0, at(y), p.raw ? 1 : 0],
