@@ -6,12 +6,19 @@
 import type { ArgInfo, Backend, BackendName, BoundArg, Kernel, Storage } from "../backend.ts";
 import { ARRAY_TYPES, byteSize, type DType, type TypedArray } from "../dtype.ts";
 import { KernelContext, type WasmArg, type WasmImpl } from "./context.ts";
-import { describeFeatures, wasmFeatures } from "./features.ts";
+import type { ModuleBuilder } from "./builder.ts";
+import { describeFeatures, type WasmFeatures, wasmFeatures } from "./features.ts";
 import { type HeapOptions, WasmHeap } from "./memory.ts";
 import { type PoolOptions, ThreadPool } from "./threads.ts";
 
+/** A kernel module's cache key and builder for a runtime (e.g. kernels/matmul/wasm.ts's). */
+export type ModuleSpec = (features: WasmFeatures) => [string, (b: ModuleBuilder) => void];
+
 /** Options of the wasm backend. */
-export interface WasmBackendOptions extends PoolOptions, HeapOptions {}
+export interface WasmBackendOptions extends PoolOptions, HeapOptions {
+  /** Kernel modules to compile asynchronously at creation (needed on a browser's main thread). */
+  modules?: ModuleSpec[];
+}
 
 /** A kernel that may carry a wasm implementation beside its CPU reference. */
 export type WasmKernel<P> = Kernel<P> & { wasm?: WasmImpl<P> };
@@ -57,7 +64,9 @@ export class WasmBackend implements Backend {
     const features = wasmFeatures();
     const heap = new WasmHeap({ shared: features.threads, ...opts });
     const pool = await ThreadPool.create(heap, opts);
-    return new WasmBackend(heap, pool);
+    const backend = new WasmBackend(heap, pool);
+    for (const spec of opts.modules ?? []) await backend.ctx.prepare(...spec(features));
+    return backend;
   }
 
   /** A typed-array view of a storage's elements (fetch again after any allocation). */

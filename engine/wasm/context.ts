@@ -87,6 +87,38 @@ export class KernelContext implements WasmContext {
   module(key: string, build: (b: ModuleBuilder) => void): WasmKernelModule {
     let m = this.#modules.get(key);
     if (m) return m;
+    const bytes = this.#bytes(key, build);
+    let compiled: WebAssembly.Module;
+    try {
+      compiled = new WebAssembly.Module(bytes);
+    } catch (e) {
+      // Chrome refuses synchronous compiles over 4 KB on a page's main thread.
+      throw new WasmCompileError(
+        `wasm kernel module '${key}' could not be compiled synchronously here ` +
+          `(${(e as Error).message}); compile it first with \`await ctx.prepare(key, build)\``,
+      );
+    }
+    m = { key, pool: this.pool.register(bytes, compiled) };
+    this.#modules.set(key, m);
+    return m;
+  }
+
+  /**
+   * Build and compile a module asynchronously ahead of its first use (a browser's main thread
+   * compiles modules over 4 KB only this way); `module(key, …)` then finds it.
+   */
+  async prepare(key: string, build: (b: ModuleBuilder) => void): Promise<WasmKernelModule> {
+    const have = this.#modules.get(key);
+    if (have) return have;
+    const bytes = this.#bytes(key, build);
+    const compiled = await WebAssembly.compile(bytes);
+    const m = this.#modules.get(key) ?? { key, pool: this.pool.register(bytes, compiled) };
+    this.#modules.set(key, m);
+    return m;
+  }
+
+  /** The validated bytes of a kernel module (memory 0 imported, then `build`). */
+  #bytes(key: string, build: (b: ModuleBuilder) => void): Uint8Array<ArrayBuffer> {
     const b = new ModuleBuilder();
     b.importMemory({ min: 1, max: 65536, shared: this.heap.shared });
     build(b);
@@ -100,9 +132,7 @@ export class KernelContext implements WasmContext {
       }
       throw new WasmCompileError(`wasm kernel module '${key}' does not validate: ${why}`);
     }
-    m = { key, pool: this.pool.register(bytes) };
-    this.#modules.set(key, m);
-    return m;
+    return bytes;
   }
 
   run(mod: WasmKernelModule, fn: string, args: readonly number[], parallel?: number): void {

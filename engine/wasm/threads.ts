@@ -217,11 +217,14 @@ export class ThreadPool {
     }
   }
 
-  /** Compile a module (on this thread now, on each worker when it first runs it). */
-  register(bytes: Uint8Array<ArrayBuffer>): PoolModule {
+  /**
+   * Add a module: instantiate it on this thread now (compiling `bytes` unless `compiled` is
+   * given) and on each worker when it first runs it.
+   */
+  register(bytes: Uint8Array<ArrayBuffer>, compiled?: WebAssembly.Module): PoolModule {
     const id = this.#modules.length;
     if (id >= MAX_MODULES) throw new Error(`wasm: more than ${MAX_MODULES} kernel modules`);
-    const mod = new WebAssembly.Module(bytes);
+    const mod = compiled ?? new WebAssembly.Module(bytes);
     const inst = new WebAssembly.Instance(mod, { env: { memory: this.#heap.memory } });
     const names = WebAssembly.Module.exports(mod).filter((e) => e.kind === "function")
       .map((e) => e.name);

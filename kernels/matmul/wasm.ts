@@ -25,6 +25,7 @@
 // register block at MR × NR = 6 × 8 (12 accumulators + 2 B vectors + 1 splat).
 
 import type { WasmArg, WasmContext } from "../../engine/wasm/context.ts";
+import type { WasmFeatures } from "../../engine/wasm/features.ts";
 import type { FunctionBuilder, Local, ModuleBuilder } from "../../engine/wasm/builder.ts";
 
 /** Dims of one launch (structurally kernels/matmul.ts's MatmulParams). */
@@ -401,6 +402,15 @@ function buildMatmul(b: ModuleBuilder, relaxed: boolean): void {
   });
 }
 
+/**
+ * The matmul module for a runtime: its cache key and builder, for `ctx.module` or, ahead of
+ * first use, `ctx.prepare` (a browser's main thread compiles modules over 4 KB only that way).
+ */
+export function matmulModule(features: WasmFeatures): [string, (b: ModuleBuilder) => void] {
+  const relaxed = features.relaxedSimd;
+  return [`matmul|${relaxed ? "relaxed" : "simd"}`, (b) => buildMatmul(b, relaxed)];
+}
+
 /** How one product is cut: threads, row and column tiles, and the largest tile's size. */
 export interface MatmulPlan {
   /** Threads to ask for. */
@@ -466,8 +476,7 @@ export function matmulWasm(
     ctx.heap.f32(c.ptr + 4 * c.offset, batch * M * N).fill(0);
     return;
   }
-  const relaxed = ctx.features.relaxedSimd;
-  const mod = ctx.module(`matmul|${relaxed ? "relaxed" : "simd"}`, (m) => buildMatmul(m, relaxed));
+  const mod = ctx.module(...matmulModule(ctx.features));
   const plan = matmulPlan(dims, ctx.threads);
   const aOff = 4 * KC * plan.ncMax;
   const tileOff = aOff + 4 * KC * plan.mcMax;

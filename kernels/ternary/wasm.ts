@@ -28,6 +28,7 @@
 // and the shift/and work per W vector that the TT tokens share.
 
 import type { WasmArg, WasmContext } from "../../engine/wasm/context.ts";
+import type { WasmFeatures } from "../../engine/wasm/features.ts";
 import type { FunctionBuilder, Local, ModuleBuilder } from "../../engine/wasm/builder.ts";
 
 /** What the wasm ternary product needs (structurally part of kernels' GemmParams). */
@@ -438,6 +439,12 @@ function buildTernary(b: ModuleBuilder, relaxed: boolean): void {
   });
 }
 
+/** The ternary module for a runtime: cache key and builder (see matmulModule). */
+export function ternaryModule(features: WasmFeatures): [string, (b: ModuleBuilder) => void] {
+  const relaxed = features.relaxedSimd;
+  return [`ternary|${relaxed ? "relaxed" : "simd"}`, (b) => buildTernary(b, relaxed)];
+}
+
 /** Bytes of a token's X' (4·KW words rounded up to whole blocks of 16). */
 const tokenBytes = (KW: number) => 64 * Math.ceil(KW / 4);
 
@@ -462,11 +469,7 @@ export function ternaryWasm(
     throw new TypeError(`ternary (wasm): output ${y.dtype}; f64 output exists only on the cpu`);
   }
   if (!ctx.features.simd) throw new Error("ternary (wasm): this runtime lacks WebAssembly SIMD");
-  const relaxed = ctx.features.relaxedSimd;
-  const mod = ctx.module(
-    `ternary|${relaxed ? "relaxed" : "simd"}`,
-    (m) => buildTernary(m, relaxed),
-  );
+  const mod = ctx.module(...ternaryModule(ctx.features));
   let inv = 0;
   if (sx) {
     // 1 / (s_w · s_x[t]) in f32, exactly as the CPU reference rounds it.

@@ -12,7 +12,7 @@ import { Generator } from "../../../engine/random.ts";
 import { WasmBackend, type WasmKernel } from "../../../engine/wasm/backend.ts";
 import { gelu, matmul, sum } from "../../../kernels/mod.ts";
 import { matmulOp, type MatmulParams } from "../../../kernels/matmul.ts";
-import { matmulWasm } from "../../../kernels/matmul/wasm.ts";
+import { matmulModule, matmulWasm } from "../../../kernels/matmul/wasm.ts";
 
 const be = await WasmBackend.create({ threads: 2, idleMs: Infinity });
 
@@ -83,6 +83,19 @@ Deno.test("wasm backend: a kernel that carries a wasm implementation runs it", a
   // [[0 1 2] [3 4 5]] · [[1 0] [-1 -2] [-3 -4]]
   deepStrictEqual([...await be.read(c)], [-7, -10, -16, -28]);
   for (const s of [a, b, c]) be.free(s);
+});
+
+Deno.test("wasm backend: kernel modules compiled ahead of use are the ones kernels get", async () => {
+  const other = await WasmBackend.create({ threads: 1, modules: [matmulModule] });
+  const [key] = matmulModule(other.ctx.features);
+  const prepared = await other.ctx.prepare(...matmulModule(other.ctx.features));
+  strictEqual(
+    other.ctx.module(key, () => {
+      throw new Error("built again");
+    }),
+    prepared,
+  );
+  other.dispose();
 });
 
 Deno.test("wasm backend: dispose", () => {
