@@ -215,6 +215,7 @@ export class ThreadPool {
       });
       this.#workers.push(worker);
     }
+    this.#touch(); // a pool that never runs a job parks too
   }
 
   /**

@@ -127,3 +127,27 @@ Deno.test("scratch memory lives until the kernel returns, then is reused", () =>
   ctx.dispose();
   pool.dispose();
 });
+
+Deno.test({
+  name: "a process that never disposes its pool still exits (the idle pool parks)",
+  ignore: !features.threads,
+  async fn() {
+    const threads = new URL("../../../engine/wasm/threads.ts", import.meta.url).href;
+    const heap = new URL("../../../engine/wasm/memory.ts", import.meta.url).href;
+    const script = `
+      import { ThreadPool } from "${threads}";
+      import { WasmHeap } from "${heap}";
+      const pool = await ThreadPool.create(new WasmHeap(), { threads: 2, idleMs: 50 });
+      console.log("workers", pool.workers);`;
+    const t0 = performance.now();
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["eval", "--no-check", script],
+      stdout: "piped",
+      stderr: "piped",
+      signal: AbortSignal.timeout(20_000),
+    }).output();
+    strictEqual(out.code, 0, new TextDecoder().decode(out.stderr));
+    strictEqual(new TextDecoder().decode(out.stdout).trim(), "workers 1");
+    ok(performance.now() - t0 < 15_000);
+  },
+});
