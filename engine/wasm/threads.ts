@@ -174,10 +174,21 @@ export class ThreadPool {
     return pool;
   }
 
-  /** Resolves when every worker is online (workers start after a park as well). */
-  async ready(): Promise<void> {
+  /**
+   * Resolves when every worker is online (workers start after a park as well), or after
+   * `timeoutMs` with a warning: jobs then use the workers that did come online.
+   */
+  async ready(timeoutMs = 10_000): Promise<void> {
     if (this.threads > 1 && this.#workers.length === 0) this.#spawn();
+    const until = performance.now() + timeoutMs;
     while (this.#online().length < this.#workers.length) {
+      if (performance.now() > until) {
+        console.warn(
+          `wasm: ${this.#online().length} of ${this.#workers.length} worker threads started ` +
+            `within ${timeoutMs} ms; running with those`,
+        );
+        return;
+      }
       await new Promise((r) => setTimeout(r, 1));
     }
   }
@@ -280,12 +291,12 @@ export class ThreadPool {
     }
     this.#join(ctl);
     this.#touch();
+    const failed = ctl[ERROR];
+    ctl[ERROR] = 0;
     if (mine) throw mine;
-    if (ctl[ERROR] !== 0) {
+    if (failed !== 0) {
       const text = new TextDecoder().decode(this.#heap.u8(this.#base + ERROR_BYTE, ctl[ERROR_LEN]));
-      const tid = ctl[ERROR] - 1;
-      ctl[ERROR] = 0;
-      throw new WasmThreadError(`wasm: ${mod.names[fn]} failed on thread ${tid}: ${text}`);
+      throw new WasmThreadError(`wasm: ${mod.names[fn]} failed on thread ${failed - 1}: ${text}`);
     }
   }
 
