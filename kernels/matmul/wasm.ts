@@ -57,20 +57,19 @@ const SERIAL_FLOPS = 1 << 17;
 
 const NV = NR / 4;
 
-/** Emit acc = a · b + acc for v128 locals. */
-function madd(f: FunctionBuilder, relaxed: boolean, a: () => void, b: () => void, acc: number) {
-  const l = { index: acc, type: "v128" as const };
-  a();
-  b();
+/** acc = a · b + acc (v128 locals): one fused or unfused multiply-add. */
+function madd(f: FunctionBuilder, relaxed: boolean, a: Local, b: Local, acc: Local) {
+  f.get(a);
+  f.get(b);
   if (relaxed) {
-    f.get(l);
+    f.get(acc);
     f.f32x4.relaxedMadd();
   } else {
     f.f32x4.mul();
-    f.get(l);
+    f.get(acc);
     f.f32x4.add();
   }
-  f.set(l);
+  f.set(acc);
 }
 
 /**
@@ -80,7 +79,7 @@ function madd(f: FunctionBuilder, relaxed: boolean, a: () => void, b: () => void
 function micro(b: ModuleBuilder, mr: number, relaxed: boolean) {
   return b.func(`micro${mr}`, ["i32", "i32", "i32", "i32", "i32", "i32"], [], (f) => {
     const [pa, pb, kc, c, ldc, accumulate] = f.params;
-    const acc = Array.from({ length: mr * NV }, () => f.local("v128").index);
+    const acc = Array.from({ length: mr * NV }, () => f.local("v128"));
     const bv = Array.from({ length: NV }, () => f.local("v128"));
     const a = f.local("v128");
     const step = (u: number) => {
@@ -94,7 +93,7 @@ function micro(b: ModuleBuilder, mr: number, relaxed: boolean) {
         f.v128.load32Splat(4 * (u * MR + r));
         f.set(a);
         for (let v = 0; v < NV; v++) {
-          madd(f, relaxed, () => f.get(a), () => f.get(bv[v]), acc[r * NV + v]);
+          madd(f, relaxed, a, bv[v], acc[r * NV + v]);
         }
       }
     };
@@ -115,7 +114,7 @@ function micro(b: ModuleBuilder, mr: number, relaxed: boolean) {
             f.get(c);
             f.v128.load(16 * v);
           }
-          f.get({ index: acc[r * NV + v], type: "v128" });
+          f.get(acc[r * NV + v]);
           if (add) f.f32x4.add();
           f.v128.store(16 * v);
         }
