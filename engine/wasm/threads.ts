@@ -10,7 +10,11 @@
 // synchronously (a worker may compile any size synchronously) and caches the instance.
 //
 // Waking: each worker has its own wake word (a cache line apart), so only the job's participants
-// wake and none can misread the next job's descriptor. After a job a worker spins on its word for
+// wake. A participant's share is ASSIGNED in its slot and the worker claims it (RUNNING) with a
+// compare-exchange; when the caller has finished its own share, it takes back every share not
+// yet claimed and runs it itself (same tid, same bytes), so a worker that is asleep or not
+// scheduled (a shared machine, a busy browser) costs at most the serial time, not a scheduler
+// tick or more. Claims decide participation, so a late wake-up can never misread a job. After a job a worker spins on its word for
 // `spinUs` (a wake from Atomics.wait costs 30-50 µs here, a spinning worker answers in < 1 µs)
 // and then blocks; the caller spins likewise, then blocks in Atomics.wait where it may (a
 // browser's main thread may not: it spins).
@@ -42,8 +46,13 @@ const TABLE_BYTE = ARGS_BYTE + 8 * MAX_ARGS; // (ptr, len) i32 pairs
 export const MAX_MODULES = 1024;
 const ERROR_BYTE = TABLE_BYTE + 8 * MAX_MODULES;
 const ERROR_BYTES = 2048;
-const SLOTS_BYTE = ERROR_BYTE + ERROR_BYTES; // per worker, 64 bytes: wake, tid, online
+const SLOTS_BYTE = ERROR_BYTE + ERROR_BYTES; // per worker, 64 bytes (a cache line):
 const SLOT_BYTES = 64;
+const WAKE = 0; // bumped to wake the worker
+const TID = 1; // its tid in the job
+const ONLINE = 2; // the epoch it serves, 0 when gone
+const STATE = 3; // IDLE, ASSIGNED (by the caller), RUNNING (claimed by the worker)
+const [IDLE, ASSIGNED, RUNNING] = [0, 1, 2];
 
 /** Options of a thread pool. */
 export interface PoolOptions {
@@ -77,13 +86,14 @@ function workerSource(): string {
   // Plain JavaScript: it runs as a Blob module in the worker, untouched by the bundler.
   return `
 const SLOTS_BYTE = ${SLOTS_BYTE}, SLOT_BYTES = ${SLOT_BYTES}, ARGS_BYTE = ${ARGS_BYTE};
+const WAKE = ${WAKE}, TID = ${TID}, ONLINE = ${ONLINE}, STATE = ${STATE};
 const TABLE_BYTE = ${TABLE_BYTE}, ERROR_BYTE = ${ERROR_BYTE}, ERROR_BYTES = ${ERROR_BYTES};
 self.onmessage = (e) => {
   self.onmessage = null;
   const { memory, base, index, epoch, spinUs } = e.data;
   const ctl = new Int32Array(memory.buffer, base, SLOTS_BYTE / 4);
   const args = new Float64Array(memory.buffer, base + ARGS_BYTE, ${MAX_ARGS});
-  const slot = new Int32Array(memory.buffer, base + SLOTS_BYTE + index * SLOT_BYTES, 3);
+  const slot = new Int32Array(memory.buffer, base + SLOTS_BYTE + index * SLOT_BYTES, 4);
   const modules = [];
   const fnsOf = (id) => {
     if (modules[id]) return modules[id];
@@ -100,25 +110,31 @@ self.onmessage = (e) => {
     new Uint8Array(memory.buffer, base + ERROR_BYTE, n).set(text.subarray(0, n));
     ctl[${ERROR_LEN}] = n;
   };
-  let seen = Atomics.load(slot, 0);
-  Atomics.store(slot, 2, epoch);
+  let seen = Atomics.load(slot, WAKE);
+  Atomics.store(slot, ONLINE, epoch);
   for (;;) {
     const until = performance.now() + spinUs / 1000;
-    for (let i = 1; Atomics.load(slot, 0) === seen; i++) {
-      if ((i & 1023) === 0 && performance.now() > until) Atomics.wait(slot, 0, seen);
+    for (let i = 1; Atomics.load(slot, WAKE) === seen; i++) {
+      if ((i & 1023) === 0 && performance.now() > until) Atomics.wait(slot, WAKE, seen);
     }
-    seen = Atomics.load(slot, 0);
+    seen = Atomics.load(slot, WAKE);
     if (Atomics.load(ctl, ${EPOCH}) !== epoch) break;
-    const tid = slot[1];
+    try {
+      fnsOf(ctl[${MODULE}]); // compile a new module before claiming the share
+    } catch { /* reported below if this job needs it */ }
+    // Claim the share; if the caller already took it back (we were late), skip this job.
+    if (Atomics.compareExchange(slot, STATE, ${ASSIGNED}, ${RUNNING}) !== ${ASSIGNED}) continue;
+    const tid = slot[TID];
     try {
       const fn = fnsOf(ctl[${MODULE}])[ctl[${FUNC}]];
       fn(tid, ctl[${NTHREADS}], ...args.subarray(0, ctl[${NARGS}]));
     } catch (err) {
       report(tid, err);
     }
+    Atomics.store(slot, STATE, ${IDLE});
     if (Atomics.sub(ctl, ${PENDING}, 1) === 1) Atomics.notify(ctl, ${PENDING});
   }
-  Atomics.compareExchange(slot, 2, epoch, 0);
+  Atomics.compareExchange(slot, ONLINE, epoch, 0);
   self.close();
 };
 `;
@@ -143,6 +159,7 @@ export class ThreadPool {
   #lastJob = 0;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #disposed = false;
+  #takenBack = 0;
 
   constructor(heap: WasmHeap, opts: PoolOptions = {}) {
     const asked = Math.max(1, Math.floor(opts.threads ?? navigator.hardwareConcurrency ?? 1));
@@ -198,7 +215,7 @@ export class ThreadPool {
     const out: number[] = [];
     const epoch = Atomics.load(this.#ctl(), EPOCH);
     for (let w = 0; w < this.#workers.length; w++) {
-      if (Atomics.load(this.#slot(w), 2) === epoch) out.push(w);
+      if (Atomics.load(this.#slot(w), ONLINE) === epoch) out.push(w);
     }
     return out;
   }
@@ -208,7 +225,7 @@ export class ThreadPool {
   }
 
   #slot(w: number): Int32Array {
-    return this.#heap.i32(this.#base + SLOTS_BYTE + w * SLOT_BYTES, 3);
+    return this.#heap.i32(this.#base + SLOTS_BYTE + w * SLOT_BYTES, 4);
   }
 
   #spawn(): void {
@@ -279,16 +296,31 @@ export class ThreadPool {
     Atomics.store(ctl, PENDING, n - 1);
     helpers.forEach((w, i) => {
       const slot = this.#slot(w);
-      slot[1] = i + 1;
-      Atomics.add(slot, 0, 1);
-      Atomics.notify(slot, 0);
+      slot[TID] = i + 1;
+      Atomics.store(slot, STATE, ASSIGNED);
+      Atomics.add(slot, WAKE, 1);
+      Atomics.notify(slot, WAKE);
     });
     let mine: unknown = null;
-    try {
-      f(0, n, ...args);
-    } catch (e) {
-      mine = e;
-    }
+    const share = (tid: number) => {
+      try {
+        f(tid, n, ...args);
+      } catch (e) {
+        mine ??= tid === 0 ? e : new WasmThreadError(
+          `wasm: ${mod.names[fn]} failed on thread ${tid} (run by the caller): ${e}`,
+        );
+      }
+    };
+    share(0);
+    // A helper that has not started by now is asleep or descheduled: take its share back and
+    // run it here (same tid, same bytes) rather than wait for it to be scheduled.
+    helpers.forEach((w, i) => {
+      if (Atomics.compareExchange(this.#slot(w), STATE, ASSIGNED, IDLE) === ASSIGNED) {
+        this.#takenBack++;
+        share(i + 1);
+        Atomics.sub(ctl, PENDING, 1);
+      }
+    });
     this.#join(ctl);
     this.#touch();
     const failed = ctl[ERROR];
@@ -335,8 +367,8 @@ export class ThreadPool {
     Atomics.add(this.#ctl(), EPOCH, 1);
     for (let w = 0; w < this.#workers.length; w++) {
       const slot = this.#slot(w);
-      Atomics.add(slot, 0, 1);
-      Atomics.notify(slot, 0);
+      Atomics.add(slot, WAKE, 1);
+      Atomics.notify(slot, WAKE);
     }
     for (const worker of this.#workers) worker.terminate();
     this.#workers = [];
@@ -348,6 +380,11 @@ export class ThreadPool {
     this.#disposed = true;
     if (this.#url) URL.revokeObjectURL(this.#url);
     this.#url = "";
+  }
+
+  /** Shares the caller took back from workers that had not started them (since creation). */
+  get takenBack(): number {
+    return this.#takenBack;
   }
 
   /** Workers running now (0 when parked). */

@@ -30,7 +30,7 @@ function tally(b: ModuleBuilder): void {
 async function withPool(
   threads: number,
   fn: (ctx: KernelContext, pool: ThreadPool) => void | Promise<void>,
-  opts: { idleMs?: number } = {},
+  opts: { idleMs?: number; spinUs?: number } = {},
 ): Promise<void> {
   const heap = new WasmHeap({ shared: features.threads });
   const pool = await ThreadPool.create(heap, { threads, ...opts });
@@ -52,6 +52,7 @@ Deno.test({
       const mod = ctx.module("tally", tally);
       for (let i = 0; i < 100; i++) ctx.run(mod, "tally", [counts]);
       deepStrictEqual([...ctx.heap.i32(counts, 4)], [300100, 300100, 300100, 0]);
+      ok(pool.takenBack < 200, "workers ran shares themselves");
       ctx.heap.i32(counts, 4).fill(0);
       ctx.run(mod, "tally", [counts], 1);
       deepStrictEqual([...ctx.heap.i32(counts, 4)], [1001, 0, 0, 0]);
@@ -98,6 +99,23 @@ Deno.test({
       ctx.run(mod, "tally", [counts]);
       deepStrictEqual([...ctx.heap.i32(counts, 2)], [1001 + 2001, 2001]);
     }, { idleMs: 20 }),
+});
+
+Deno.test({
+  name: "shares of workers that have not started are run by the caller, same tids",
+  ignore: !features.threads,
+  fn: () =>
+    withPool(3, async (ctx, pool) => {
+      const counts = ctx.heap.alloc(16);
+      ctx.heap.i32(counts, 4).fill(0);
+      const mod = ctx.module("tally", tally);
+      for (let i = 0; i < 10; i++) {
+        await new Promise((r) => setTimeout(r, 2)); // the workers go to sleep (spinUs 0)
+        ctx.run(mod, "tally", [counts]);
+      }
+      deepStrictEqual([...ctx.heap.i32(counts, 4)], [30010, 30010, 30010, 0]);
+      ok(pool.takenBack > 0, "a sleeping worker's share was taken back");
+    }, { spinUs: 0 }),
 });
 
 Deno.test("without shared memory the pool runs on one thread and says why", () => {
