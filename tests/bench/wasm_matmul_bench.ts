@@ -139,6 +139,10 @@ console.log(
 console.log(`| size | product | threads | median | best | % of peak | cores |`);
 console.log(`| --- | --- | --- | --- | --- | --- | --- |`);
 console.log(rows.join("\n"));
+console.log(
+  `${be.pool.takenBack} worker shares were taken back and run by the calling thread ` +
+    `(the worker had not started: asleep or not scheduled)`,
+);
 
 for (const threads of THREADS) {
   const ops = operands(1024, "A·B");

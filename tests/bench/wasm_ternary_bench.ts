@@ -98,6 +98,10 @@ console.log(`\nwasm ternary × int8 (ms per product), ${be.describe()}`);
 console.log(`| shape | threads | median ms | best ms | W GB/s | target ms | vs target |`);
 console.log(`| --- | --- | --- | --- | --- | --- | --- |`);
 console.log(rows.join("\n"));
+console.log(
+  `${be.pool.takenBack} worker shares were taken back and run by the calling thread ` +
+    `(the worker had not started: asleep or not scheduled)`,
+);
 
 for (const [i, [T, K, N]] of SHAPES.entries()) {
   Deno.bench({
