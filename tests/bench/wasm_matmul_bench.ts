@@ -20,7 +20,7 @@ const THREADS = [1, 2];
 type Layout = "A·B" | "A·Bᵀ" | "Aᵀ·B";
 const LAYOUTS: Layout[] = ["A·B", "A·Bᵀ", "Aᵀ·B"];
 
-const be = await WasmBackend.create({ threads: Math.max(...THREADS), idleMs: Infinity });
+const be = await WasmBackend.create({ threads: Math.max(...THREADS), idleMs: 5000 });
 const ctx = be.ctx;
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1];

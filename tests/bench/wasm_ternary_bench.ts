@@ -20,7 +20,7 @@ const SHAPES: [number, number, number, number][] = [
 const THREADS = [1, 2];
 const ROUNDS = 9;
 
-const be = await WasmBackend.create({ threads: Math.max(...THREADS), idleMs: Infinity });
+const be = await WasmBackend.create({ threads: Math.max(...THREADS), idleMs: 5000 });
 const ctx = be.ctx;
 
 let seed = 0x9e3779b9;
