@@ -148,26 +148,47 @@ function copyRun(f: FunctionBuilder, p: Local | null, sp: Local, d: Local, sd: n
 
 /**
  * packA(src, sr, sc, rows, kc, dst): A[rows × kc] (byte strides sr, sc) into strips of MR rows,
- * k-major within a strip (dst[s][k][r]); rows past `rows` are zeros.
+ * k-major within a strip (dst[s][k][r]); rows past `rows` are zeros. A full strip walks its MR
+ * rows together (one pointer each), a load and a store per element.
  */
 function packA(b: ModuleBuilder) {
   return b.func("packA", ["i32", "i32", "i32", "i32", "i32", "i32"], [], (f) => {
     const [src, sr, sc, rows, kc, dst] = f.params;
-    const [i, p, d] = [0, 1, 2].map(() => f.local("i32"));
+    const [i, d, k, row, out] = [0, 1, 2, 3, 4].map(() => f.local("i32"));
+    const rowPtr = Array.from({ length: MR }, () => f.local("i32"));
     f.for(i, 0, rows, MR, () => {
+      // Strip i / MR starts at float i·kc.
+      f.set(d, () => f.add(dst, () => f.mul(() => f.mul(i, kc), 4)));
+      f.add(i, MR);
+      f.get(rows);
+      f.i32.leS();
+      f.if();
+      rowPtr.forEach((q, r) => f.set(q, () => f.add(src, () => f.mul(() => f.add(i, r), sr))));
+      f.for(k, 0, kc, 1, () => {
+        rowPtr.forEach((q, r) => {
+          f.get(d);
+          f.get(q);
+          f.f32.load();
+          f.f32.store(4 * r);
+          f.inc(q, sc);
+        });
+        f.inc(d, 4 * MR);
+      });
+      f.else();
+      // The last, partial strip: row by row, zeros past `rows`.
       for (let r = 0; r < MR; r++) {
-        // Strip i / MR starts at float i·kc; row r of it at + r, k-major with stride MR.
-        f.set(d, () => f.add(dst, () => f.mul(() => f.add(() => f.mul(i, kc), r), 4)));
+        f.set(out, () => f.add(d, 4 * r));
         f.add(i, r);
         f.get(rows);
         f.i32.ltS();
         f.if();
-        f.set(p, () => f.add(src, () => f.mul(() => f.add(i, r), sr)));
-        copyRun(f, p, sc, d, 4 * MR, kc);
+        f.set(row, () => f.add(src, () => f.mul(() => f.add(i, r), sr)));
+        copyRun(f, row, sc, out, 4 * MR, kc);
         f.else();
-        copyRun(f, null, sc, d, 4 * MR, kc);
+        copyRun(f, null, sc, out, 4 * MR, kc);
         f.end();
       }
+      f.end();
     });
   });
 }
