@@ -249,6 +249,30 @@ export class FunctionBuilder {
     this.i32.mul();
   }
 
+  /** Push a − b (i32). */
+  sub(a: I32Expr, b: I32Expr): void {
+    this.push(a);
+    this.push(b);
+    this.i32.sub();
+  }
+
+  /** Push min(a, b), signed (each operand is evaluated twice: keep them cheap). */
+  min(a: I32Expr, b: I32Expr): void {
+    for (let i = 0; i < 2; i++) (this.push(a), this.push(b));
+    this.i32.ltS();
+    this.select();
+  }
+
+  /** Push floor(a · b / c) for unsigned a, b, c, through i64 (a · b may pass 2^32). */
+  mulDiv(a: I32Expr, b: I32Expr, c: I32Expr): void {
+    for (const x of [a, b]) (this.push(x), this.i64.extendI32U());
+    this.i64.mul();
+    this.push(c);
+    this.i64.extendI32U();
+    this.i64.divU();
+    this.i32.wrapI64();
+  }
+
   // ---- control flow ---------------------------------------------------------------------------
 
   #open(kind: Label["kind"], op: number, result?: ValType): Label {

@@ -26,7 +26,7 @@
 
 import type { WasmArg, WasmContext } from "../../engine/wasm/context.ts";
 import type { WasmFeatures } from "../../engine/wasm/features.ts";
-import type { FunctionBuilder, Local, ModuleBuilder } from "../../engine/wasm/builder.ts";
+import type { FuncRef, FunctionBuilder, Local, ModuleBuilder } from "../../engine/wasm/builder.ts";
 
 /** Dims of one launch (structurally kernels/matmul.ts's MatmulParams). */
 export interface MatmulDims {
@@ -270,57 +270,59 @@ function copyEdge(b: ModuleBuilder) {
   });
 }
 
-/** Push floor(total · t / n) (through i64: total · t may pass 2^31). */
-function share(f: FunctionBuilder, total: Local, t: () => void, n: Local) {
-  f.get(total);
-  f.i64.extendI32U();
-  t();
-  f.i64.extendI32U();
-  f.i64.mul();
-  f.get(n);
-  f.i64.extendI32U();
-  f.i64.divU();
-  f.i32.wrapI64();
-}
-
 const DRIVER_PARAMS = [
   ...["tid", "n", "batch", "M", "N", "K"],
   ...["a", "aSb", "aSr", "aSc", "b", "bSb", "bSr", "bSc", "c"], // strides in bytes
   ...["tilesM", "tilesN", "scratch", "perThread", "aOff", "tileOff"],
 ] as const;
+type Params = Record<(typeof DRIVER_PARAMS)[number], Local>;
+
+/**
+ * start = w·floor(strips·t / tiles), size = min(dim, w·floor(strips·(t+1) / tiles)) − start:
+ * tile t of `tiles` over a dim of `strips` strips of w (tiles differ by at most one strip).
+ */
+function tileSpan(
+  f: FunctionBuilder,
+  [start, size]: Local[],
+  t: () => void,
+  tiles: Local,
+  strips: Local,
+  w: number,
+  dim: Local,
+) {
+  f.set(start, () => f.mul(() => f.mulDiv(strips, t, tiles), w));
+  const end = () =>
+    f.mul(() => f.mulDiv(strips, () => (t(), f.i32.const(1), f.i32.add()), tiles), w);
+  f.set(size, () => f.sub(() => f.min(dim, end), start));
+}
+
+/** Call micro{mr}(pa, pb, kc, c, ldc, accumulate) for the runtime value of mr (an if-chain). */
+function callMicro(f: FunctionBuilder, micros: FuncRef[], mr: Local, args: () => void) {
+  for (let m = MR; m >= 1; m--) {
+    if (m > 1) (f.get(mr), f.i32.const(m), f.i32.eq(), f.if());
+    args();
+    f.call(micros[m - 1]);
+    if (m > 1) f.else();
+  }
+  for (let m = MR; m > 1; m--) f.end();
+}
 
 /** The module: microkernels, packing, and the exported driver `matmul` (see the header). */
 function buildMatmul(b: ModuleBuilder, relaxed: boolean): void {
   const micros = Array.from({ length: MR }, (_, i) => micro(b, i + 1, relaxed));
-  const pA = packA(b);
-  const pB = packB(b);
-  const edge = copyEdge(b);
+  const [pA, pB, edge] = [packA(b), packB(b), copyEdge(b)];
   b.export("matmul", DRIVER_PARAMS.map(() => "i32"), [], (f) => {
-    const P = Object.fromEntries(DRIVER_PARAMS.map((k, i) => [k, f.params[i]])) as Record<
-      (typeof DRIVER_PARAMS)[number],
-      Local
-    >;
+    const P = Object.fromEntries(DRIVER_PARAMS.map((k, i) => [k, f.params[i]])) as Params;
     const locals = (n: number) => Array.from({ length: n }, () => f.local("i32"));
-    const [total, hi, item, end, g, bi, j0, nc, pc, kc, it, i0, mc, sm, sn] = locals(15);
-    const [aB, bB, cB, bufA, bufB, tile, jr, ir, mr, cp, ldc] = locals(11);
-    const get = (x: Local) => () => f.get(x);
-    const min = (x: () => void, y: () => void) => () => {
-      x();
-      y();
-      x();
-      y();
-      f.i32.ltS();
-      f.select();
-    };
-    const sub = (x: () => void, y: () => void) => () => (x(), y(), f.i32.sub());
-    // Tile t of `tiles` over `strips` strips of `w`: starts at w·floor(strips·t / tiles).
-    const edgeOf = (strips: Local, t: () => void, tiles: Local, w: number) => () =>
-      f.mul(() => share(f, strips, t, tiles), w);
+    const [hi, item, end, g, pc, kc, it, sm, sn, jr, ir, mr, cp, ldc] = locals(14);
+    const [aB, bB, cB, bufA, bufB, tile] = locals(6);
+    const [j0, nc, i0, mc] = locals(4);
     f.set(sm, () => (f.add(P.M, MR - 1), f.i32.const(MR), f.i32.divU()));
     f.set(sn, () => (f.add(P.N, NR - 1), f.i32.const(NR), f.i32.divU()));
-    f.set(total, () => f.mul(P.batch, () => f.mul(P.tilesM, P.tilesN)));
-    f.set(item, () => share(f, total, get(P.tid), P.n));
-    f.set(hi, () => share(f, total, () => f.add(P.tid, 1), P.n));
+    // This thread's items [item, hi) of batch · tilesN · tilesM, row tiles fastest.
+    const total = () => f.mul(P.batch, () => f.mul(P.tilesM, P.tilesN));
+    f.set(item, () => f.mulDiv(total, P.tid, P.n));
+    f.set(hi, () => f.mulDiv(total, () => f.add(P.tid, 1), P.n));
     f.set(bufB, () => f.add(P.scratch, () => f.mul(P.tid, P.perThread)));
     f.set(bufA, () => f.add(bufB, P.aOff));
     f.set(tile, () => f.add(bufB, P.tileOff));
@@ -333,17 +335,9 @@ function buildMatmul(b: ModuleBuilder, relaxed: boolean): void {
     f.brIf(groups);
     // Items item..end share g = (batch index, column tile): one B panel per k block.
     f.set(g, () => (f.get(item), f.get(P.tilesM), f.i32.divU()));
-    f.set(end, min(get(hi), () => f.mul(() => f.add(g, 1), P.tilesM)));
-    f.set(bi, () => (f.get(g), f.get(P.tilesN), f.i32.divU()));
-    const jc = () => (f.get(g), f.get(P.tilesN), f.i32.remU());
-    f.set(j0, edgeOf(sn, jc, P.tilesN, NR));
-    f.set(
-      nc,
-      sub(
-        min(get(P.N), edgeOf(sn, () => (jc(), f.i32.const(1), f.i32.add()), P.tilesN, NR)),
-        get(j0),
-      ),
-    );
+    f.set(end, () => f.min(hi, () => f.mul(() => f.add(g, 1), P.tilesM)));
+    const bi = () => (f.get(g), f.get(P.tilesN), f.i32.divU());
+    tileSpan(f, [j0, nc], () => (f.get(g), f.get(P.tilesN), f.i32.remU()), P.tilesN, sn, NR, P.N);
     f.set(aB, () => f.add(P.a, () => f.mul(bi, P.aSb)));
     f.set(bB, () => f.add(() => f.add(P.b, () => f.mul(bi, P.bSb)), () => f.mul(j0, P.bSc)));
     f.set(
@@ -351,62 +345,48 @@ function buildMatmul(b: ModuleBuilder, relaxed: boolean): void {
       () => f.add(() => f.add(P.c, () => f.mul(bi, () => f.mul(P.M, ldc))), () => f.mul(j0, 4)),
     );
     f.for(pc, 0, P.K, KC, () => {
-      f.set(kc, min(() => f.i32.const(KC), sub(get(P.K), get(pc))));
+      f.set(kc, () => f.min(KC, () => f.sub(P.K, pc)));
       f.add(bB, () => f.mul(pc, P.bSr));
       [P.bSr, P.bSc, kc, nc, bufB].forEach((x) => f.get(x));
       f.call(pB);
       f.for(it, item, end, 1, () => {
-        const ic = () => (f.get(it), f.get(P.tilesM), f.i32.remU());
-        f.set(i0, edgeOf(sm, ic, P.tilesM, MR));
-        f.set(
-          mc,
-          sub(
-            min(get(P.M), edgeOf(sm, () => (ic(), f.i32.const(1), f.i32.add()), P.tilesM, MR)),
-            get(i0),
-          ),
+        tileSpan(
+          f,
+          [i0, mc],
+          () => (f.get(it), f.get(P.tilesM), f.i32.remU()),
+          P.tilesM,
+          sm,
+          MR,
+          P.M,
         );
         f.add(() => f.add(aB, () => f.mul(i0, P.aSr)), () => f.mul(pc, P.aSc));
         [P.aSr, P.aSc, mc, kc, bufA].forEach((x) => f.get(x));
         f.call(pA);
         f.for(jr, 0, nc, NR, () => {
           f.for(ir, 0, mc, MR, () => {
-            f.set(mr, min(() => f.i32.const(MR), sub(get(mc), get(ir))));
+            f.set(mr, () => f.min(MR, () => f.sub(mc, ir)));
             f.set(
               cp,
               () =>
                 f.add(() => f.add(cB, () => f.mul(() => f.add(i0, ir), ldc)), () => f.mul(jr, 4)),
             );
             const firstBlock = () => (f.get(pc), f.i32.const(0), f.i32.ne());
-            const callMicro = (c: Local, ld: Local | number, accumulate: () => void) => {
-              // micro{mr}(pa, pb, kc, c, ldc, accumulate), mr chosen by an if-chain.
-              for (let m = MR; m >= 1; m--) {
-                if (m > 1) {
-                  f.get(mr);
-                  f.i32.const(m);
-                  f.i32.eq();
-                  f.if();
-                }
-                f.add(bufA, () => f.mul(() => f.mul(ir, kc), 4));
-                f.add(bufB, () => f.mul(() => f.mul(jr, kc), 4));
-                f.get(kc);
-                f.get(c);
-                f.push(ld);
-                accumulate();
-                f.call(micros[m - 1]);
-                if (m > 1) f.else();
-              }
-              for (let m = MR; m > 1; m--) f.end();
+            const args = (c: Local, ld: Local | number, accumulate: () => void) => () => {
+              f.add(bufA, () => f.mul(() => f.mul(ir, kc), 4));
+              f.add(bufB, () => f.mul(() => f.mul(jr, kc), 4));
+              [kc, c, ld].forEach((x) => f.push(x));
+              accumulate();
             };
             f.add(jr, NR);
             f.get(nc);
             f.i32.leS();
             f.if();
-            callMicro(cp, ldc, firstBlock);
+            callMicro(f, micros, mr, args(cp, ldc, firstBlock));
             f.else();
             // Columns past N: compute the whole strip into `tile`, copy the valid part.
-            callMicro(tile, 4 * NR, () => f.i32.const(0));
+            callMicro(f, micros, mr, args(tile, 4 * NR, () => f.i32.const(0)));
             [tile, cp, mr].forEach((x) => f.get(x));
-            sub(get(nc), get(jr))();
+            f.sub(nc, jr);
             f.get(ldc);
             firstBlock();
             f.call(edge);

@@ -366,14 +366,7 @@ function buildTernary(b: ModuleBuilder, relaxed: boolean): void {
       () => f.local("i32"),
     );
     /** Push min(v, count − 1): rows past N and tokens past T clamp to the last. */
-    const clamp = (v: () => void, count: Local) => {
-      v();
-      f.add(count, -1);
-      v();
-      f.add(count, -1);
-      f.i32.ltS();
-      f.select();
-    };
+    const clamp = (v: () => void, count: Local) => f.min(v, () => f.add(count, -1));
     const row = (r: number, R: number) => clamp(() => f.add(() => f.mul(rb, R), r), P.N);
     const token = (t: number) => clamp(() => f.add(t0, t), P.T);
     const rowPtrs = (R: number) => {
@@ -394,8 +387,8 @@ function buildTernary(b: ModuleBuilder, relaxed: boolean): void {
     /** This thread's row blocks of R rows: [blocks·tid / n, blocks·(tid + 1) / n). */
     const rowBlocks = (R: number, body: () => void) => {
       const blocks = () => (f.add(P.N, R - 1), f.i32.const(R), f.i32.divU());
-      f.set(rb, () => (f.mul(blocks, P.tid), f.get(P.n), f.i32.divU()));
-      f.set(hi, () => (f.mul(blocks, () => f.add(P.tid, 1)), f.get(P.n), f.i32.divU()));
+      f.set(rb, () => f.mulDiv(blocks, P.tid, P.n));
+      f.set(hi, () => f.mulDiv(blocks, () => f.add(P.tid, 1), P.n));
       f.for(rb, rb, hi, 1, body);
     };
     f.set(xt, () => f.add(P.scratch, () => f.mul(P.tid, P.perThread)));

@@ -136,6 +136,23 @@ Deno.test("control flow, locals and calls between functions", () => {
   strictEqual(ex.firstOver(10), 4);
 });
 
+Deno.test("expression helpers: sub, min, mulDiv through i64", () => {
+  const ex = instance((m) => {
+    m.export("sub", ["i32", "i32"], ["i32"], (f) => f.sub(f.params[0], f.params[1]));
+    m.export("min", ["i32", "i32"], ["i32"], (f) => f.min(f.params[0], f.params[1]));
+    m.export(
+      "mulDiv",
+      ["i32", "i32", "i32"],
+      ["i32"],
+      (f) => f.mulDiv(f.params[0], f.params[1], f.params[2]),
+    );
+  });
+  strictEqual(ex.sub(3, 5), -2);
+  strictEqual(ex.min(-3, 5), -3);
+  strictEqual(ex.min(7, 5), 5);
+  strictEqual(ex.mulDiv(100000, 100000, 7), Math.floor(1e10 / 7));
+});
+
 Deno.test("scalar constants and conversions round-trip", () => {
   const ex = instance((m) => {
     m.export("i64", [], ["i64"], (f) => f.i64.const(-(2n ** 62n) + 7n));
