@@ -4,12 +4,12 @@
 // memory traffic, on 1 and on all threads. Products are timed interleaved (every layout and
 // thread count once per round, ROUNDS rounds, each a few products back to back), so load from
 // other processes on a shared machine hits all alike; the table gives the median and best round
-// and the median as a percentage of the peak on the same thread count. "cores" is this
-// process's CPU time over wall time during the 2-thread runs (2.0: both cores were ours).
+// and the median as a percentage of the peak on the same thread count; "× 1 thread" is the
+// 2-thread median over the 1-thread median of the same product (2.0 is perfect scaling; far
+// below it, other processes had the second core).
 // Run: deno bench --allow-read --allow-env --allow-sys tests/bench/wasm_matmul_bench.ts
 // (WASM_BENCH_SIZES=1024 times only 1024³: shorter, for the short quiet spells of a shared box)
 
-import process from "node:process";
 import { wasmArg, WasmBackend } from "../../engine/wasm/backend.ts";
 import type { ModuleBuilder } from "../../engine/wasm/builder.ts";
 import type { WasmArg } from "../../engine/wasm/context.ts";
@@ -103,29 +103,22 @@ for (const n of SIZES) {
     return THREADS.map((threads) => ({ layout, threads, ops, rates: [] as number[] }));
   });
   for (const c of cases) product(n, c.ops, c.threads); // compile and tier up
-  let cpu = 0, wall = 0;
   for (let r = 0; r < ROUNDS; r++) {
     for (const c of cases) {
-      const cpu0 = process.cpuUsage();
       const t0 = performance.now();
       for (let i = 0; i < reps; i++) product(n, c.ops, c.threads);
-      const ms = performance.now() - t0;
-      c.rates.push((2 * n ** 3 * reps) / (ms * 1e6));
-      if (c.threads === 2) {
-        const used = process.cpuUsage(cpu0);
-        cpu += (used.user + used.system) / 1000;
-        wall += ms;
-      }
+      c.rates.push((2 * n ** 3 * reps) / ((performance.now() - t0) * 1e6));
     }
   }
   for (const c of cases) {
     const med = median(c.rates);
+    const one = median(cases.find((x) => x.layout === c.layout && x.threads === 1)!.rates);
     rows.push(
       `| ${n}³ | ${c.layout} | ${c.threads} | ${med.toFixed(1)} | ` +
         `${Math.max(...c.rates).toFixed(1)} | ${
           (100 * med / peaks.get(c.threads)!).toFixed(0)
-        }% |` +
-        (c.threads === 2 ? ` ${(cpu / wall).toFixed(2)} |` : " |"),
+        }% | ` +
+        `${(med / one).toFixed(2)} |`,
     );
   }
   for (const c of cases.filter((c) => c.threads === THREADS[0])) {
@@ -138,7 +131,7 @@ console.log(
     [...peaks].map(([t, p]) => `${p.toFixed(1)} (${t} thread${t > 1 ? "s" : ""})`).join(", ")
   }`,
 );
-console.log(`| size | product | threads | median | best | % of peak | cores |`);
+console.log(`| size | product | threads | median | best | % of peak | × 1 thread |`);
 console.log(`| --- | --- | --- | --- | --- | --- | --- |`);
 console.log(rows.join("\n"));
 console.log(
