@@ -18,11 +18,13 @@
 // tile sizes and thread count, so results do not depend on either. KC is fixed; MC and NC are
 // chosen per call (plan) to give each thread several items.
 //
-// Limits: the microkernel is bound by the two 128-bit FMA pipes of a core (peak measured by
-// tests/bench/wasm_matmul_bench.ts); packing costs O(M·K + K·N) per NC/MC tile, a few percent
-// at 1024³ and more for small or skinny products, where the fork/join (1-2 µs hot, 30-50 µs
-// from a blocked worker) also shows. Only 16 xmm registers are visible to V8, which caps the
-// register block at MR × NR = 6 × 8 (12 accumulators + 2 B vectors + 1 splat).
+// Limits: compute. The microkernel is bound by the two 128-bit FMA pipes of a core: alone on
+// L1-resident panels it runs at 97% of the measured peak (tests/bench/wasm_matmul_bench.ts:
+// about 68 GFLOP/s a core on this Zen 5, 137 on both); whole products reach 90-96% on one
+// thread and about 90% on two at 1024³ (each thread packs its own B panel: ~2%; packing in
+// all ~3%). Small or skinny products pay relatively more packing and the fork/join (1-2 µs
+// hot, 30-50 µs from a blocked worker). V8 exposes 16 xmm registers, which caps the register
+// block at MR × NR = 6 × 8 (12 accumulators + 2 B vectors + 1 splat; 4×12 and 3×16 spill).
 
 import type { WasmArg, WasmContext } from "../../engine/wasm/context.ts";
 import type { WasmFeatures } from "../../engine/wasm/features.ts";

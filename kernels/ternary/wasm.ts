@@ -12,20 +12,25 @@
 // (X'[t][J][g] = words 16J + g, 16J + 4 + g, 16J + 8 + g, 16J + 12 + g; zeros past the row),
 // and the inner loop is: load W, shift, and, dot with one contiguous X' vector. The dot is
 // i32x4.relaxed_dot_i8x16_i7x16_add_s (x as i8, codes as i7: deterministic because codes are
-// 0..2; V8 emits vpdpbusd on AVX-VNNI CPUs) or, without relaxed SIMD, i16x8.extmul of the two
-// halves plus a pairwise add. Integer sums are exact, so every path gives the same bits.
+// 0..2; on this AVX-VNNI CPU it sustains ~2 per cycle, as a single instruction would) or,
+// without relaxed SIMD, i16x8.extmul of the two halves plus a pairwise add. Integer sums are
+// exact, so every path gives the same bits.
 //
-// Blocking: a microkernel owns R rows × TT tokens (GEMV: 8 rows × 1 token, holding each W
-// vector across its 4 shifts; GEMM: 3 rows × 3 tokens, holding TT X' vectors per shift), streams
-// all of K, and leaves R·TT sums; a scalar epilogue dequantises. The row block's W (R·K/4 bytes)
-// stays in L1 while the token blocks stream X' from L2. Rows past N and tokens past T are
-// clamped to the last one (recomputed, written twice with the same value).
+// Blocking: GEMV (T = 1) takes 8 rows at a time: per block of 4 W words, the 4 X' vectors stay
+// in registers and each row's W vector is loaded once and shifted 4 times (8 accumulators).
+// GEMM unpacks a block of 4 rows' codes once ((W >> 2g) & 3 for every word and g, R·K bytes in
+// L1) and runs every token block of 2 over it: per shift, 4 code vectors in registers and each
+// token's X' vector loaded once, so the loop is only loads and dots (4 × 2 accumulators).
+// Both stream all of K and leave sums that a scalar epilogue dequantises. Rows past N and
+// tokens past T are clamped to the last one (recomputed, written twice with the same value).
 // Threads split the row blocks into contiguous ranges; each thread transposes X' into its own
 // scratch (T · 4·KW words: no barrier, about 1% of a GEMM).
 //
-// Limits: GEMV streams W once (N·K/4 bytes) and is memory- and fork/join-bound (1-2 µs per
-// call hot, 30-50 µs when the worker has gone to sleep); GEMM is bound by the dot throughput
-// and the shift/and work per W vector that the TT tokens share.
+// Limits (tests/bench/wasm_ternary_bench.ts, this 2-core Zen 5): GEMV streams W once and is
+// bound by W bandwidth and the 12 vector ops per 64 weights (1×4096·4096×11008: 0.29 ms on 2
+// threads, 39 GB/s of packed W; 1×2048·2048²: 0.030 ms, where the fork/join is a few µs);
+// GEMM by the dot throughput (128×2048·2048²: 2.8 ms, ~1.4 dots per cycle a core of the
+// 2 possible). Without relaxed SIMD the extmul path is 4-6× slower.
 
 import type { WasmArg, WasmContext } from "../../engine/wasm/context.ts";
 import type { WasmFeatures } from "../../engine/wasm/features.ts";
