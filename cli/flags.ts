@@ -67,7 +67,9 @@ export interface TrainConfig {
   /** Replace an earlier run in --out-dir (only the files train wrote); refused otherwise. */
   overwrite: boolean;
   /** Compute backend: webgpu, cpu, or auto (webgpu when an adapter exists). */
-  backend: "auto" | "webgpu" | "cpu";
+  backend: "auto" | "webgpu" | "wasm" | "cpu";
+  /** Threads of the wasm backend, the calling thread included; 0 = the machine's cores. */
+  threads: number;
   /** Clip gradients to this global norm; 0 turns clipping off. */
   gradClip: number;
   /** Biases in Linear layers and LayerNorms (GPT; BitLinears have none). */
@@ -115,6 +117,7 @@ export const TRAIN_DEFAULTS: Readonly<TrainConfig> = Object.freeze({
   resume: false,
   overwrite: false,
   backend: "auto",
+  threads: 0,
   gradClip: 1.0,
   bias: true,
   pos: "learned",
@@ -277,8 +280,14 @@ export const TRAIN_FLAGS: readonly FlagSpec<TrainConfig>[] = [
   {
     key: "backend",
     name: "backend",
-    kind: { type: "choice", choices: ["auto", "webgpu", "cpu"] },
-    help: "compute backend (auto: webgpu when an adapter exists)",
+    kind: { type: "choice", choices: ["auto", "webgpu", "wasm", "cpu"] },
+    help: "compute backend (auto: a hardware GPU, else wasm; webgpu takes a software adapter)",
+  },
+  {
+    key: "threads",
+    name: "threads",
+    kind: { type: "int", min: 0, max: 256 },
+    help: "threads of the wasm backend; 0 = the machine's cores",
   },
   {
     key: "gradClip",

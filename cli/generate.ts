@@ -4,7 +4,7 @@
 // to stderr so that stdout holds only the text; on a terminal, control characters the
 // vocabulary may hold are printed as visible escapes.
 
-import { describeDevice, useBackend } from "../engine/device.ts";
+import { describeChoice, describeDevice, useBackend } from "../engine/device.ts";
 import { Generator } from "../engine/random.ts";
 import type { Tokenizer } from "../data/tokenizer.ts";
 import { BitGPT } from "../models/bitgpt.ts";
@@ -119,7 +119,7 @@ export async function runGenerate(argv: readonly string[]): Promise<number> {
   const c = parsed.config;
   const cfg = describeGenerateConfig(c);
   if (cfg.length) console.error(["config:", ...cfg].join("\n"));
-  const backend = await useBackend(c.backend);
+  const backend = await useBackend(c.backend, { quiet: true, threads: c.threads || undefined });
   watchKernels(backend, (line) => console.error(line));
   const path = await generatePath(c.outDir);
   const ckpt = await readCheckpoint(path, backend, {
@@ -130,7 +130,7 @@ export async function runGenerate(argv: readonly string[]): Promise<number> {
   try {
     const tok = checkpointTokenizer(ckpt, path);
     if (c.prompt !== "") tok.encode(c.prompt); // a prompt outside the vocabulary fails here
-    console.error(`device: ${describeDevice()}`);
+    console.error(`device: ${describeDevice()} (${describeChoice()})`);
     const params = model.countParameters();
     console.error(
       `loaded ${path}: ${ckpt.kind}, ${(params / 1e6).toFixed(2)}M parameters, ${tok.kind} ` +

@@ -27,7 +27,9 @@ export interface GenerateConfig {
   /** Directory holding ckpt.safetensors. */
   outDir: string;
   /** Compute backend. */
-  backend: "auto" | "webgpu" | "cpu";
+  backend: "auto" | "webgpu" | "wasm" | "cpu";
+  /** Threads of the wasm backend, the calling thread included; 0 = the machine's cores. */
+  threads: number;
   /** Interactive chat on stdin (works piped). */
   chat: boolean;
   /** For BitGPT, run from the packed ternary file when train wrote one. */
@@ -53,6 +55,7 @@ export const GENERATE_DEFAULTS: Readonly<GenerateConfig> = Object.freeze({
   seed: 1337,
   outDir: "out",
   backend: "auto",
+  threads: 0,
   chat: false,
   ternary: true,
   verbose: 0,
@@ -115,8 +118,14 @@ export const GENERATE_FLAGS: readonly FlagSpec<GenerateConfig>[] = [
   {
     key: "backend",
     name: "backend",
-    kind: { type: "choice", choices: ["auto", "webgpu", "cpu"] },
-    help: "compute backend (auto: webgpu when an adapter exists)",
+    kind: { type: "choice", choices: ["auto", "webgpu", "wasm", "cpu"] },
+    help: "compute backend (auto: a hardware GPU, else wasm; webgpu takes a software adapter)",
+  },
+  {
+    key: "threads",
+    name: "threads",
+    kind: { type: "int", min: 0, max: 256 },
+    help: "threads of the wasm backend; 0 = the machine's cores",
   },
   {
     key: "chat",

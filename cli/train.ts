@@ -5,7 +5,7 @@
 // Ctrl-C or SIGTERM → resumable checkpoint and exit 130, a stop on non-finite loss, and optional
 // W&B logging. The run directory and the memory a run needs are checked before any work.
 
-import { describeDevice } from "../engine/device.ts";
+import { describeChoice, describeDevice } from "../engine/device.ts";
 import { checkVocabFits, loadDataset, type LoadedDataset } from "../data/batches.ts";
 import type { Tokenizer } from "../data/tokenizer.ts";
 import { Generator } from "../engine/random.ts";
@@ -149,7 +149,7 @@ async function onEval(s: RunState, info: EvalInfo): Promise<void> {
 function banner(c: TrainConfig, params: number, dataLine: string, startIter: number): void {
   const cfg = describeTrainConfig(c);
   if (cfg.length) console.log(["config:", ...cfg].join("\n"));
-  console.log(`device: ${describeDevice()}`);
+  console.log(`device: ${describeDevice()} (${describeChoice()})`);
   const count = params.toLocaleString("en");
   console.log(
     `model: ${c.model}, ${(params / 1e6).toFixed(2)}M parameters (${count}, without position ` +

@@ -121,7 +121,10 @@ export async function setup(argv: readonly string[]) {
   // A resumed run keeps its backend unless --backend says otherwise (the CPU and WebGPU do
   // not round alike: a run continued elsewhere is not the run it continues).
   const saved = config.resume ? await savedFlags(config.outDir) : {};
-  const backend = await useBackend(parsed.explicit.backend ?? saved.backend ?? config.backend);
+  const backend = await useBackend(parsed.explicit.backend ?? saved.backend ?? config.backend, {
+    quiet: true,
+    threads: config.threads || undefined,
+  });
   let resume: ReadCheckpoint | undefined;
   if (config.resume) {
     const { path, ckpt } = await newestCheckpoint(config.outDir, backend);

@@ -4,6 +4,11 @@
 // kernel names what runs instead in KERNEL_FALLBACK, the one place such a fallback is declared.
 
 import type { DType, TypedArray } from "./dtype.ts";
+// What a wasm implementation receives (heap addresses of its arguments; the heap, threads and
+// compiled-once modules) is defined by the wasm backend and named here for the kernel tables.
+import type { WasmArg, WasmContext } from "./wasm/context.ts";
+
+export type { WasmArg, WasmContext };
 
 /** Where a kernel argument's elements sit in its storage (row-major strides, in elements). */
 export interface ArgInfo {
@@ -21,24 +26,6 @@ export interface ArgInfo {
 export interface CpuArg extends ArgInfo {
   /** The whole storage (read it through shape, strides and offset). */
   readonly data: TypedArray;
-}
-
-/** A kernel argument in WebAssembly memory: its layout plus where its storage begins. */
-export interface WasmArg extends ArgInfo {
-  /** Byte address of the storage's element 0 in the backend's memory. */
-  readonly ptr: number;
-}
-
-/**
- * What the wasm backend gives its kernels: the shared memory, the thread count, the WebAssembly
- * features present, compiled-once kernel modules and a parallel run over the worker threads.
- * Defined by the wasm backend (engine/wasm/); named here so kernel tables can be typed.
- */
-export interface WasmContext {
-  /** The memory every tensor of the backend lives in. */
-  readonly memory: WebAssembly.Memory;
-  /** Threads a parallel run uses (the calling thread included). */
-  readonly threads: number;
 }
 
 /** Texel formats of staged textures: 4 floats, 4 words, or 1 word. */
@@ -234,8 +221,11 @@ export interface Backend {
   readonly name: BackendName;
   /** What kernels and ops may know of it. */
   readonly traits: BackendTraits;
-  /** Allocate zero-or-garbage storage of `size` elements (contents unspecified). */
-  alloc(size: number, dtype: DType): Storage;
+  /**
+   * Allocate zero-or-garbage storage of `size` elements (contents unspecified); `label` names
+   * the tensor in the error when the backend's memory cannot hold it.
+   */
+  alloc(size: number, dtype: DType, label?: string): Storage;
   /** Allocate storage holding a copy of `data`. */
   upload(data: TypedArray, dtype: DType): Storage;
   /** Copy `data` into existing storage (ordered after all work already issued). */
@@ -253,4 +243,6 @@ export interface Backend {
   sync(): Promise<void>;
   /** One line naming the device. */
   describe(): string;
+  /** Release what the backend holds beyond tensors (worker threads); tensors stay readable. */
+  dispose?(): void;
 }

@@ -124,7 +124,8 @@ export function emptyOn(
   what = "tensor",
 ): Tensor {
   checkFits(backend, shape, dtype, what);
-  return new Tensor(new StorageRef(backend, backend.alloc(sizeOf(shape), dtype)), [...shape]);
+  const storage = backend.alloc(sizeOf(shape), dtype, `${what} ${fmtShape(shape)} ${dtype}`);
+  return new Tensor(new StorageRef(backend, storage), [...shape]);
 }
 
 /**

@@ -78,9 +78,7 @@ export class CpuBackend implements Backend {
   }
 
   run<P>(kernel: Kernel<P>, inputs: BoundArg[], outputs: BoundArg[], params: P): void {
-    const outs = outputs.map(outputView);
-    kernel.cpu(inputs.map(rebase), outs.map((o) => o.data), params);
-    outs.forEach((o, i) => o.scatter?.(cpuData(outputs[i].storage)));
+    runCpuReference(kernel, inputs, outputs, params, cpuData);
   }
 
   sync(): Promise<void> {
@@ -92,9 +90,25 @@ export class CpuBackend implements Backend {
   }
 }
 
+/**
+ * Run `kernel`'s CPU reference over storages whose elements `dataOf` gives (the CPU backend's
+ * arrays, or views of the wasm backend's heap): each input seen from the first element it
+ * spans, each output written row-major (a strided one through a scratch array, then scattered).
+ */
+export function runCpuReference<P>(
+  kernel: Kernel<P>,
+  inputs: BoundArg[],
+  outputs: BoundArg[],
+  params: P,
+  dataOf: (s: Storage) => TypedArray,
+): void {
+  const outs = outputs.map((a) => outputView(a, dataOf(a.storage)));
+  kernel.cpu(inputs.map((a) => rebase(a, dataOf(a.storage))), outs.map((o) => o.data), params);
+  outs.forEach((o, i) => o.scatter?.(dataOf(outputs[i].storage)));
+}
+
 /** An input whose data starts at the first element it spans (its offset relative to that). */
-function rebase(a: BoundArg): CpuArg {
-  const data = cpuData(a.storage);
+function rebase(a: BoundArg, data: TypedArray): CpuArg {
   const { info } = a;
   let lo = info.offset;
   for (let d = 0; d < info.shape.length; d++) {
@@ -108,8 +122,10 @@ function rebase(a: BoundArg): CpuArg {
  * Where a kernel writes an output, row-major from index 0: the storage itself, a subarray, or
  * (a strided piece of a split launch) a scratch array scattered into place afterwards.
  */
-function outputView(a: BoundArg): { data: TypedArray; scatter?(dst: TypedArray): void } {
-  const data = cpuData(a.storage);
+function outputView(
+  a: BoundArg,
+  data: TypedArray,
+): { data: TypedArray; scatter?(dst: TypedArray): void } {
   const { shape, strides, offset } = a.info;
   const n = sizeOf(shape);
   const rowMajor = contiguousStrides(shape).every((s, d) => shape[d] === 1 || strides[d] === s);

@@ -39,6 +39,7 @@ import {
   type MatmulVariant,
 } from "./wgsl.ts";
 import { texKernel, texLaunchParts, texPlan, texturesFit } from "./tex.ts";
+import { matmulWasm } from "./wasm.ts";
 
 export { MATMUL_VARIANTS };
 export type { MatmulVariant };
@@ -437,6 +438,7 @@ export const matmulOp: KernelOp<MatmulParams> = defineOp<MatmulParams>({
   shape: (_inputs, { batch, M, N }) => [batch, M, N],
   cpu: ([a, b], [c], p) => matmulCpu(a, b, c, p),
   webgpu: (inputs, outs, p, device) => matmulWgsl(inputs, outs, p, device),
+  wasm: matmulWasm,
   split: matmulPieces,
   backward(dy, { inputs: [a, b] }) {
     // dA = dC · Bᵀ, dB = Aᵀ · dC, per batch; the transposes are views, not copies.

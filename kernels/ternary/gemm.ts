@@ -18,6 +18,7 @@ import { fmtShape, ShapeError } from "../../engine/errors.ts";
 import { ceilDiv } from "../../engine/shape.ts";
 import { grid1d } from "../../engine/webgpu/codegen.ts";
 import { ternaryRowWords } from "./format.ts";
+import { ternaryWasm } from "./wasm.ts";
 import type { QuantizedActivations } from "./quant.ts";
 import { TERNARY_WG, type TernaryShader, ternaryStepWords, ternaryWgsl } from "./wgsl.ts";
 import { npot, u32Stage } from "../texture_stage.ts";
@@ -193,6 +194,7 @@ export const ternaryMatmulOp: KernelOp<GemmParams> = defineOp<GemmParams>({
   shape: (_inputs, p) => [p.T, p.N],
   dtype: (_inputs, p) => (p.raw ? "i32" : p.f64 ? "f64" : "f32"),
   cpu: (inputs, [y], p) => ternaryCpu(inputs, y as Float32Array | Float64Array | Int32Array, p),
+  wasm: ternaryWasm,
   webgpu(_inputs, _outputs, p) {
     const u = new ArrayBuffer(16);
     new Float32Array(u, 0, 1)[0] = p.scale;

@@ -106,7 +106,7 @@ Deno.test("train: every flag parses to its typed value", () => {
     ...["--out-dir", "o", "--resume", "--backend", "cpu", "--grad-clip", "0", "--bias", "false"],
     ...["--overwrite"],
     ...["--pos", "rope", "--beta1", "0.8", "--beta2", "0.99", "--schedule", "bitnet"],
-    ...["--profile"],
+    ...["--profile", "--threads", "3"],
   ];
   const c = train(argv);
   deepStrictEqual(c, {
@@ -146,6 +146,7 @@ Deno.test("train: every flag parses to its typed value", () => {
     beta2: 0.99,
     schedule: "bitnet",
     profile: true,
+    threads: 3,
   });
   // Every flag of the table was exercised (preset has its own test).
   const given = new Set(argv.filter((a) => a.startsWith("--")).map((a) => a.slice(2)));
@@ -209,7 +210,7 @@ Deno.test("train: bad inputs are one-line errors naming the flag", () => {
   rejects(() => train(["--decay-lr=maybe"]), /--decay-lr: expected true or false/);
   rejects(() => train(["--model", "llama"]), /--model: expected one of gpt, bitgpt; got 'llama'/);
   rejects(() => train(["--tokenizer", "bpe"]), /--tokenizer: expected one of gpt2, char/);
-  rejects(() => train(["--backend", "cuda"]), /--backend: expected one of auto, webgpu, cpu/);
+  rejects(() => train(["--backend", "cuda"]), /--backend: expected one of auto, webgpu, wasm, cpu/);
   rejects(() => train(["--verbose", "3"]), /--verbose: must be at most 2/);
   rejects(() => train(["--seed", "-1"]), /--seed: must be 0 or more/);
   rejects(() => train(["--grad-clip", "-1"]), /--grad-clip: must be 0 or more/);
@@ -271,7 +272,7 @@ Deno.test("generate: defaults equal the original's, every flag parses", () => {
     ...["--prompt", "ROMEO:", "--num-samples", "3", "--max-new-tokens", "40"],
     ...["--temperature", "0.8", "--top-k", "5", "--top-p", "0.9", "--seed", "9"],
     ...["--out-dir", "o", "--backend", "webgpu", "--chat", "--ternary", "false", "--verbose", "1"],
-    ...["--allow-non-finite", "--n-head", "3", "--profile", "true"],
+    ...["--allow-non-finite", "--n-head", "3", "--profile", "true", "--threads", "1"],
   ];
   deepStrictEqual(gen(argv), {
     prompt: "ROMEO:",
@@ -289,6 +290,7 @@ Deno.test("generate: defaults equal the original's, every flag parses", () => {
     allowNonFinite: true,
     nHead: 3,
     profile: true,
+    threads: 1,
   });
   const given = new Set(argv.filter((a) => a.startsWith("--")).map((a) => a.slice(2)));
   for (const s of GENERATE_FLAGS) ok(given.has(s.name), `untested --${s.name}`);

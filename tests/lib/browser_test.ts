@@ -1,7 +1,7 @@
 // The browser bundle in a real browser: `deno bundle --platform browser web.ts`, served on
 // 127.0.0.1 to headless Chromium, trains a nano BitGPT and generates from it, once on WebGPU
 // (`--enable-unsafe-webgpu`: Chromium's SwiftShader adapter) and once where the page has no
-// adapter (the CPU fallback of `useBackend("auto")`); both runs start from the same loss; and a
+// adapter (the wasm fallback of `useBackend("auto")`); both runs start from the same loss; and a
 // page that loads itself again reuses the matmul tuning the first load kept in localStorage.
 // Pages post their results back to the server. Skipped where Chromium is not installed (Debian:
 // `apt-get install chromium`; .ci/run installs it).
@@ -166,7 +166,7 @@ class PageServer {
 }
 
 Deno.test({
-  name: "headless Chromium: the web bundle trains and generates on WebGPU and on the CPU",
+  name: "headless Chromium: the web bundle trains and generates on WebGPU and on wasm",
   ignore: chromium === null, // no chromium on PATH (Debian: apt-get install chromium)
   async fn(t) {
     const dir = await Deno.makeTempDir({ prefix: "bitgpt_browser_" });
@@ -179,12 +179,12 @@ Deno.test({
       ]);
       strictEqual(b.code, 0, report(b));
       const runs: Record<string, PageResult> = {};
-      const cases = [["webgpu", "webgpu", true], ["cpu", "auto", false]] as const;
+      const cases = [["webgpu", "webgpu", true], ["wasm", "auto", false]] as const;
       for (const [name, backend, webgpu] of cases) {
         await t.step(`${name}${webgpu ? " (SwiftShader)" : " fallback (no adapter)"}`, async () => {
           const r = await pages.visit(`backend=${backend}`, webgpu);
           ok(!r.error, r.error);
-          ok(r.backend!.startsWith(name === "webgpu" ? "webgpu: " : "cpu"), r.backend);
+          ok(r.backend!.startsWith(name === "webgpu" ? "webgpu: " : "wasm"), r.backend);
           const losses = r.losses!;
           ok(losses.length >= 4, `${losses}`);
           ok(losses.at(-1)! < losses[0] - 0.5, `the loss did not fall: ${losses}`);
@@ -198,11 +198,11 @@ Deno.test({
           { restored: 1, tuned: 0 },
         ]);
       });
-      if (runs.webgpu && runs.cpu) {
+      if (runs.webgpu && runs.wasm) {
         // The same initial loss (same seed and weights); later ones may part, as BitLinear's
         // rounding to ternary and int8 levels turns float-rounding differences into others.
-        const [g, c] = [runs.webgpu.losses![0], runs.cpu.losses![0]];
-        ok(Math.abs(g - c) < 1e-3, `initial loss: webgpu ${g}, cpu ${c}`);
+        const [g, c] = [runs.webgpu.losses![0], runs.wasm.losses![0]];
+        ok(Math.abs(g - c) < 1e-3, `initial loss: webgpu ${g}, wasm ${c}`);
       }
     } finally {
       await pages.close();
