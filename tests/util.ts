@@ -5,6 +5,7 @@ import type { Tensor } from "../engine/tensor.ts";
 import type { TypedArray } from "../engine/dtype.ts";
 import { Generator } from "../engine/random.ts";
 import { cpuBackend, webgpuBackend } from "../engine/device.ts";
+import { WasmBackend } from "../engine/wasm/backend.ts";
 import type { Backend } from "../engine/backend.ts";
 import { fromArray } from "../engine/creation.ts";
 import { mul, sum } from "../kernels/mod.ts";
@@ -22,6 +23,16 @@ export const hasWebGPU: boolean = await (async () => {
 /** The WebGPU backend (only call when hasWebGPU). */
 export function gpu(): Promise<Backend> {
   return webgpuBackend();
+}
+
+let wasmTest: Promise<WasmBackend> | null = null;
+
+/**
+ * A wasm backend of the tests' own with two threads, whatever the machine's cores (tests lower
+ * `ctx.threadLimit` to compare with one). Its workers park when idle, so the process can exit.
+ */
+export function wasm(): Promise<WasmBackend> {
+  return wasmTest ??= WasmBackend.create({ threads: 2 });
 }
 
 /** The CPU backend. */
