@@ -3,6 +3,7 @@
 // one-line `FlagError`s, and `--help` is generated from the same table, so it cannot drift.
 
 import { ConfigError } from "../engine/errors.ts";
+import type { Setting, SettingKind } from "../models/config.ts";
 
 /** A bad command line: one line saying which flag and what was expected. */
 export class FlagError extends ConfigError {
@@ -10,29 +11,16 @@ export class FlagError extends ConfigError {
   override name = "FlagError";
 }
 
-/** How a flag's value is read. */
-export type FlagKind =
-  | { type: "int"; min?: number; max?: number }
-  | { type: "float"; min?: number; max?: number; minExclusive?: boolean; maxExclusive?: boolean }
-  | { type: "bool" }
-  | { type: "string" }
-  | { type: "choice"; choices: readonly string[] };
+/** How a flag's value is read (a setting's kind: models/config.ts). */
+export type FlagKind = SettingKind;
 
-/** One flag: its config key, its `--name`, aliases, type, help line and visibility levels. */
-export interface FlagSpec<C> {
-  /** The config field it sets. */
-  key: keyof C & string;
-  /** The kebab-case name, without dashes. */
-  name: string;
-  /** Other spellings accepted (without dashes), e.g. the original's `eval_iters`. */
-  aliases?: readonly string[];
-  /** Type and range. */
-  kind: FlagKind;
-  /** One line for `--help`. */
-  help: string;
-  /** Shown by `--verbose 1` (the tunable hyperparameters); `--verbose 2` shows every flag. */
-  tunable?: boolean;
-}
+/** One flag: a setting (its config key, `--name`, aliases, type, help line, visibility). */
+export type FlagSpec<C> = Setting<C>;
+
+/** The result of parsing a command line: a config, or a request for help. */
+export type Parsed<C> =
+  | { help: true; text: string }
+  | { help: false; config: C; explicit: Partial<C> };
 
 /** Values given explicitly on the command line, by config key, plus whether `--help` was asked. */
 export interface ParsedFlags {

@@ -13,7 +13,7 @@ import type { Tokenizer } from "../data/tokenizer.ts";
 import type { KVCache } from "../nn/attention.ts";
 import { generateStream } from "../models/generate.ts";
 import type { LanguageModel } from "../models/model.ts";
-import type { GenerateConfig } from "./flags.ts";
+import type { GenerateConfig } from "./generate_flags.ts";
 import { type Output, samplingOptions, StreamDecoder } from "./generate.ts";
 
 /** A line of input, possibly only its tail. */

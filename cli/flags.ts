@@ -1,57 +1,46 @@
-// The typed configs of `train` and `generate`: every flag with its default and meaning. Names
-// and defaults follow the original BitGPT's train.py / generate.py argparse tables (its
-// underscore spellings and `--wd` are accepted as aliases); integers are integers and booleans
-// really parse `false`. Cross-flag rules (n-embd divisible by n-head, min-lr <= lr, ...) are
-// checked here, before any work starts.
+// The typed config of `train`: the model's and the training loop's settings, declared once in
+// models/config.ts (MODEL_SETTINGS, TRAIN_SETTINGS, DEFAULT_TRAIN) with the default preset's
+// values, plus the command's own flags (data, files, device, logging). Names and defaults follow
+// the original BitGPT's train.py argparse table (its underscore spellings and `--wd` are accepted
+// as aliases); integers are integers and booleans really parse `false`. Cross-flag rules (n-embd
+// divisible by n-head, min-lr <= lr, ...) are checked here, before any work starts.
 
-import { configLines, FlagError, type FlagSpec, helpText, parseFlags, showValue } from "./args.ts";
+import { BACKEND_CHOICES, type BackendChoice } from "../engine/device.ts";
+import {
+  DEFAULT_TRAIN,
+  type GPTConfig,
+  MODEL_SETTINGS,
+  type ModelSettings,
+  TRAIN_SETTINGS,
+  type TrainConfig as LibTrainConfig,
+} from "../models/config.ts";
+import { MODEL_KINDS, type ModelKind } from "../models/model.ts";
+import { getPreset } from "../models/presets.ts";
+import {
+  configLines,
+  FlagError,
+  type FlagSpec,
+  helpText,
+  type Parsed,
+  parseFlags,
+  showValue,
+} from "./args.ts";
 
-export { FlagError };
+export { FlagError, type Parsed };
 
-/** Everything `train` needs; defaults in `TRAIN_DEFAULTS`. */
-export interface TrainConfig {
-  /** Independent sequences per step. */
-  batchSize: number;
-  /** Context length (tokens) of each sequence. */
-  blockSize: number;
-  /** Training iterations. */
-  maxIters: number;
-  /** Batches averaged per split when estimating the loss. */
-  evalIters: number;
-  /** Iterations between evaluations (and checkpoint saves). */
-  evalInterval: number;
-  /** Peak learning rate. */
-  lr: number;
-  /** Attention heads. */
-  nHead: number;
-  /** Transformer blocks. */
-  nLayer: number;
-  /** Embedding width. */
-  nEmbd: number;
-  /** Dropout probability during training. */
-  dropout: number;
-  /** AdamW decoupled weight decay (matrices only). */
-  weightDecay: number;
-  /** Cosine-decay the learning rate after warmup; false keeps it at --lr. */
-  decayLr: boolean;
-  /** Linear warmup iterations. */
-  warmupIters: number;
-  /** Iteration where the cosine decay reaches --min-lr (~ max-iters per Chinchilla). */
-  lrDecayIters: number;
-  /** Learning-rate floor (~ lr / 10). */
-  minLr: number;
+/** The architecture settings `train` takes as flags (models/config.ts MODEL_SETTINGS). */
+export type ModelFlags = ModelSettings;
+
+/** What `train` adds to the model's and the training loop's settings: data, files, device. */
+export interface RunFlags {
   /** Log metrics to Weights & Biases. */
   wandbLog: boolean;
   /** W&B project name. */
   wandbProject: string;
-  /** Random seed: init, batches, dropout. */
-  seed: number;
   /** Config printed at start: 0 none, 1 tunable parameters, 2 all. */
   verbose: number;
-  /** Iterations between plain progress lines (and metrics.jsonl train records). */
-  logInterval: number;
   /** Architecture: full-precision GPT or ternary BitGPT. */
-  model: "gpt" | "bitgpt";
+  model: ModelKind;
   /** A model preset by name; explicit flags override its values ("" = none). */
   preset: string;
   /** Tokenizer: GPT-2 BPE or characters of the dataset. */
@@ -66,48 +55,22 @@ export interface TrainConfig {
   resume: boolean;
   /** Replace an earlier run in --out-dir (only the files train wrote); refused otherwise. */
   overwrite: boolean;
-  /** Compute backend: webgpu, cpu, or auto (webgpu when an adapter exists). */
-  backend: "auto" | "webgpu" | "wasm" | "cpu";
+  /** Compute backend: auto (a hardware GPU, else wasm), webgpu, wasm or cpu. */
+  backend: BackendChoice;
   /** Threads of the wasm backend, the calling thread included; 0 = the machine's cores. */
   threads: number;
-  /** Clip gradients to this global norm; 0 turns clipping off. */
-  gradClip: number;
-  /** Biases in Linear layers and LayerNorms (GPT; BitLinears have none). */
-  bias: boolean;
-  /** Position scheme: learned embeddings (nanoGPT) or rotary (RoPE). */
-  pos: "learned" | "rope";
-  /** AdamW β1. */
-  beta1: number;
-  /** AdamW β2. */
-  beta2: number;
-  /** LR schedule: nanoGPT's cosine, or BitNet b1.58's two-stage (weight decay 0.1, then 0). */
-  schedule: "cosine" | "bitnet";
   /** Record where time goes: a table at the end and <out-dir>/trace.json (cli/profile.ts). */
   profile: boolean;
 }
 
-/** The original's defaults, plus ours for the flags it did not have. */
-export const TRAIN_DEFAULTS: Readonly<TrainConfig> = Object.freeze({
-  batchSize: 64,
-  blockSize: 256,
-  maxIters: 500000,
-  evalIters: 200,
-  evalInterval: 2000,
-  lr: 6e-4,
-  nHead: 4,
-  nLayer: 4,
-  nEmbd: 384,
-  dropout: 0.2,
-  weightDecay: 1e-1,
-  decayLr: true,
-  warmupIters: 200,
-  lrDecayIters: 500000,
-  minLr: 6e-5,
+/** Everything `train` needs: model and training settings (models/config.ts) and its own. */
+export type TrainConfig = ModelFlags & LibTrainConfig & RunFlags;
+
+/** The defaults of the flags `train` adds. */
+const RUN_DEFAULTS: RunFlags = {
   wandbLog: false,
   wandbProject: "bitGPT",
-  seed: 1337,
   verbose: 0,
-  logInterval: 100,
   model: "bitgpt",
   preset: "",
   tokenizer: "gpt2",
@@ -118,122 +81,43 @@ export const TRAIN_DEFAULTS: Readonly<TrainConfig> = Object.freeze({
   overwrite: false,
   backend: "auto",
   threads: 0,
-  gradClip: 1.0,
-  bias: true,
-  pos: "learned",
-  beta1: 0.9,
-  beta2: 0.95,
-  schedule: "cosine",
   profile: false,
+};
+
+/** The preset a bare `train` uses: the original BitGPT's defaults. */
+export const DEFAULT_PRESET = "small";
+
+/** The architecture settings of a model config, without vocabSize and activation. */
+export function modelFlags(c: GPTConfig): ModelFlags {
+  return pick(c, MODEL_SETTINGS.map((s) => s.key)) as ModelFlags;
+}
+
+/** The library's training settings of a train config. */
+export function libTrainConfig(c: TrainConfig): LibTrainConfig {
+  return pick(c, TRAIN_SETTINGS.map((s) => s.key)) as LibTrainConfig;
+}
+
+function pick<T extends object>(o: T, keys: readonly string[]): Partial<T> {
+  return Object.fromEntries(keys.map((k) => [k, (o as Record<string, unknown>)[k]])) as Partial<T>;
+}
+
+/**
+ * `train`'s defaults: the training loop's (models/config.ts DEFAULT_TRAIN, the original's flag
+ * table), the default preset's architecture and settings, and the flags of the command itself.
+ */
+export const TRAIN_DEFAULTS: Readonly<TrainConfig> = Object.freeze({
+  ...modelFlags(getPreset(DEFAULT_PRESET).model),
+  ...DEFAULT_TRAIN,
+  ...getPreset(DEFAULT_PRESET).train,
+  ...RUN_DEFAULTS,
 });
 
-const POS_INT = { type: "int", min: 1 } as const;
-const NON_NEG_INT = { type: "int", min: 0 } as const;
-
-/** The `train` flags, in `--help` order. */
-export const TRAIN_FLAGS: readonly FlagSpec<TrainConfig>[] = [
-  {
-    key: "batchSize",
-    name: "batch-size",
-    kind: POS_INT,
-    help: "sequences per step",
-    tunable: true,
-  },
-  { key: "blockSize", name: "block-size", kind: POS_INT, help: "context length", tunable: true },
-  { key: "maxIters", name: "max-iters", kind: POS_INT, help: "training iterations", tunable: true },
-  {
-    key: "evalIters",
-    name: "eval-iters",
-    aliases: ["eval_iters"],
-    kind: POS_INT,
-    help: "batches per split to estimate the loss",
-  },
-  {
-    key: "evalInterval",
-    name: "eval-interval",
-    aliases: ["eval_interval"],
-    kind: POS_INT,
-    help: "iterations between evaluations and checkpoints",
-  },
-  {
-    key: "lr",
-    name: "lr",
-    kind: { type: "float", min: 0, minExclusive: true },
-    help: "peak learning rate",
-    tunable: true,
-  },
-  { key: "nHead", name: "n-head", kind: POS_INT, help: "attention heads", tunable: true },
-  { key: "nLayer", name: "n-layer", kind: POS_INT, help: "transformer blocks", tunable: true },
-  { key: "nEmbd", name: "n-embd", kind: POS_INT, help: "embedding width", tunable: true },
-  {
-    key: "dropout",
-    name: "dropout",
-    aliases: ["d"],
-    kind: { type: "float", min: 0, max: 1, maxExclusive: true },
-    help: "dropout probability",
-    tunable: true,
-  },
-  {
-    key: "weightDecay",
-    name: "weight-decay",
-    aliases: ["wd"],
-    kind: { type: "float", min: 0 },
-    help: "AdamW weight decay",
-    tunable: true,
-  },
-  {
-    key: "decayLr",
-    name: "decay-lr",
-    kind: { type: "bool" },
-    help: "cosine learning-rate decay after warmup",
-    tunable: true,
-  },
-  {
-    key: "warmupIters",
-    name: "warmup-iters",
-    kind: NON_NEG_INT,
-    help: "linear warmup iterations",
-    tunable: true,
-  },
-  {
-    key: "lrDecayIters",
-    name: "lr-decay-iters",
-    kind: NON_NEG_INT,
-    help: "iteration where decay reaches min-lr",
-    tunable: true,
-  },
-  {
-    key: "minLr",
-    name: "min-lr",
-    kind: { type: "float", min: 0 },
-    help: "learning-rate floor",
-    tunable: true,
-  },
-  {
-    key: "wandbLog",
-    name: "wandb-log",
-    aliases: ["wandb_log"],
-    kind: { type: "bool" },
-    help: "log to Weights & Biases (needs WANDB_API_KEY)",
-  },
-  { key: "wandbProject", name: "wandb-project", kind: { type: "string" }, help: "W&B project" },
-  { key: "seed", name: "seed", kind: NON_NEG_INT, help: "random seed" },
-  {
-    key: "verbose",
-    name: "verbose",
-    kind: { type: "int", min: 0, max: 2 },
-    help: "config printed at start: 0 none, 1 tunable, 2 all",
-  },
-  {
-    key: "logInterval",
-    name: "log-interval",
-    kind: POS_INT,
-    help: "iterations between progress lines and metrics records",
-  },
+/** The flags of `train` alone. */
+const RUN_FLAGS: readonly FlagSpec<RunFlags>[] = [
   {
     key: "model",
     name: "model",
-    kind: { type: "choice", choices: ["gpt", "bitgpt"] },
+    kind: { type: "choice", choices: MODEL_KINDS },
     help: "architecture",
     tunable: true,
   },
@@ -261,7 +145,7 @@ export const TRAIN_FLAGS: readonly FlagSpec<TrainConfig>[] = [
   {
     key: "vocabSize",
     name: "vocab-size",
-    kind: NON_NEG_INT,
+    kind: { type: "int", min: 0 },
     help: "embedding rows; 0 = what the tokenizer needs",
   },
   { key: "outDir", name: "out-dir", kind: { type: "string" }, help: "output directory" },
@@ -280,7 +164,7 @@ export const TRAIN_FLAGS: readonly FlagSpec<TrainConfig>[] = [
   {
     key: "backend",
     name: "backend",
-    kind: { type: "choice", choices: ["auto", "webgpu", "wasm", "cpu"] },
+    kind: { type: "choice", choices: BACKEND_CHOICES },
     help: "compute backend (auto: a hardware GPU, else wasm; webgpu takes a software adapter)",
   },
   {
@@ -290,44 +174,18 @@ export const TRAIN_FLAGS: readonly FlagSpec<TrainConfig>[] = [
     help: "threads of the wasm backend; 0 = the machine's cores",
   },
   {
-    key: "gradClip",
-    name: "grad-clip",
-    kind: { type: "float", min: 0 },
-    help: "clip gradients to this global norm; 0 = off",
-    tunable: true,
-  },
-  {
-    key: "bias",
-    name: "bias",
+    key: "wandbLog",
+    name: "wandb-log",
+    aliases: ["wandb_log"],
     kind: { type: "bool" },
-    help: "biases in Linear layers and LayerNorms",
-    tunable: true,
+    help: "log to Weights & Biases (needs WANDB_API_KEY)",
   },
+  { key: "wandbProject", name: "wandb-project", kind: { type: "string" }, help: "W&B project" },
   {
-    key: "pos",
-    name: "pos",
-    kind: { type: "choice", choices: ["learned", "rope"] },
-    help: "position encoding: learned embeddings or rotary",
-    tunable: true,
-  },
-  {
-    key: "beta1",
-    name: "beta1",
-    kind: { type: "float", min: 0, max: 1, maxExclusive: true },
-    help: "AdamW beta1",
-  },
-  {
-    key: "beta2",
-    name: "beta2",
-    kind: { type: "float", min: 0, max: 1, maxExclusive: true },
-    help: "AdamW beta2",
-  },
-  {
-    key: "schedule",
-    name: "schedule",
-    kind: { type: "choice", choices: ["cosine", "bitnet"] },
-    help: "LR schedule: nanoGPT cosine, or BitNet b1.58 two-stage",
-    tunable: true,
+    key: "verbose",
+    name: "verbose",
+    kind: { type: "int", min: 0, max: 2 },
+    help: "config printed at start: 0 none, 1 tunable, 2 all",
   },
   {
     key: "profile",
@@ -336,6 +194,13 @@ export const TRAIN_FLAGS: readonly FlagSpec<TrainConfig>[] = [
     help: "time per op and kernel: a table at the end and <out-dir>/trace.json (short runs)",
   },
 ];
+
+/** The `train` flags, in `--help` order: training, model, then the command's own. */
+export const TRAIN_FLAGS: readonly FlagSpec<TrainConfig>[] = [
+  ...TRAIN_SETTINGS,
+  ...MODEL_SETTINGS,
+  ...RUN_FLAGS,
+] as FlagSpec<TrainConfig>[];
 
 /** A preset's values for the train config (only the fields it sets). */
 export type PresetLookup = (name: string) => Partial<TrainConfig>;
@@ -350,8 +215,8 @@ export function validateTrain(c: TrainConfig): void {
       `--pos rope needs an even head size; --n-embd / --n-head is ${c.nEmbd / c.nHead}`,
     );
   }
-  if (c.minLr > c.lr) {
-    throw new FlagError(`--min-lr (${c.minLr}) must not exceed --lr (${c.lr})`);
+  if (c.minLr > c.learningRate) {
+    throw new FlagError(`--min-lr (${c.minLr}) must not exceed --lr (${c.learningRate})`);
   }
   if (c.decayLr && c.lrDecayIters <= c.warmupIters) {
     throw new FlagError(
@@ -362,11 +227,6 @@ export function validateTrain(c: TrainConfig): void {
   if (c.dataset === "") throw new FlagError("--dataset: must not be empty");
   if (c.outDir === "") throw new FlagError("--out-dir: must not be empty");
 }
-
-/** The result of parsing a command line: a config, or a request for help. */
-export type Parsed<C> =
-  | { help: true; text: string }
-  | { help: false; config: C; explicit: Partial<C> };
 
 const TRAIN_USAGE = "Usage: deno task train [flags]\n\n" +
   "Train a GPT or BitGPT language model; writes ckpt.safetensors, metrics.jsonl and loss.svg " +
@@ -400,11 +260,4 @@ export function describeTrainConfig(c: TrainConfig): string[] {
   return configLines(TRAIN_FLAGS, c, c.verbose);
 }
 
-export {
-  describeGenerateConfig,
-  GENERATE_DEFAULTS,
-  GENERATE_FLAGS,
-  type GenerateConfig,
-  parseGenerateArgs,
-} from "./generate_flags.ts";
 export { showValue };

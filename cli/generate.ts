@@ -11,7 +11,11 @@ import { BitGPT } from "../models/bitgpt.ts";
 import { generateStream } from "../models/generate.ts";
 import type { LanguageModel } from "../models/model.ts";
 import { checkpointTokenizer, generatePath, readCheckpoint } from "./checkpoints.ts";
-import { describeGenerateConfig, type GenerateConfig, parseGenerateArgs } from "./flags.ts";
+import {
+  describeGenerateConfig,
+  type GenerateConfig,
+  parseGenerateArgs,
+} from "./generate_flags.ts";
 import { runChat } from "./chat.ts";
 import { useTernaryFile } from "./ternary_file.ts";
 import { watchKernels } from "./progress.ts";

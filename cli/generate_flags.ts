@@ -2,8 +2,15 @@
 // --num-samples 2, --max-new-tokens 2000, --temperature 1.0, --top-k 200) plus ours. Temperature 0
 // means greedy decoding, and --help says so.
 
-import { configLines, FlagError, type FlagSpec, helpText, parseFlags } from "./args.ts";
-import type { Parsed } from "./flags.ts";
+import { BACKEND_CHOICES } from "../engine/device.ts";
+import {
+  configLines,
+  FlagError,
+  type FlagSpec,
+  helpText,
+  type Parsed,
+  parseFlags,
+} from "./args.ts";
 
 const POS_INT = { type: "int", min: 1 } as const;
 const NON_NEG_INT = { type: "int", min: 0 } as const;
@@ -118,7 +125,7 @@ export const GENERATE_FLAGS: readonly FlagSpec<GenerateConfig>[] = [
   {
     key: "backend",
     name: "backend",
-    kind: { type: "choice", choices: ["auto", "webgpu", "wasm", "cpu"] },
+    kind: { type: "choice", choices: BACKEND_CHOICES },
     help: "compute backend (auto: a hardware GPU, else wasm; webgpu takes a software adapter)",
   },
   {

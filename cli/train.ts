@@ -12,13 +12,13 @@ import { Generator } from "../engine/random.ts";
 import type { LoadedCheckpoint } from "../models/checkpoint.ts";
 import type { LanguageModel } from "../models/model.ts";
 import { createModel } from "../models/model.ts";
-import type { GPTConfig, TrainConfig as LibTrainConfig } from "../models/config.ts";
+import type { GPTConfig } from "../models/config.ts";
 import { getPreset, PRESET_NAMES } from "../models/presets.ts";
 import { type EvalInfo, type StepInfo, train, type TrainResult } from "../models/train.ts";
 import { CKPT_FILE, LAST_FILE, RUN_CONFIG_FILE, sha256Hex } from "./checkpoints.ts";
 import { Interrupts } from "./interrupt.ts";
 import { checkTrainingMemory } from "./preflight.ts";
-import { describeTrainConfig, type TrainConfig } from "./flags.ts";
+import { describeTrainConfig, libTrainConfig, modelFlags, type TrainConfig } from "./flags.ts";
 import { joinPath, writeFileAtomic } from "./files.ts";
 import { curvesOf, MetricsLog } from "./metrics.ts";
 import { lossPlotSvg } from "./plot.ts";
@@ -29,35 +29,13 @@ import { setup } from "./train_setup.ts";
 import { startCliProfile } from "./profile.ts";
 
 export { presetFlags } from "./train_setup.ts";
-
-/** The library's training settings from the flags. */
-export function libTrainConfig(c: TrainConfig): LibTrainConfig {
-  return {
-    batchSize: c.batchSize,
-    maxIters: c.maxIters,
-    evalIters: c.evalIters,
-    evalInterval: c.evalInterval,
-    learningRate: c.lr,
-    weightDecay: c.weightDecay,
-    beta1: c.beta1,
-    beta2: c.beta2,
-    gradClip: c.gradClip,
-    decayLr: c.decayLr,
-    schedule: c.schedule,
-    warmupIters: c.warmupIters,
-    lrDecayIters: c.lrDecayIters,
-    minLr: c.minLr,
-    seed: c.seed,
-    logInterval: c.logInterval,
-  };
-}
+export { libTrainConfig };
 
 /** The model config from the flags and the tokenizer's vocabulary. */
 function modelConfig(c: TrainConfig, tok: Tokenizer): GPTConfig {
   const vocabSize = c.vocabSize || tok.vocabSize;
   checkVocabFits(tok, vocabSize);
-  const { blockSize, nLayer, nHead, nEmbd, dropout, bias, pos } = c;
-  return { vocabSize, blockSize, nLayer, nHead, nEmbd, dropout, bias, pos };
+  return { vocabSize, ...modelFlags(c) };
 }
 
 /** Everything the callbacks share. */

@@ -17,26 +17,25 @@ import { CheckpointError } from "./errors.ts";
 import { joinPath } from "./files.ts";
 import {
   FlagError,
+  modelFlags,
   parseTrainArgs,
   TRAIN_DEFAULTS,
   type TrainConfig,
   validateTrain,
 } from "./flags.ts";
+import { MODEL_SETTINGS } from "../models/config.ts";
 import { prepareRunDir } from "./run_dir.ts";
 
 /** The CLI config fields that fix the architecture (a resumed run cannot change them). */
-const ARCH_KEYS = [
+const ARCH_KEYS: readonly (keyof TrainConfig)[] = [
   "model",
   "tokenizer",
   "vocabSize",
-  "blockSize",
-  "nLayer",
-  "nHead",
-  "nEmbd",
-  "dropout",
-  "bias",
-  "pos",
-] as const;
+  ...MODEL_SETTINGS.map((s) => s.key),
+];
+
+/** Keys of config.json files written before the flags took the library's names. */
+const LEGACY_KEYS: Readonly<Record<string, keyof TrainConfig>> = { lr: "learningRate" };
 
 /** A models preset as train flags (its vocabSize is left to the tokenizer). */
 export function presetFlags(name: string): Partial<TrainConfig> {
@@ -44,12 +43,7 @@ export function presetFlags(name: string): Partial<TrainConfig> {
     throw new FlagError(`--preset: unknown preset '${name}' (known: ${PRESET_NAMES.join(", ")})`);
   }
   const { model, train } = getPreset(name);
-  const { vocabSize: _vocab, ...arch } = model;
-  const { learningRate, ...rest } = train;
-  const out: Record<string, unknown> = { ...arch, ...rest };
-  if (learningRate !== undefined) out.lr = learningRate;
-  for (const k of Object.keys(out)) if (!Object.hasOwn(TRAIN_DEFAULTS, k)) delete out[k];
-  return out as Partial<TrainConfig>;
+  return { ...modelFlags(model), ...train };
 }
 
 /** The flags a run saved in its config.json: known flags of the flag's type only (may be {}). */
@@ -58,7 +52,8 @@ async function savedFlags(outDir: string): Promise<Partial<TrainConfig>> {
   try {
     const json = JSON.parse(await Deno.readTextFile(joinPath(outDir, RUN_CONFIG_FILE)));
     // The file is ours (cli/run_dir.ts checked), but may have been edited.
-    for (const [k, v] of Object.entries(json)) {
+    for (let [k, v] of Object.entries(json)) {
+      k = LEGACY_KEYS[k] ?? k;
       const d = (TRAIN_DEFAULTS as Record<string, unknown>)[k];
       if (d !== undefined && typeof v === typeof d) saved[k] = v;
     }
@@ -107,7 +102,7 @@ export async function setup(argv: readonly string[]) {
   const dir = await prepareRunDir(config.outDir, {
     resume: config.resume,
     overwrite: config.overwrite,
-    configKeys: Object.keys(TRAIN_DEFAULTS),
+    configKeys: [...Object.keys(TRAIN_DEFAULTS), ...Object.keys(LEGACY_KEYS)],
   });
   if (dir.removedTemps.length) {
     console.error(

@@ -91,6 +91,12 @@ async function hardwareAdapter(): Promise<string | null> {
 /** Choice of backend: a name, or `auto` (a hardware GPU, else wasm, else cpu). */
 export type BackendChoice = Exclude<BackendName, "meta"> | "auto";
 
+/** Every choice, in the order a user reads them (`--backend`'s list). */
+export const BACKEND_CHOICES: readonly BackendChoice[] = [
+  "auto",
+  ...(["webgpu", "wasm", "cpu"] as const satisfies readonly (keyof typeof BACKENDS)[]),
+];
+
 /**
  * Make `name` the backend for new tensors and return it. `auto`: a hardware WebGPU adapter,
  * else wasm, else cpu, with the reason kept for `describeChoice` (and printed to stderr unless

@@ -1,6 +1,8 @@
-// Model configuration: nanoGPT's GPTConfig fields in camelCase plus the position scheme, the MLP
-// activation, the model kind (GPT or BitGPT), and validation with one-line errors naming the bad
-// field.
+// Model and training configuration: nanoGPT's GPTConfig fields in camelCase plus the position
+// scheme, the MLP activation, the model kind (GPT or BitGPT); the training hyperparameters with
+// the original's defaults; validation with one-line errors naming the bad field; and the settings
+// tables (MODEL_SETTINGS, TRAIN_SETTINGS) that `train`'s flags, `--help` and `--verbose` listing
+// are made from, so a setting is declared once, here.
 
 import { ConfigError } from "../engine/errors.ts";
 
@@ -190,3 +192,162 @@ export function validateTrainConfig(t: TrainConfig): TrainConfig {
   }
   return t;
 }
+
+/** How a setting's value is read and checked (the CLI's flags are made from these). */
+export type SettingKind =
+  | { type: "int"; min?: number; max?: number }
+  | { type: "float"; min?: number; max?: number; minExclusive?: boolean; maxExclusive?: boolean }
+  | { type: "bool" }
+  | { type: "string" }
+  | { type: "choice"; choices: readonly string[] };
+
+/** One setting of a config: its field, its `--name`, other spellings, type and help line. */
+export interface Setting<C> {
+  /** The config field it sets. */
+  key: keyof C & string;
+  /** The kebab-case flag name, without dashes. */
+  name: string;
+  /** Other spellings accepted (without dashes), e.g. the original's `eval_iters`. */
+  aliases?: readonly string[];
+  /** Type and range. */
+  kind: SettingKind;
+  /** One line for `--help`. */
+  help: string;
+  /** A tunable hyperparameter (listed by `--verbose 1`; level 2 lists every setting). */
+  tunable?: boolean;
+}
+
+const POS_INT = { type: "int", min: 1 } as const;
+const NON_NEG_INT = { type: "int", min: 0 } as const;
+const UNIT = { type: "float", min: 0, max: 1, maxExclusive: true } as const;
+
+/** The architecture fields a command line sets. */
+export type ModelSettings = Pick<
+  GPTConfig,
+  "blockSize" | "nLayer" | "nHead" | "nEmbd" | "dropout" | "bias" | "pos"
+>;
+
+/**
+ * The architecture settings a command line sets (vocabSize comes from the tokenizer and the
+ * activation from the model kind, so neither is here).
+ */
+export const MODEL_SETTINGS: readonly Setting<ModelSettings>[] = [
+  { key: "blockSize", name: "block-size", kind: POS_INT, help: "context length", tunable: true },
+  { key: "nLayer", name: "n-layer", kind: POS_INT, help: "transformer blocks", tunable: true },
+  { key: "nHead", name: "n-head", kind: POS_INT, help: "attention heads", tunable: true },
+  { key: "nEmbd", name: "n-embd", kind: POS_INT, help: "embedding width", tunable: true },
+  {
+    key: "dropout",
+    name: "dropout",
+    aliases: ["d"],
+    kind: UNIT,
+    help: "dropout probability",
+    tunable: true,
+  },
+  {
+    key: "bias",
+    name: "bias",
+    kind: { type: "bool" },
+    help: "biases in Linear layers and LayerNorms",
+    tunable: true,
+  },
+  {
+    key: "pos",
+    name: "pos",
+    kind: { type: "choice", choices: ["learned", "rope"] },
+    help: "position encoding: learned embeddings or rotary",
+    tunable: true,
+  },
+];
+
+/** Every training setting (defaults in DEFAULT_TRAIN). */
+export const TRAIN_SETTINGS: readonly Setting<TrainConfig>[] = [
+  {
+    key: "batchSize",
+    name: "batch-size",
+    kind: POS_INT,
+    help: "sequences per step",
+    tunable: true,
+  },
+  { key: "maxIters", name: "max-iters", kind: POS_INT, help: "training iterations", tunable: true },
+  {
+    key: "evalIters",
+    name: "eval-iters",
+    aliases: ["eval_iters"],
+    kind: POS_INT,
+    help: "batches per split to estimate the loss",
+  },
+  {
+    key: "evalInterval",
+    name: "eval-interval",
+    aliases: ["eval_interval"],
+    kind: POS_INT,
+    help: "iterations between evaluations and checkpoints",
+  },
+  {
+    key: "learningRate",
+    name: "lr",
+    kind: { type: "float", min: 0, minExclusive: true },
+    help: "peak learning rate",
+    tunable: true,
+  },
+  {
+    key: "weightDecay",
+    name: "weight-decay",
+    aliases: ["wd"],
+    kind: { type: "float", min: 0 },
+    help: "AdamW weight decay",
+    tunable: true,
+  },
+  { key: "beta1", name: "beta1", kind: UNIT, help: "AdamW beta1" },
+  { key: "beta2", name: "beta2", kind: UNIT, help: "AdamW beta2" },
+  {
+    key: "gradClip",
+    name: "grad-clip",
+    kind: { type: "float", min: 0 },
+    help: "clip gradients to this global norm; 0 = off",
+    tunable: true,
+  },
+  {
+    key: "decayLr",
+    name: "decay-lr",
+    kind: { type: "bool" },
+    help: "cosine learning-rate decay after warmup",
+    tunable: true,
+  },
+  {
+    key: "schedule",
+    name: "schedule",
+    kind: { type: "choice", choices: ["cosine", "bitnet"] },
+    help: "LR schedule: nanoGPT cosine, or BitNet b1.58 two-stage",
+    tunable: true,
+  },
+  {
+    key: "warmupIters",
+    name: "warmup-iters",
+    kind: NON_NEG_INT,
+    help: "linear warmup iterations",
+    tunable: true,
+  },
+  {
+    key: "lrDecayIters",
+    name: "lr-decay-iters",
+    kind: NON_NEG_INT,
+    help: "iteration where decay reaches min-lr",
+    tunable: true,
+  },
+  {
+    key: "minLr",
+    name: "min-lr",
+    kind: { type: "float", min: 0 },
+    help: "learning-rate floor",
+    tunable: true,
+  },
+  { key: "seed", name: "seed", kind: NON_NEG_INT, help: "random seed" },
+  {
+    key: "logInterval",
+    name: "log-interval",
+    kind: POS_INT,
+    help: "iterations between progress lines and metrics records",
+  },
+];

@@ -11,7 +11,7 @@ import { makeConfig } from "../../models/config.ts";
 import { createModel } from "../../models/model.ts";
 import { readLines, runChat, truncateCache } from "../../cli/chat.ts";
 import { Output } from "../../cli/generate.ts";
-import { GENERATE_DEFAULTS } from "../../cli/flags.ts";
+import { GENERATE_DEFAULTS } from "../../cli/generate_flags.ts";
 import { assertClose, cpu } from "../util.ts";
 
 function streamOf(chunks: string[]): ReadableStream<Uint8Array> {

@@ -116,6 +116,11 @@ Deno.test("train --resume continues from the saved iteration", async () => {
   const { dir } = await sharedRun();
   const copy = await copyDir(dir);
   tempDirs.push(copy);
+  // A config.json written before the flags took the library's names says "lr": still ours.
+  const saved = JSON.parse(await Deno.readTextFile(`${copy}/config.json`));
+  const { learningRate, ...rest } = saved;
+  ok(learningRate > 0);
+  await Deno.writeTextFile(`${copy}/config.json`, JSON.stringify({ ...rest, lr: 2e-3 }));
   const r = await runCli([
     ...["train", "--resume", "--out-dir", copy, "--backend", "cpu"],
     ...["--max-iters", "70", "--lr-decay-iters", "70"],
@@ -129,6 +134,8 @@ Deno.test("train --resume continues from the saved iteration", async () => {
   const cfg = JSON.parse(await Deno.readTextFile(`${copy}/config.json`));
   strictEqual(cfg.maxIters, 70);
   strictEqual(cfg.tokenizer, "char");
+  strictEqual(cfg.learningRate, 2e-3);
+  ok(!("lr" in cfg));
   const last = loadCheckpoint(await Deno.readFile(`${copy}/last.safetensors`));
   strictEqual(last.iteration, 70);
   last.model.dispose();

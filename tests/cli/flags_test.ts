@@ -4,16 +4,18 @@
 import { deepStrictEqual, ok, strictEqual, throws } from "node:assert/strict";
 import {
   FlagError,
-  GENERATE_DEFAULTS,
-  GENERATE_FLAGS,
-  type GenerateConfig,
-  parseGenerateArgs,
   parseTrainArgs,
   showValue,
   TRAIN_DEFAULTS,
   TRAIN_FLAGS,
   type TrainConfig,
 } from "../../cli/flags.ts";
+import {
+  GENERATE_DEFAULTS,
+  GENERATE_FLAGS,
+  type GenerateConfig,
+  parseGenerateArgs,
+} from "../../cli/generate_flags.ts";
 
 function train(argv: string[], presets?: (n: string) => Partial<TrainConfig>): TrainConfig {
   const r = parseTrainArgs(argv, presets);
@@ -46,7 +48,7 @@ Deno.test("train: defaults equal the original's table", () => {
       maxIters: c.maxIters,
       evalIters: c.evalIters,
       evalInterval: c.evalInterval,
-      lr: c.lr,
+      lr: c.learningRate,
       nHead: c.nHead,
       nLayer: c.nLayer,
       nEmbd: c.nEmbd,
@@ -115,7 +117,7 @@ Deno.test("train: every flag parses to its typed value", () => {
     maxIters: 50,
     evalIters: 3,
     evalInterval: 10,
-    lr: 1e-3,
+    learningRate: 1e-3,
     nHead: 2,
     nLayer: 3,
     nEmbd: 48,
@@ -160,7 +162,7 @@ Deno.test("train: --decay-lr false is really false; bare booleans are true; = fo
   strictEqual(train(["--decay-lr", "False"]).decayLr, false);
   strictEqual(train(["--resume"]).resume, true);
   strictEqual(train(["--resume", "--seed", "3"]).seed, 3);
-  strictEqual(train(["--lr=3e-4"]).lr, 3e-4);
+  strictEqual(train(["--lr=3e-4"]).learningRate, 3e-4);
 });
 
 Deno.test("train: aliases: --d, --wd and the original's underscore spellings", () => {
@@ -189,7 +191,7 @@ Deno.test("train: --preset sets values and explicit flags override them", () => 
   // Explicit values are reported separately (resume uses them over the checkpoint's).
   const r = parseTrainArgs(["--preset", "baby", "--lr", "1e-3"], presets);
   ok(!r.help);
-  deepStrictEqual(r.explicit, { preset: "baby", lr: 1e-3 });
+  deepStrictEqual(r.explicit, { preset: "baby", learningRate: 1e-3 });
 });
 
 Deno.test("train: bad inputs are one-line errors naming the flag", () => {

@@ -10,7 +10,7 @@ import { makeConfig } from "../../models/config.ts";
 import { createModel } from "../../models/model.ts";
 import { readLines, runChat } from "../../cli/chat.ts";
 import { escapeControls, Output } from "../../cli/generate.ts";
-import { GENERATE_DEFAULTS } from "../../cli/flags.ts";
+import { GENERATE_DEFAULTS } from "../../cli/generate_flags.ts";
 import { cpu } from "../util.ts";
 import { readSafetensors, writeSafetensors } from "../../nn/safetensors.ts";
 import { copyDir, runCli, sharedRun } from "./cli_util.ts";
