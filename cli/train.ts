@@ -221,7 +221,7 @@ async function runLoop(
   resume: LoadedCheckpoint | undefined,
   mconfig: GPTConfig,
   tok: Tokenizer,
-  data: { train: Int32Array; val: Int32Array },
+  data: LoadedDataset,
   startIter: number,
 ): Promise<number> {
   const c = s.config;

@@ -4,7 +4,7 @@
 
 import { readDatasetText, resolveDataset, type ResolveOptions } from "./datasets.ts";
 import { DataError, TokenizerError } from "./errors.ts";
-import { splitTokens } from "./sampler.ts";
+import { splitTokens, type TokenSplits } from "./sampler.ts";
 import { type CacheOptions, encodeWithCache } from "./token_cache.ts";
 import {
   makeTokenizer,
@@ -33,13 +33,9 @@ export interface LoadDatasetOptions {
 }
 
 /** A dataset ready for `BatchSampler`. */
-export interface LoadedDataset {
+export interface LoadedDataset extends TokenSplits {
   /** The tokenizer that produced the ids (a char one built from the text unless given). */
   tokenizer: Tokenizer;
-  /** Training ids. */
-  train: Int32Array;
-  /** Validation ids. */
-  val: Int32Array;
   /** The text file read. */
   textPath: string;
   /** True when the ids came from a token cache. */
@@ -66,6 +62,5 @@ export async function loadDataset(opts: LoadDatasetOptions): Promise<LoadedDatas
     throw e;
   }
   const { tokens, fromCache } = encoded;
-  const { train, val } = splitTokens(tokens, opts.trainFraction ?? 0.9);
-  return { tokenizer, train, val, textPath, fromCache };
+  return { tokenizer, ...splitTokens(tokens, opts.trainFraction ?? 0.9), textPath, fromCache };
 }

@@ -2,21 +2,57 @@
 // random windows of blockSize + 1 tokens from the engine's seeded generator: x is a window's first
 // T ids, y the next T (the targets, x shifted by one). No file access (models/train.ts and the
 // browser entry web.ts import this); data/batches.ts adds loading a dataset from disk.
+// `splitTokens` and `tokenBatches` hand the training loop (models/train.ts) its batch sources.
 
 import type { Generator } from "../engine/random.ts";
 import { DataError } from "./errors.ts";
 import type { Tokenizer } from "./tokenizer.ts";
 
-/** The first `trainFraction` of the ids for training, the rest for validation (views, no copy). */
-export function splitTokens(
-  tokens: Int32Array,
-  trainFraction = 0.9,
-): { train: Int32Array; val: Int32Array } {
+/**
+ * Token ids split for training and validation, and the training loop's batch sources over them
+ * (models/train.ts `TrainData`): random windows from the generators the loop owns, so that its
+ * checkpoints save and restore where each stream is.
+ */
+export interface TokenSplits {
+  /** Training ids. */
+  train: Int32Array;
+  /** Validation ids. */
+  val: Int32Array;
+  /**
+   * Samplers of B windows of T + 1 ids per batch, one per role of the loop (its steps,
+   * validation, evaluation on training data), drawing from `gens`.
+   */
+  sources(
+    gens: Record<"train" | "val" | "evalTrain", Generator>,
+    batchSize: number,
+    blockSize: number,
+  ): Record<"train" | "val" | "evalTrain", BatchSampler>;
+}
+
+/** The batch sources of a train/val split of token ids (see TokenSplits). */
+export function tokenBatches(split: { train: Int32Array; val: Int32Array }): TokenSplits {
+  const { train, val } = split;
+  return {
+    train,
+    val,
+    sources: (gens, B, T) => ({
+      train: new BatchSampler(train, T, B, gens.train, "train"),
+      evalTrain: new BatchSampler(train, T, B, gens.evalTrain, "train"),
+      val: new BatchSampler(val, T, B, gens.val, "val"),
+    }),
+  };
+}
+
+/**
+ * The first `trainFraction` of the ids for training, the rest for validation (views, no copy),
+ * with the training loop's batch sources over them.
+ */
+export function splitTokens(tokens: Int32Array, trainFraction = 0.9): TokenSplits {
   if (!(trainFraction > 0 && trainFraction <= 1)) {
     throw new DataError(`splitTokens: trainFraction must be in (0, 1], got ${trainFraction}`);
   }
   const n = Math.floor(tokens.length * trainFraction);
-  return { train: tokens.subarray(0, n), val: tokens.subarray(n) };
+  return tokenBatches({ train: tokens.subarray(0, n), val: tokens.subarray(n) });
 }
 
 /** One batch: `x` the inputs and `y` the targets, both row-major [B, T]. */

@@ -37,10 +37,24 @@ export interface BatchSource {
   readonly gen: Generator;
 }
 
-/** Token ids per split, or ready batch sources per role. */
+/** What the loop draws batches for: its steps, validation, evaluation on training data. */
+export type BatchRole = "train" | "val" | "evalTrain";
+
+/**
+ * The loop's data: batch sources per role made from the generators the loop owns (its
+ * checkpoints save and restore them), as data/sampler.ts's `splitTokens`, `tokenBatches` and
+ * data/batches.ts's `loadDataset` give; or ready sources per role (the caller owns their
+ * generators and restores them on resume).
+ */
 export type TrainData =
-  | { train: Int32Array; val: Int32Array }
-  | { batches: Record<"train" | "val" | "evalTrain", BatchSource> };
+  | {
+    sources(
+      gens: Record<BatchRole, Generator>,
+      batchSize: number,
+      blockSize: number,
+    ): Record<BatchRole, BatchSource>;
+  }
+  | { batches: Record<BatchRole, BatchSource> };
 
 /** What `onStep` receives at each log point. */
 export interface StepInfo {
@@ -86,7 +100,7 @@ export interface TrainOptions {
   config?: GPTConfig;
   /** Training settings (defaults: the original's flag table). */
   train?: Partial<TrainConfig>;
-  /** Training data: token ids per split, or batch sources. */
+  /** Training data: batch sources (e.g. `splitTokens(ids)` or a loaded dataset). */
   data: TrainData;
   /** Continue this checkpoint's run (model, optimizer, iteration, random streams). */
   resume?: LoadedCheckpoint;
@@ -156,24 +170,6 @@ export function scheduleOf(t: TrainConfig): LrSchedule {
 }
 
 /**
- * Random-window samplers over token arrays (data/sampler.ts), imported on use so that models/
- * does not load the tokenizers' npm packages for callers that bring their own batches.
- */
-async function samplers(
-  data: { train: Int32Array; val: Int32Array },
-  T: number,
-  tc: TrainConfig,
-  rng: ReturnType<typeof streams>,
-): Promise<Record<"train" | "val" | "evalTrain", BatchSource>> {
-  const { BatchSampler } = await import("../data/sampler.ts");
-  return {
-    train: new BatchSampler(data.train, T, tc.batchSize, rng.train, "train"),
-    evalTrain: new BatchSampler(data.train, T, tc.batchSize, rng.evalTrain, "train"),
-    val: new BatchSampler(data.val, T, tc.batchSize, rng.val, "val"),
-  };
-}
-
-/**
  * Mean loss over `n` batches of `src`, summed on the device and read back once; null when
  * `signal` aborts between batches (the evaluation is abandoned).
  */
@@ -230,7 +226,11 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
     });
   const be = model.parameters()[0].backend;
   const T = model.config.blockSize;
-  const src = "batches" in opts.data ? opts.data.batches : await samplers(opts.data, T, tc, rng);
+  const src = "batches" in opts.data ? opts.data.batches : opts.data.sources(
+    { train: rng.train, val: rng.val, evalTrain: rng.evalTrain },
+    tc.batchSize,
+    T,
+  );
   model.setDropoutGenerator(rng.dropout);
   model.train();
   const opt = new AdamW(model, {

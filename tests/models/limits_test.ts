@@ -27,6 +27,7 @@ import { getPreset } from "../../models/presets.ts";
 import { train } from "../../models/train.ts";
 import { AdamW } from "../../nn/optim.ts";
 import { assertClose, cpu, gpu, hasWebGPU } from "../util.ts";
+import { tokenBatches } from "../../data/sampler.ts";
 
 const NANO = getPreset("nano").model; // V 65, C 44: wte is 11,440 bytes in f32
 const KINDS: ModelKind[] = ["gpt", "bitgpt"];
@@ -248,7 +249,7 @@ Deno.test("generation and the training loop run on small bindings with the block
   const data = Int32Array.from({ length: 400 }, (_, i) => (i * 7) % NANO.vocabSize);
   const r = await train({
     model: m,
-    data: { train: data, val: data },
+    data: tokenBatches({ train: data, val: data }),
     train: { maxIters: 3, batchSize: 2, evalIters: 1, evalInterval: 2, logInterval: 1 },
   });
   strictEqual(r.iteration, 3);

@@ -8,7 +8,7 @@ import { Generator } from "../../engine/random.ts";
 import { loadCheckpoint } from "../../models/checkpoint.ts";
 import { makeConfig, type TrainConfig } from "../../models/config.ts";
 import { type BatchSource, type EvalInfo, train } from "../../models/train.ts";
-import { BatchSampler } from "../../data/sampler.ts";
+import { BatchSampler, tokenBatches } from "../../data/sampler.ts";
 import { cpu } from "../util.ts";
 
 const CFG = makeConfig({
@@ -36,7 +36,7 @@ function tokens(n: number, seed: number): Int32Array {
   const noise = new Generator(seed).integers(n, 4);
   return Int32Array.from({ length: n }, (_, i) => ((i % 13) + noise[i]) % 17);
 }
-const DATA = { train: tokens(600, 1), val: tokens(200, 2) };
+const DATA = tokenBatches({ train: tokens(600, 1), val: tokens(200, 2) });
 
 type Evals = Map<number, [number, number]>;
 const recorder = (evals: Evals) => (e: EvalInfo) =>

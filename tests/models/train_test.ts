@@ -9,6 +9,7 @@ import { loadCheckpoint } from "../../models/checkpoint.ts";
 import { makeConfig, type ModelKind, type TrainConfig } from "../../models/config.ts";
 import { type BatchSource, type EvalInfo, type StepInfo, train } from "../../models/train.ts";
 import { cpu, gpu, hasWebGPU, settleGarbage } from "../util.ts";
+import { tokenBatches } from "../../data/sampler.ts";
 
 const CFG = makeConfig({
   vocabSize: 17,
@@ -36,7 +37,7 @@ function tokens(n: number, seed: number): Int32Array {
   const noise = new Generator(seed).integers(n, 4);
   return Int32Array.from({ length: n }, (_, i) => ((i % 13) + noise[i]) % 17);
 }
-const DATA = { train: tokens(600, 1), val: tokens(200, 2) };
+const DATA = tokenBatches({ train: tokens(600, 1), val: tokens(200, 2) });
 
 interface Trace {
   steps: Map<number, number>;

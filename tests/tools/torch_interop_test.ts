@@ -17,6 +17,7 @@ import type { GPTConfig, ModelKind } from "../../models/config.ts";
 import { createModel } from "../../models/model.ts";
 import { getPreset } from "../../models/presets.ts";
 import { train } from "../../models/train.ts";
+import { tokenBatches } from "../../data/sampler.ts";
 import type { LanguageModel } from "../../models/model.ts";
 import { readSafetensors } from "../../nn/safetensors.ts";
 
@@ -81,7 +82,7 @@ async function ourLoss(model: LanguageModel): Promise<number> {
 async function trained(kind: ModelKind, dir: string): Promise<{ path: string; loss: number }> {
   await useBackend("cpu");
   const nano = getPreset("nano");
-  const data = { train: ids(4000, 1), val: ids(500, 2) };
+  const data = tokenBatches({ train: ids(4000, 1), val: ids(500, 2) });
   const r = await train({
     kind,
     config: { ...nano.model, vocabSize: VOCAB },
