@@ -6,12 +6,10 @@
 // piped input works and is echoed as `> line`.
 
 import { Generator } from "../engine/random.ts";
-import { keep, tidy } from "../engine/scope.ts";
-import { contiguous, narrow } from "../kernels/mod.ts";
 import { TokenizerError } from "../data/errors.ts";
 import type { Tokenizer } from "../data/tokenizer.ts";
 import type { KVCache } from "../nn/attention.ts";
-import { generateStream } from "../models/generate.ts";
+import { fitContext, generateStream } from "../models/generate.ts";
 import type { LanguageModel } from "../models/model.ts";
 import type { GenerateConfig } from "./generate_flags.ts";
 import { type Output, samplingOptions, StreamDecoder } from "./generate.ts";
@@ -69,20 +67,6 @@ export async function* readLinesCropped(
   if (buf !== "") yield line(buf);
 }
 
-/** Keep only the first `n` cached positions (the tokens the conversation kept). */
-export function truncateCache(cache: KVCache, n: number): void {
-  if (cache.length <= n) return;
-  if (n === 0) return cache.reset();
-  for (const layer of cache.layers) {
-    const [k, v] = tidy(
-      () => [contiguous(narrow(layer.k!, 2, 0, n)), contiguous(narrow(layer.v!, 2, 0, n))],
-    );
-    layer.reset();
-    layer.k = keep(k);
-    layer.v = keep(v);
-  }
-}
-
 /** Prints a reply as it streams: leading newlines dropped, a line end printed only when followed. */
 class ReplyPrinter {
   #text = "";
@@ -135,14 +119,7 @@ async function reply(
   printer.add(dec.flush());
   printer.end();
   // The device ran ahead of the stop by up to a chunk: drop those positions from the cache.
-  truncateCache(cache, context.length);
-}
-
-/** Crop the conversation from the left so that a reply of `reserve` tokens fits the block. */
-function crop(context: number[], blockSize: number, reserve: number, cache: KVCache): void {
-  if (context.length + reserve <= blockSize) return;
-  context.splice(0, context.length - Math.max(1, blockSize - reserve));
-  cache.reset(); // positions shifted: cached keys no longer line up
+  cache.truncate(context.length);
 }
 
 /** Run the chat loop on `input` (default stdin); returns the exit code. */
@@ -188,7 +165,7 @@ export async function runChat(
         continue;
       }
       for (const id of ids) context.push(id); // not push(...ids): a long line overflows the stack
-      crop(context, blockSize, reserve, cache);
+      fitContext(context, blockSize, reserve, cache);
       await reply(model, tok, c, context, cache, gen, out);
     }
   } finally {

@@ -7,7 +7,6 @@
 import { describeChoice, describeDevice, useBackend } from "../engine/device.ts";
 import { Generator } from "../engine/random.ts";
 import type { Tokenizer } from "../data/tokenizer.ts";
-import { BitGPT } from "../models/bitgpt.ts";
 import { generateStream } from "../models/generate.ts";
 import type { LanguageModel } from "../models/model.ts";
 import { checkpointTokenizer, generatePath, readCheckpoint } from "./checkpoints.ts";
@@ -17,7 +16,8 @@ import {
   parseGenerateArgs,
 } from "./generate_flags.ts";
 import { runChat } from "./chat.ts";
-import { useTernaryFile } from "./ternary_file.ts";
+import { readTernaryFile, ternaryPathOf } from "./ternary_file.ts";
+import { prepareInference } from "../models/ternary_file.ts";
 import { watchKernels } from "./progress.ts";
 import { startCliProfile } from "./profile.ts";
 
@@ -141,20 +141,18 @@ export async function runGenerate(argv: readonly string[]): Promise<number> {
         `tokenizer, iteration ${ckpt.iteration}` +
         (ckpt.bestValLoss !== null ? `, best val loss ${ckpt.bestValLoss.toFixed(4)}` : ""),
     );
-    const packed = ckpt.kind === "bitgpt" && c.ternary
-      ? await useTernaryFile(model, path, ckpt.iteration, ckpt.sha256)
-      : null;
-    // Without a usable file, pack the latent weights here: the packed path gives the same
-    // logits as the fake-quantised one (BitLinear trains on the same integer levels), faster.
-    const packedAtLoad = ckpt.kind === "bitgpt" && c.ternary && !packed?.path &&
-      model instanceof BitGPT;
-    if (packedAtLoad) await model.quantize();
-    if (packed?.path) console.error(`inference: packed ternary weights from ${packed.path}`);
-    else if (packedAtLoad) {
-      console.error(`inference: packed ternary weights, quantised at load (${packed?.reason})`);
-    } else if (ckpt.kind === "bitgpt") {
-      console.error("inference: fake-quantised latent weights (--ternary false)");
-    }
+    const inference = await prepareInference(model, {
+      ternary: c.ternary,
+      source: { iteration: ckpt.iteration, sha256: ckpt.sha256 },
+      packed: c.ternary ? await readTernaryFile(path) : { reason: "--ternary false" },
+    });
+    const line = {
+      full: null,
+      latent: "fake-quantised latent weights (--ternary false)",
+      packed: `packed ternary weights from ${ternaryPathOf(path)}`,
+      "packed-at-load": `packed ternary weights, quantised at load (${inference.reason})`,
+    }[inference.mode];
+    if (line) console.error(`inference: ${line}`);
     try {
       const out = new Output();
       const profile = startCliProfile(c.profile);
@@ -164,8 +162,7 @@ export async function runGenerate(argv: readonly string[]): Promise<number> {
       await profile?.finish(c.outDir, (line) => console.error(line));
       return code;
     } finally {
-      packed?.dispose();
-      if (packedAtLoad) model.dequantize();
+      inference.dispose();
     }
   } finally {
     model.dispose();

@@ -199,3 +199,19 @@ export async function generate(
   }
   return out ?? [];
 }
+
+/**
+ * Crop a conversation's `context` from the left, in place, so that a reply of `reserve` tokens
+ * fits the model's block; the cache is emptied when that happens (positions shifted, so the
+ * cached keys no longer line up) and kept otherwise.
+ */
+export function fitContext(
+  context: number[],
+  blockSize: number,
+  reserve: number,
+  cache: KVCache,
+): void {
+  if (context.length + reserve <= blockSize) return;
+  context.splice(0, context.length - Math.max(1, blockSize - reserve));
+  cache.reset();
+}

@@ -4,13 +4,14 @@
 // The models' attention modules (models/gpt.ts, bitgpt.ts) project q, k, v and call `attend`.
 // Dims: B, T, C, nHead.
 
-import { keep } from "../engine/scope.ts";
+import { keep, tidy } from "../engine/scope.ts";
 import type { Tensor } from "../engine/tensor.ts";
 import {
   cat,
   causalFill,
   contiguous,
   matmul,
+  narrow,
   permute,
   reshape,
   scale,
@@ -39,6 +40,17 @@ export class LayerCache {
     this.v = nv;
     return [nk, nv];
   }
+  /** Keep only the first `n` positions. */
+  truncate(n: number): void {
+    if (this.length <= n) return;
+    if (n === 0) return this.reset();
+    const [k, v] = tidy(
+      () => [contiguous(narrow(this.k!, 2, 0, n)), contiguous(narrow(this.v!, 2, 0, n))],
+    );
+    this.reset();
+    this.k = keep(k);
+    this.v = keep(v);
+  }
   /** Drop the cached tensors. */
   reset(): void {
     this.k?.dispose();
@@ -59,6 +71,10 @@ export class KVCache {
   /** Positions cached (the next token's position). */
   get length(): number {
     return this.layers[0]?.length ?? 0;
+  }
+  /** Keep only the first `n` cached positions (e.g. the tokens a conversation kept). */
+  truncate(n: number): void {
+    for (const l of this.layers) l.truncate(n);
   }
   /** Drop every cached tensor. */
   reset(): void {

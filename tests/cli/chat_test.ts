@@ -9,7 +9,7 @@ import { Generator } from "../../engine/random.ts";
 import { CharTokenizer } from "../../data/tokenizer.ts";
 import { makeConfig } from "../../models/config.ts";
 import { createModel } from "../../models/model.ts";
-import { readLines, runChat, truncateCache } from "../../cli/chat.ts";
+import { readLines, runChat } from "../../cli/chat.ts";
 import { Output } from "../../cli/generate.ts";
 import { GENERATE_DEFAULTS } from "../../cli/generate_flags.ts";
 import { assertClose, cpu } from "../util.ts";
@@ -51,7 +51,7 @@ Deno.test("chat: readLines splits across chunks, strips CR, keeps a last untermi
 
 const tinyConfig = makeConfig({ vocabSize: 12, blockSize: 16, nLayer: 1, nHead: 2, nEmbd: 8 });
 
-Deno.test("chat: truncateCache keeps a prefix that continues exactly like a fresh cache", async () => {
+Deno.test("chat: KVCache.truncate keeps a prefix that continues exactly like a fresh cache", async () => {
   const model = createModel("gpt", tinyConfig, { backend: cpu, generator: new Generator(3) });
   model.eval();
   const ids = (xs: number[]) =>
@@ -60,7 +60,7 @@ Deno.test("chat: truncateCache keeps a prefix that continues exactly like a fres
   const cache = model.newCache();
   noGrad(() => model.forward(ids(seq), null, { cache }).logits.dispose());
   strictEqual(cache.length, 10);
-  truncateCache(cache, 6);
+  cache.truncate(6);
   strictEqual(cache.length, 6);
   const next = [8, 1, 2];
   const viaCache = noGrad(() => model.forward(ids(next), null, { cache }).logits);
@@ -68,7 +68,7 @@ Deno.test("chat: truncateCache keeps a prefix that continues exactly like a fres
   const all = await fresh.data();
   const V = tinyConfig.vocabSize;
   assertClose(await viaCache.data(), all.subarray(6 * V), { atol: 1e-5, rtol: 1e-5 });
-  truncateCache(cache, 0);
+  cache.truncate(0);
   strictEqual(cache.length, 0);
   model.dispose();
 });
