@@ -31,6 +31,7 @@ export * from "./ternary/quant.ts";
 export * from "./ternary/gemm.ts";
 export * from "./ternary/linear.ts";
 export * from "./ternary/bit_quant.ts";
+export * from "./deprecated.ts";
 
 // The engine copies views into rows for kernels, and seeds and accumulates gradients, with these
 // (it cannot import kernels).

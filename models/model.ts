@@ -22,6 +22,8 @@ export const MODEL_KINDS = Object.keys(MODELS) as ModelKind[];
 
 /** Any model of the registry (they are all GPTs with their own parts). */
 export type LanguageModel = GPT;
+/** @deprecated Every model is a GPT with its own parts: use `GPT` (e.g. `instanceof GPT`). */
+export const LanguageModel: typeof GPT = GPT;
 
 /**
  * A new, freshly initialised model of `kind`. Each parameter is first checked against the

@@ -30,6 +30,7 @@ import { AdamW } from "../../nn/optim.ts";
 import { Generator } from "../../engine/random.ts";
 import { tidy } from "../../engine/scope.ts";
 import { assertClose, cpu, gpu, gradCheck, hasWebGPU, randnArray } from "../util.ts";
+import { wasmParity } from "../kernels/gpu_helpers.ts";
 
 // ---- Recipe 1: an op --------------------------------------------------------------------------
 
@@ -75,6 +76,8 @@ Deno.test("recipe: an op from defineOp matches its CPU reference and its gradien
     const g = fromArray(Float32Array.from(v), [37], { backend: await gpu() });
     assertClose(await squareSigned(g).data(), want, { atol: 1e-6, rtol: 1e-6 });
   }
+  // Without a wasm implementation the wasm backend runs the CPU reference on its heap.
+  await wasmParity("squareSigned", squareSigned, [{ shape: [5, 37] }]);
 });
 
 // ---- Recipe 2: a model ------------------------------------------------------------------------
