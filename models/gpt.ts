@@ -22,6 +22,7 @@ import {
   narrow,
   relu,
   reshape,
+  split,
 } from "../kernels/mod.ts";
 import { attend, KVCache, type LayerCache } from "../nn/attention.ts";
 import { Dropout, Embedding, type InitOptions, LayerNorm, Linear } from "../nn/layers.ts";
@@ -71,7 +72,7 @@ export class CausalSelfAttention extends Module {
   forward(x: Tensor, o: BlockOptions = {}): Tensor {
     const C = this.c.nEmbd;
     const qkv = this.c_attn.forward(x); // (B, T, 3C)
-    const [q, k, v] = [0, 1, 2].map((i) => narrow(qkv, 2, i * C, C)); // (B, T, C) views
+    const [q, k, v] = split(qkv, [C, C, C], 2); // (B, T, C) views
     const y = attend(q, k, v, this.c.nHead, { ...o, dropout: this.attn_dropout }); // (B, T, C)
     return this.resid_dropout.forward(this.c_proj.forward(y));
   }

@@ -1,11 +1,11 @@
-// Concatenation and its inverses: cat (join along an axis), split (narrow views) and padAxis
+// Concatenation and its inverses: cat (join along an axis), split (views, one op) and padAxis
 // (zeros with a block placed along an axis; narrow's backward). cat allocates the output once and
 // runs one strided copy per input into that input's slot: thread i reads input element i through
 // the input's own strides (views need no copy) and writes it through the slot's strides (grid1d over the input's elements, workgroup 256). Backward: narrow views of dy.
 
 import type { ArgInfo, Kernel, LaunchPiece, WgslLaunch } from "../../engine/backend.ts";
 import type { Tensor } from "../../engine/tensor.ts";
-import { apply, defineOp, empty, type KernelOp, launch } from "../../engine/op.ts";
+import { apply, applyAll, defineOp, empty, type KernelOp, launch } from "../../engine/op.ts";
 import { cpuContiguous } from "../../engine/tensor.ts";
 import { wgslType } from "../../engine/dtype.ts";
 import { normAxis, sizeOf } from "../../engine/shape.ts";
@@ -143,13 +143,29 @@ export function split(x: Tensor, sizes: number | readonly number[], axis = 0): T
       );
     }
   }
-  let start = 0;
-  return parts.map((len) => {
-    const piece = narrow(x, a, start, len);
-    start += len;
-    return piece;
-  });
+  return applyAll(splitOp, [x], { axis: a, sizes: parts });
 }
+
+/**
+ * split's op: the pieces are views of x, outputs of one op, so the backward is one cat of their
+ * gradients (zeros where none reached a piece), not a zero-padded gradient per piece summed.
+ */
+const splitOp = defineOp<{ axis: number; sizes: readonly number[] }>({
+  name: "split",
+  strided: true,
+  outputs: ([x], { axis, sizes }) =>
+    sizes.map((n) => ({ shape: x.shape.map((d, i) => (i === axis ? n : d)) })),
+  compute([x], { axis, sizes }) {
+    let start = 0;
+    return sizes.map((n) => {
+      const shape = x.shape.map((d, i) => (i === axis ? n : d));
+      const piece = x.withLayout(shape, x.strides, x.offset + start * x.strides[axis]);
+      start += n;
+      return piece;
+    });
+  },
+  backward: (_dy, { dys, params: { axis } }) => [cat(dys, axis)],
+});
 
 /** Parameters of `padAxisOp`: the axis, where x starts along it, the padded length. */
 export interface PadAxisParams {

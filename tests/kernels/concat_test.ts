@@ -2,9 +2,10 @@
 // sharing storage, errors naming op and shapes, finite-difference gradients (narrow's backward
 // is padAxis), and WebGPU-vs-CPU parity with a poisoned pool.
 
-import { deepStrictEqual, strictEqual, throws } from "node:assert/strict";
+import { deepStrictEqual, ok, strictEqual, throws } from "node:assert/strict";
 import type { Tensor } from "../../engine/tensor.ts";
-import { tensor } from "../../engine/creation.ts";
+import { fromArray, tensor } from "../../engine/creation.ts";
+import { profile } from "../../engine/profile.ts";
 import { cat, exp, mul, narrow, padAxis, split, sum, transpose } from "../../kernels/mod.ts";
 import { cpu, gpu, gradCheck, hasWebGPU, t64, values } from "../util.ts";
 import { gpuParity, poisonPool } from "./gpu_helpers.ts";
@@ -106,6 +107,14 @@ const CASES: [string, number[][], (...xs: Tensor[]) => Tensor][] = [
     const [p, q, r] = split(x, 2);
     return cat([mul(r, r), exp(p), q]);
   }],
+  ["split with a piece no gradient reaches", [[3, 7]], (x) => {
+    const [a, , c] = split(x, [2, 3, 2], 1);
+    return mul(exp(a), c);
+  }],
+  ["split of a transpose", [[4, 6]], (x) => {
+    const [a, b] = split(transpose(x), [1, 5], 0);
+    return cat([exp(b), a]);
+  }],
   ["padAxis", [[2, 3]], (x) => exp(padAxis(x, 1, 2, 6))],
   ["narrow (padAxis backward)", [[4, 5]], (x) => exp(narrow(x, 0, 1, 2))],
 ];
@@ -145,4 +154,19 @@ Deno.test({
     poisonPool(g, 3 * 13 * 4);
     deepStrictEqual(await values(cat(onGpu, 1)), want);
   },
+});
+
+Deno.test("split's backward is one cat of the pieces' gradients (no zero-padded sum)", async () => {
+  const x = fromArray(new Float32Array(2 * 3 * 12).fill(1), [2, 3, 12], {
+    backend: cpu,
+    requiresGrad: true,
+  });
+  const { report } = await profile(() => {
+    const [q, k, v] = split(x, [4, 4, 4], 2);
+    sum(mul(mul(q, k), v)).backward();
+  });
+  const backward = report.ops.filter((o) => o.pass === "backward").map((o) => o.name);
+  ok(backward.includes("cat"), backward.join(", "));
+  ok(!backward.includes("pad_axis") && !backward.includes("padAxis"), backward.join(", "));
+  deepStrictEqual([...await x.grad!.data()], new Array(72).fill(1));
 });
