@@ -4,6 +4,7 @@
 // software adapters (Mesa's llvmpipe, SwiftShader) only when `webgpu` is named. The reason for
 // the choice is kept for the run's header (`describeChoice`).
 
+import { ConfigError } from "./errors.ts";
 import type { Backend, BackendName } from "./backend.ts";
 import { CpuBackend } from "./cpu/backend.ts";
 import { WasmBackend } from "./wasm/backend.ts";
@@ -60,7 +61,7 @@ export async function wasmBackend(o: BackendOptions = {}): Promise<WasmBackend> 
   wasm.catch(() => (wasm = null));
   const be = await wasm;
   if (o.threads !== undefined && o.threads !== be.pool.threads) {
-    throw new Error(
+    throw new ConfigError(
       `wasm: the backend already runs ${be.pool.threads} threads; ${o.threads} were asked for`,
     );
   }

@@ -8,6 +8,7 @@
 
 import type { Backend } from "../engine/backend.ts";
 import { noGrad } from "../engine/autograd.ts";
+import { ConfigError } from "../engine/errors.ts";
 import { fromArray } from "../engine/creation.ts";
 import { getBackend } from "../engine/device.ts";
 import { beginStep, endStep } from "../engine/profile.ts";
@@ -218,7 +219,9 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
   const r = opts.resume;
   const tc = validateTrainConfig({ ...DEFAULT_TRAIN, ...(r?.trainConfig ?? {}), ...opts.train });
   const rng = streams(tc.seed, r?.rng ?? null);
-  if (!opts.model && !r && !opts.config) throw new Error("train: pass a model, a config or resume");
+  if (!opts.model && !r && !opts.config) {
+    throw new ConfigError("train: pass a model, a config or resume");
+  }
   const model = opts.model ?? r?.model ??
     createModel(opts.kind ?? "bitgpt", opts.config!, {
       backend: opts.backend ?? getBackend(),

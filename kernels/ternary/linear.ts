@@ -7,7 +7,7 @@
 import type { Backend } from "../../engine/backend.ts";
 import type { Tensor } from "../../engine/tensor.ts";
 import { fromArray } from "../../engine/creation.ts";
-import { fmtShape, ShapeError } from "../../engine/errors.ts";
+import { CheckpointError, fmtShape, ShapeError } from "../../engine/errors.ts";
 import { noGrad } from "../../engine/autograd.ts";
 import { packTernary, TERNARY_NORM_EPS, ternaryRowWords } from "./format.ts";
 import { ternaryLevels } from "./bit_quant.ts";
@@ -200,9 +200,9 @@ export interface RecordLike {
 
 function need(records: Record<string, RecordLike>, name: string, dtype: string): RecordLike {
   const r = records[name];
-  if (!r) throw new Error(`packedFromSafetensors: missing tensor '${name}'`);
+  if (!r) throw new CheckpointError(`packedFromSafetensors: missing tensor '${name}'`);
   if (r.dtype !== dtype) {
-    throw new Error(`packedFromSafetensors: '${name}' is ${r.dtype}, expected ${dtype}`);
+    throw new CheckpointError(`packedFromSafetensors: '${name}' is ${r.dtype}, expected ${dtype}`);
   }
   return r;
 }
@@ -223,7 +223,9 @@ export function packedFromSafetensors(
     );
   }
   if (s.data.length !== 1) {
-    throw new Error(`packedFromSafetensors: '${prefix}.weight_scale' must hold one value`);
+    throw new CheckpointError(
+      `packedFromSafetensors: '${prefix}.weight_scale' must hold one value`,
+    );
   }
   const opts = { backend };
   const packed = fromArray(Uint32Array.from(w.data), w.shape, { ...opts, dtype: "u32" });

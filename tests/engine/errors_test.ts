@@ -1,8 +1,12 @@
 // Errors are thrown at the call (ops are synchronous), typed, and name the op and the shapes.
 
-import { ok, strictEqual, throws } from "node:assert/strict";
+import { ok, rejects, strictEqual, throws } from "node:assert/strict";
 import type { WebGpuBackend } from "../../engine/webgpu/backend.ts";
-import { ShapeError } from "../../engine/errors.ts";
+import { CheckpointError, ConfigError, ShapeError } from "../../engine/errors.ts";
+import { wasmBackend } from "../../engine/device.ts";
+import { tokenBatches } from "../../data/sampler.ts";
+import { packedFromSafetensors } from "../../kernels/ternary/linear.ts";
+import { train } from "../../models/train.ts";
 import { full, tensor, zeros } from "../../engine/creation.ts";
 import { add, cat, expand, matmul, mean, reshape, sum, topk } from "../../kernels/mod.ts";
 import { cpu, gpu, hasWebGPU } from "../util.ts";
@@ -48,4 +52,20 @@ Deno.test({
     strictEqual(g.stats().dispatches, dispatches);
     throws(() => add(a, zeros([4, 8], { backend: cpu })), /add: inputs live on different backends/);
   },
+});
+
+Deno.test("user errors of the library are typed by area (ConfigError, CheckpointError)", async () => {
+  await rejects(
+    () => train({ data: tokenBatches({ train: new Int32Array(9), val: new Int32Array(9) }) }),
+    (e: unknown) => e instanceof ConfigError && /pass a model, a config or resume/.test(`${e}`),
+  );
+  throws(
+    () => packedFromSafetensors({}, "h.0.q_proj"),
+    (e: unknown) => e instanceof CheckpointError && /missing tensor 'h\.0\.q_proj\./.test(`${e}`),
+  );
+  const be = await wasmBackend();
+  await rejects(
+    () => wasmBackend({ threads: be.pool.threads + 1 }),
+    (e: unknown) => e instanceof ConfigError && /already runs/.test(`${e}`),
+  );
 });
