@@ -90,14 +90,20 @@ export async function killLoop(o: {
       env: { NO_COLOR: "1" },
     }).spawn();
     let done = -1; // the last completed step (progress lines)
+    let spoke: () => void = () => {};
+    const started = new Promise<void>((r) => (spoke = r));
     const watch = async (stream: ReadableStream<Uint8Array<ArrayBuffer>>) => {
       for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+        spoke();
         for (const m of chunk.matchAll(/^iter +(\d+)\//gm)) done = Math.max(done, Number(m[1]));
         if (/^step \d+: train loss/m.test(chunk)) evalSeen = true;
       }
     };
     const watching = Promise.all([watch(child.stdout), watch(child.stderr)]);
-    await new Promise((r) => setTimeout(r, 200 + random() * o.maxDelayMs));
+    // The random moment counts from the run's first output, so a slow start on a loaded machine
+    // (Deno compiling, the model built) does not turn every kill into one before the first step.
+    await Promise.race([started, new Promise((r) => setTimeout(r, 60_000))]);
+    await new Promise((r) => setTimeout(r, random() * o.maxDelayMs));
     try {
       child.kill("SIGKILL");
     } catch {
