@@ -14,7 +14,7 @@ import { noGrad } from "../../engine/autograd.ts";
 import { makeConfig } from "../../models/config.ts";
 import { BitGPT } from "../../models/bitgpt.ts";
 import { generate } from "../../models/generate.ts";
-import { cpu, gpu, hasWebGPU } from "../util.ts";
+import { cpu, gpu, hasWebGPU, wasm } from "../util.ts";
 
 // nEmbd 40 is not a multiple of 16 (padded packing) and the MLP width 160 is.
 const CFG = makeConfig({ vocabSize: 29, blockSize: 16, nLayer: 2, nHead: 2, nEmbd: 40 });
@@ -55,6 +55,10 @@ async function check(backend: Backend) {
   deepStrictEqual(await logitsOf(m, backend), fake);
   m.dispose();
 }
+
+Deno.test("quantize(): packed BitGPT logits and greedy tokens match fake-quant on wasm", async () => {
+  await check(await wasm());
+});
 
 Deno.test("quantize(): packed BitGPT logits and greedy tokens match fake-quant on cpu", async () => {
   await check(cpu);

@@ -8,7 +8,7 @@ import type { WebGpuBackend } from "../../engine/webgpu/backend.ts";
 import { loadCheckpoint } from "../../models/checkpoint.ts";
 import { makeConfig, type ModelKind, type TrainConfig } from "../../models/config.ts";
 import { type BatchSource, type EvalInfo, type StepInfo, train } from "../../models/train.ts";
-import { cpu, gpu, hasWebGPU, settleGarbage } from "../util.ts";
+import { cpu, gpu, hasWebGPU, settleGarbage, wasm } from "../util.ts";
 import { tokenBatches } from "../../data/sampler.ts";
 
 const CFG = makeConfig({
@@ -185,3 +185,30 @@ Deno.test({
     strictEqual(live.get(12), live.get(3), `live buffers ${[...live.entries()]}`);
   },
 });
+
+for (const kind of ["gpt", "bitgpt"] as ModelKind[]) {
+  Deno.test(`${kind}: training on wasm tracks the CPU reference's losses`, async () => {
+    const run = async (backend: typeof cpu) => {
+      const t = newTrace();
+      const tc = { ...TC, maxIters: 16, evalInterval: 8 };
+      await train({ kind, config: CFG, train: tc, data: DATA, backend, ...tracer(t) });
+      return t;
+    };
+    const [ref, got] = [await run(cpu), await run(await wasm())];
+    deepStrictEqual([...got.steps.keys()], [...ref.steps.keys()]);
+    for (const [iter, loss] of ref.steps) {
+      const d = Math.abs(got.steps.get(iter)! - loss);
+      ok(
+        d <= 2e-3 * Math.max(1, loss),
+        `iteration ${iter}: wasm ${got.steps.get(iter)}, cpu ${loss}`,
+      );
+    }
+    for (const [iter, [tr, va]] of ref.evals) {
+      const [gt, gv] = got.evals.get(iter)!;
+      ok(
+        Math.abs(gt - tr) <= 2e-3 && Math.abs(gv - va) <= 2e-3,
+        `eval ${iter}: ${gt}/${gv} vs ${tr}/${va}`,
+      );
+    }
+  });
+}
