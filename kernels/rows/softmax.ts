@@ -27,6 +27,7 @@ import {
   rowsOf,
   rowWgsl,
 } from "./rows.ts";
+import { softmaxBackwardWasm, softmaxWasm } from "./softmax_wasm.ts";
 
 /** Which row function: softmax or log-softmax. */
 export type SoftmaxKind = "softmax" | "log_softmax";
@@ -89,6 +90,7 @@ export const softmaxOp: KernelOp<SoftmaxParams> = defineOp<SoftmaxParams>({
       uniforms: uniforms(x.shape),
     };
   },
+  wasm: softmaxWasm,
   split: (inputs, outputs, p, limits) => splitRows(inputs, outputs, p, limits),
   backward: (dy, { out: y, params }) => [apply(softmaxBackwardOp, [dy, y], params)],
 });
@@ -155,6 +157,7 @@ export const softmaxBackwardOp: KernelOp<SoftmaxParams> = defineOp<SoftmaxParams
       uniforms: uniforms(dy.shape),
     };
   },
+  wasm: softmaxBackwardWasm,
   split: (inputs, outputs, p, limits) => splitRows(inputs, outputs, p, limits),
 });
 
