@@ -23,6 +23,12 @@ import { narrowRows, type PieceSpan, splitRows } from "../../engine/split.ts";
 import { narrow, reshape } from "../shape/view.ts";
 import { sum } from "../reduce.ts";
 import { ROW_WG, rowGrid, rowMode, rowsOf, rowWgsl } from "./rows.ts";
+import {
+  normBackwardWasm,
+  normForwardWasm,
+  normParamPartialWasm,
+  normParamSumWasm,
+} from "./norm_wasm.ts";
 
 /** Which normalisation: LayerNorm or RMSNorm. */
 export type NormKind = "layer" | "rms";
@@ -133,6 +139,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l: 
       uniforms: uniforms(p),
     };
   },
+  wasm: normForwardWasm,
   split: (inputs, outputs, p, limits) =>
     splitRows(inputs, outputs, p, limits, { cut: (_a, i) => i === 0, params: rowPieces }),
   backward: (dy, { inputs: [x, w, b], saved: [stats], params: p }) =>
@@ -194,6 +201,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l: 
       uniforms: uniforms(p),
     };
   },
+  wasm: normBackwardWasm,
   // dy, x, stats and dx in rows; the weight whole.
   split: (inputs, outputs, p, limits) =>
     splitRows(inputs, outputs, p, limits, { cut: (_a, i) => i !== 2, params: rowPieces }),
@@ -245,6 +253,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
       uniforms: uniforms(p),
     };
   },
+  wasm: normParamPartialWasm,
   split: blockPieces,
 });
 
@@ -317,6 +326,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
       uniforms: uniforms(p, ceilDiv(p.rows, blockOf(p))),
     };
   },
+  wasm: normParamSumWasm,
 });
 
 function checkParam(op: string, x: Tensor, t: Tensor | null, what: string): void {
