@@ -1,0 +1,114 @@
+// The cases of tests/bench/wasm_rows_bench.ts: each kernel at the baby GPT's shapes (dims
+// legend: N = B·T = 768 tokens, C = 128, V = 65, 48 attention rows blocks of T = 64).
+
+import type { Kernel } from "../../engine/backend.ts";
+import type { DType } from "../../engine/dtype.ts";
+import { softmaxBackwardOp, softmaxOp } from "../../kernels/rows/softmax.ts";
+import {
+  crossEntropyBackwardOp,
+  crossEntropyMeanOp,
+  crossEntropyRowsOp,
+} from "../../kernels/rows/cross_entropy.ts";
+import {
+  normBackwardOp,
+  normForwardOp,
+  normParamPartialOp,
+  normParamSumOp,
+} from "../../kernels/rows/norm.ts";
+
+/** One argument: shape, dtype (default f32), values by index (default normal or small ints). */
+export type BenchArg = [number[], DType?, ((i: number) => number)?];
+
+/** One kernel launch to time. */
+export interface BenchCase {
+  name: string;
+  shape: string;
+  kernel: Kernel<unknown>;
+  params: unknown;
+  inputs: BenchArg[];
+  outputs: BenchArg[];
+  /** Calls per timing (default 20). */
+  reps?: number;
+}
+
+const [N, C, V, T] = [768, 128, 65, 64];
+const ATT = 48 * T; // attention rows: B·nHead·T
+const k = <P>(kernel: Kernel<P>) => kernel as Kernel<unknown>;
+const layer = { kind: "layer", rows: N, len: C, eps: 1e-5, hasBias: true };
+const ce = { rows: N, classes: V, ignoreIndex: -1 };
+
+/** The cases, in the order of the table. */
+export const BENCH_CASES: BenchCase[] = [
+  {
+    name: "softmax",
+    shape: `[${ATT}, ${T}]`,
+    kernel: k(softmaxOp),
+    params: { kind: "softmax" },
+    inputs: [[[ATT, T]]],
+    outputs: [[[ATT, T]]],
+  },
+  {
+    name: "softmax_backward",
+    shape: `[${ATT}, ${T}]`,
+    kernel: k(softmaxBackwardOp),
+    params: { kind: "softmax" },
+    inputs: [[[ATT, T]], [[ATT, T]]],
+    outputs: [[[ATT, T]]],
+  },
+  {
+    name: "cross_entropy_rows",
+    shape: `[${N}, ${V}]`,
+    kernel: k(crossEntropyRowsOp),
+    params: ce,
+    inputs: [[[N, V]], [[N], "i32"]],
+    outputs: [[[N, 2]]],
+  },
+  {
+    name: "cross_entropy_mean",
+    shape: `[${N}, 2]`,
+    kernel: k(crossEntropyMeanOp),
+    params: { ...ce, classes: 1 },
+    inputs: [[[N, 2]], [[N], "i32"]],
+    outputs: [[[2]]],
+  },
+  {
+    name: "cross_entropy_backward",
+    shape: `[${N}, ${V}]`,
+    kernel: k(crossEntropyBackwardOp),
+    params: ce,
+    inputs: [[[N, V]], [[N], "i32"], [[N, 2]], [[2], "f32", () => N], [[1]]],
+    outputs: [[[N, V]]],
+  },
+  {
+    name: "norm_forward",
+    shape: `[${N}, ${C}] layer, bias`,
+    kernel: k(normForwardOp),
+    params: layer,
+    inputs: [[[N, C]], [[C]], [[C]]],
+    outputs: [[[N, C]], [[N, 2]]],
+  },
+  {
+    name: "norm_backward",
+    shape: `[${N}, ${C}] layer`,
+    kernel: k(normBackwardOp),
+    params: layer,
+    inputs: [[[N, C]], [[N, C]], [[C]], [[N, 2], "f32", (i) => (i % 2 ? 1.1 : 0.1)]],
+    outputs: [[[N, C]]],
+  },
+  {
+    name: "norm_param_partial",
+    shape: `[${N}, ${C}] layer, bias`,
+    kernel: k(normParamPartialOp),
+    params: layer,
+    inputs: [[[N, C]], [[N, C]], [[N, 2], "f32", (i) => (i % 2 ? 1.1 : 0.1)]],
+    outputs: [[[N / 64, 2, C]]],
+  },
+  {
+    name: "norm_param_sum",
+    shape: `[${N / 64}, 2, ${C}]`,
+    kernel: k(normParamSumOp),
+    params: layer,
+    inputs: [[[N / 64, 2, C]]],
+    outputs: [[[C]], [[C]]],
+  },
+];
