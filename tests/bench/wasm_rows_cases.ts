@@ -15,6 +15,7 @@ import {
   normParamPartialOp,
   normParamSumOp,
 } from "../../kernels/rows/norm.ts";
+import { embeddingBackwardOp, embeddingOp } from "../../kernels/embedding.ts";
 
 /** One argument: shape, dtype (default f32), values by index (default normal or small ints). */
 export type BenchArg = [number[], DType?, ((i: number) => number)?];
@@ -110,5 +111,21 @@ export const BENCH_CASES: BenchCase[] = [
     params: layer,
     inputs: [[[N / 64, 2, C]]],
     outputs: [[[C]], [[C]]],
+  },
+  {
+    name: "embedding",
+    shape: `[${V}, ${C}] × ${N} ids`,
+    kernel: k(embeddingOp),
+    params: { V, C },
+    inputs: [[[V, C]], [[N], "i32"]],
+    outputs: [[[N, C]]],
+  },
+  {
+    name: "embedding_backward",
+    shape: `${N} ids × ${C} -> [${V}, ${C}]`,
+    kernel: k(embeddingBackwardOp),
+    params: { start: 0, rows: V, C, k0: 0, k1: N, accumulate: false },
+    inputs: [[[N, C]], [[N], "i32"]],
+    outputs: [[[V, C]]],
   },
 ];
