@@ -29,6 +29,7 @@ import {
   TERNARY_NORM_EPS,
   TERNARY_QUANT_WG,
 } from "./format.ts";
+import { activationLevelsWasm, ternaryQuantWasm } from "./quant_wasm.ts";
 
 /** Quantised activations on a device: what the ternary GEMV/GEMM consume. */
 export interface QuantizedActivations {
@@ -281,6 +282,7 @@ export const ternaryQuantOp: KernelOp<QuantParams> = defineOp<QuantParams>({
   webgpu(_inputs, _outputs, p, device) {
     return quantLaunch(p, "packed", device);
   },
+  wasm: ternaryQuantWasm,
   split: splitTokens,
 });
 
@@ -307,6 +309,7 @@ export const activationLevelsKernel: Kernel<QuantParams> = {
   webgpu(_inputs, _outputs, p, device) {
     return quantLaunch(p, "levels", device);
   },
+  wasm: activationLevelsWasm,
   split: splitTokens,
 };
 
