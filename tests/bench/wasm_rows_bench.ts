@@ -40,7 +40,11 @@ function time(c: BenchCase, kernel: Kernel<unknown>, ins: BoundArg[], outs: Boun
 }
 
 const rows = cases.map((c) => {
-  const ins = c.inputs.map(([shape, dtype, fill]) => arg(shape, dtype ?? "f32", fill));
+  const ins = c.inputs.map(([shape, dtype, fill], i) => {
+    const a = arg(shape, dtype ?? "f32", fill);
+    const strides = c.strides?.[i];
+    return strides ? { ...a, info: { ...a.info, shape: c.outputs[0][0], strides } } : a;
+  });
   const outs = c.outputs.map(([shape, dtype]) => arg(shape, dtype ?? "f32", () => 0));
   const fallback = { ...c.kernel, wasm: undefined } as Kernel<unknown>;
   return {

@@ -16,6 +16,9 @@ import {
   normParamSumOp,
 } from "../../kernels/rows/norm.ts";
 import { embeddingBackwardOp, embeddingOp } from "../../kernels/embedding.ts";
+import { activationLevelsKernel, ternaryQuantOp } from "../../kernels/ternary/quant.ts";
+import { dequantizeOp, reciprocalOp, ternaryLevelsOp } from "../../kernels/ternary/bit_quant.ts";
+import { int8RowWords } from "../../kernels/ternary/format.ts";
 
 /** One argument: shape, dtype (default f32), values by index (default normal or small ints). */
 export type BenchArg = [number[], DType?, ((i: number) => number)?];
@@ -30,6 +33,11 @@ export interface BenchCase {
   outputs: BenchArg[];
   /** Calls per timing (default 20). */
   reps?: number;
+  /**
+   * Strides of inputs that are broadcast views (null: row-major): the input's storage holds
+   * its own elements, seen with the output's shape through these strides.
+   */
+  strides?: (number[] | null)[];
 }
 
 const [N, C, V, T] = [768, 128, 65, 64];
@@ -127,5 +135,47 @@ export const BENCH_CASES: BenchCase[] = [
     params: { start: 0, rows: V, C, k0: 0, k1: N, accumulate: false },
     inputs: [[[N, C]], [[N], "i32"]],
     outputs: [[[V, C]]],
+  },
+  {
+    name: "activation_levels",
+    shape: `[${N}, ${C}]`,
+    kernel: k(activationLevelsKernel),
+    params: { tokens: N, inFeatures: C, eps: 1e-6 },
+    inputs: [[[N, C]], [[C]]],
+    outputs: [[[N, C]], [[N]], [[N]]],
+  },
+  {
+    name: "ternary_quant",
+    shape: `[${N}, ${C}] packed`,
+    kernel: k(ternaryQuantOp),
+    params: { tokens: N, inFeatures: C, eps: 1e-6 },
+    inputs: [[[N, C]], [[C]]],
+    outputs: [[[N, int8RowWords(C)], "u32"], [[N]], [[N], "i32"]],
+  },
+  {
+    name: "ternary_levels",
+    shape: `[${3 * C}, ${C}]`,
+    kernel: k(ternaryLevelsOp),
+    params: undefined,
+    inputs: [[[3 * C, C]], [[1], "f32", () => 14]],
+    outputs: [[[3 * C, C]]],
+    strides: [null, [0, 0]],
+  },
+  {
+    name: "dequantize",
+    shape: `[${N}, ${3 * C}]`,
+    kernel: k(dequantizeOp),
+    params: undefined,
+    inputs: [[[N, 3 * C]], [[N], "f32", () => 20], [[1], "f32", () => 14]],
+    outputs: [[[N, 3 * C]]],
+    strides: [null, [1, 0], [0, 0]],
+  },
+  {
+    name: "reciprocal",
+    shape: "[]",
+    kernel: k(reciprocalOp),
+    params: undefined,
+    inputs: [[[1]]],
+    outputs: [[[1]]],
   },
 ];
