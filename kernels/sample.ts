@@ -33,6 +33,7 @@ import { grid1d } from "../engine/webgpu/codegen.ts";
 import { contiguous } from "./elementwise/copy.ts";
 import { permute, reshape } from "./shape/view.ts";
 import { argmax } from "./reduce.ts";
+import { multinomialWasm, sampleLogitsWasm, topkWasm } from "./sample_wasm.ts";
 
 const TOPK_WG = 64;
 // Short rows use small workgroups (llvmpipe compiles barrier-heavy 256-wide shaders slowly).
@@ -112,6 +113,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
       uniforms: new Uint32Array([R, L, k, 0]),
     };
   },
+  wasm: topkWasm,
 });
 
 /** The k largest entries along `axis` (default last), sorted descending, ties by lower index. */
@@ -304,6 +306,7 @@ export const multinomialOp: KernelOp<SampleDrawParams> = defineOp<SampleDrawPara
       uniforms: drawUniformBlock(params, N, V),
     };
   },
+  wasm: multinomialWasm,
 });
 
 /** Options of multinomial. */
@@ -405,6 +408,7 @@ export const sampleLogitsOp: KernelOp<SampleLogitsParams> = defineOp<SampleLogit
       uniforms: drawUniformBlock(p, N, V, p),
     };
   },
+  wasm: sampleLogitsWasm,
 });
 
 const WEIGHT =

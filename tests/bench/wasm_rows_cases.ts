@@ -19,6 +19,7 @@ import { embeddingBackwardOp, embeddingOp } from "../../kernels/embedding.ts";
 import { activationLevelsKernel, ternaryQuantOp } from "../../kernels/ternary/quant.ts";
 import { dequantizeOp, reciprocalOp, ternaryLevelsOp } from "../../kernels/ternary/bit_quant.ts";
 import { int8RowWords } from "../../kernels/ternary/format.ts";
+import { multinomialOp, sampleLogitsOp, topkRowsOp } from "../../kernels/sample.ts";
 
 /** One argument: shape, dtype (default f32), values by index (default normal or small ints). */
 export type BenchArg = [number[], DType?, ((i: number) => number)?];
@@ -177,5 +178,46 @@ export const BENCH_CASES: BenchCase[] = [
     params: undefined,
     inputs: [[[1]]],
     outputs: [[[1]]],
+  },
+  {
+    name: "sample_logits",
+    shape: `[1, ${V}] (decode)`,
+    kernel: k(sampleLogitsOp),
+    params: { key: [1, 2], offset: 0, numSamples: 1, temperature: 0.8, topK: 0, topP: 1 },
+    inputs: [[[1, V]]],
+    outputs: [[[1], "i32"]],
+  },
+  {
+    name: "sample_logits",
+    shape: `[1, ${V}] top-k 10, top-p 0.9`,
+    kernel: k(sampleLogitsOp),
+    params: { key: [1, 2], offset: 0, numSamples: 1, temperature: 0.8, topK: 10, topP: 0.9 },
+    inputs: [[[1, V]]],
+    outputs: [[[1], "i32"]],
+  },
+  {
+    name: "sample_logits",
+    shape: "[1, 50257] top-k 50, top-p 0.9 (GPT-2)",
+    kernel: k(sampleLogitsOp),
+    params: { key: [1, 2], offset: 0, numSamples: 1, temperature: 0.8, topK: 50, topP: 0.9 },
+    inputs: [[[1, 50257]]],
+    outputs: [[[1], "i32"]],
+    reps: 2,
+  },
+  {
+    name: "multinomial",
+    shape: `[12, ${V}] × 4 draws`,
+    kernel: k(multinomialOp),
+    params: { key: [1, 2], offset: 0, numSamples: 4 },
+    inputs: [[[12, V], "f32", (i) => (i % 7) / 7]],
+    outputs: [[[12, 4], "i32"]],
+  },
+  {
+    name: "topk",
+    shape: `[12, ${V}] k 10`,
+    kernel: k(topkRowsOp),
+    params: { k: 10 },
+    inputs: [[[12, V]]],
+    outputs: [[[12, 10]], [[12, 10], "i32"]],
   },
 ];
