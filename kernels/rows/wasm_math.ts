@@ -18,7 +18,7 @@
 // fuses or not once for all threads, so results still do not depend on the thread count).
 
 import { byteSize } from "../../engine/dtype.ts";
-import type { FunctionBuilder, Local } from "../../engine/wasm/builder.ts";
+import type { FunctionBuilder, I32Expr, Local } from "../../engine/wasm/builder.ts";
 import type { WasmArg } from "../../engine/wasm/context.ts";
 
 const LOG2E = 1.44269504088896341;
@@ -416,7 +416,7 @@ export class RowGen {
   }
 
   /** [lo, hi) = this thread's share of `count` items: [count·tid/n, count·(tid+1)/n). */
-  share(tid: Local, n: Local, count: Local, lo: Local, hi: Local): void {
+  share(tid: Local, n: Local, count: I32Expr, lo: Local, hi: Local): void {
     const f = this.f;
     f.set(lo, () => f.mulDiv(count, tid, n));
     f.set(hi, () => f.mulDiv(count, () => f.add(tid, 1), n));
