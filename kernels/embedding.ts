@@ -15,6 +15,8 @@
 // need O(N log N) work but several extra dispatches. Out-of-range ids: the CPU throws naming the
 // id and its position; WebGPU cannot throw, so such a position's output row is NaN (the loss
 // turns NaN) and adds no gradient.
+// wasm (embedding_wasm.ts): the lookup with ids split by thread; the backward with channels
+// split by thread and ids in position order (the CPU loop's order); bad ids throw as on the CPU.
 
 import type { ArgInfo, LaunchPiece } from "../engine/backend.ts";
 import type { Tensor } from "../engine/tensor.ts";

@@ -11,6 +11,8 @@
 //   found by bisection over order-preserving u32 keys of the floats (32 passes each): top-k keeps
 //   z >= the k-th largest z (ties kept); top-p keeps token j when the softmax mass of the tokens
 //   strictly above z_j is below p (the smallest nucleus whose mass reaches p; ties kept).
+// wasm (sample_wasm.ts): rows split by thread; the reference's float64 arithmetic step for step
+// (a radix sort for the order, fdlibm's exp), so the draws are the CPU reference's.
 
 import type { WgslLaunch } from "../engine/backend.ts";
 import type { Tensor } from "../engine/tensor.ts";

@@ -14,6 +14,9 @@
 // not poison training). Targets outside [0, V) other than ignoreIndex: the CPU throws naming
 // the row and target; WebGPU cannot throw, so that row's loss and gradient are NaN, which makes
 // the mean NaN.
+// wasm (cross_entropy_wasm.ts): rows split over threads with f32x4 passes and the vectorised
+// exp/log; the mean sums fixed chunks of rows in float64, the chunks added in order; bad targets
+// throw the CPU's RangeError (checked before the launch).
 
 import type { DeviceTraits } from "../../engine/backend.ts";
 import type { Tensor } from "../../engine/tensor.ts";

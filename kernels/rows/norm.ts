@@ -11,6 +11,9 @@
 // the mean(g) term); dweight = Σ_rows dy·x̂ and dbias = Σ_rows dy in two steps, both already
 // barrier-free: partial sums over blocks of 64 rows (one invocation per column and block, grid
 // C/64 × N/64, so there is parallelism when C is small and N large), then a sum over blocks.
+// wasm (norm_wasm.ts): forward and dx over rows split by thread, f32x4 passes; the parameter
+// gradients as the same per-block partials (one block per thread item, rows added in order) and
+// a block-ordered sum with columns split by thread: independent of the thread count.
 
 import type { ArgInfo, DeviceTraits, LaunchPiece } from "../../engine/backend.ts";
 import type { Tensor } from "../../engine/tensor.ts";

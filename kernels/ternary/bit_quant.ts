@@ -13,6 +13,8 @@
 // backward to x and g), and d w = d q_w · s_w.
 // Layouts: row-major; s_x one per row of x (its last axis is K); s_w 0-d. Launch shapes are the
 // underlying kernels': the quantiser's (ternary_quant.ts), elementwise 1-D grids for the rest.
+// wasm (bit_quant_wasm.ts): the three elementwise kernels over ranges of elements or rows split
+// by thread, bit-identical to the CPU (ternary levels from the float64 product).
 
 import type { Tensor } from "../../engine/tensor.ts";
 import { apply, applyAll, defineOp, type KernelOp } from "../../engine/op.ts";

@@ -13,6 +13,8 @@
 // - "invocation" (software adapters, where barriers are expensive): one invocation per token,
 //   walking the same lane partials one after another; no barriers.
 // T and K travel in a uniform, so one pipeline serves every shape.
+// wasm (quant_wasm.ts): tokens split by thread, three f32x4 passes per token with the sum of
+// squares in the same lane order, so codes, scales, sums and rstd equal the CPU reference's.
 
 import { cpuContiguous, type Tensor } from "../../engine/tensor.ts";
 import type { CpuArg, DeviceTraits, Kernel } from "../../engine/backend.ts";
