@@ -1,5 +1,6 @@
 // Sampling on the wasm backend (sample.ts's topk, multinomial and sample_logits), one row per
-// item: rows are split into contiguous ranges, one per thread, each with its own scratch.
+// item: rows are claimed in chunks by the threads (wasm_math.ts's runItems), each thread with
+// its own scratch.
 // Draws are the CPU reference's: the same uniforms (the engine's Threefry stream, counter =
 // offset + row·numSamples + sample, computed on the calling thread, one per draw) and the same
 // float64 arithmetic in the same order: weights, their sums in index order, u·total and the
@@ -20,7 +21,7 @@
 import type { FunctionBuilder, I32Expr, Local, ModuleBuilder } from "../engine/wasm/builder.ts";
 import type { WasmArg, WasmContext } from "../engine/wasm/context.ts";
 import { wordAt, wordToUniform } from "../engine/random.ts";
-import { addr, RowGen, threadsFor } from "./rows/wasm_math.ts";
+import { addr, RowGen, runItems, threadsFor } from "./rows/wasm_math.ts";
 
 const I32 = (n: number) => Array<"i32">(n).fill("i32");
 
@@ -455,10 +456,13 @@ function invCdf(f: FunctionBuilder, w: (j: Local) => void, V: Local, target: Loc
   f.end();
 }
 
-/** multinomial(tid, n, rows, V, ns, x, y, u): ns inverse-CDF draws per row of weights x. */
+/**
+ * multinomial(tid, n, rows, chunk, claim, V, ns, x, y, u): ns inverse-CDF draws per row of
+ * weights x.
+ */
 function multinomial(b: ModuleBuilder): void {
-  b.export("multinomial", I32(8), [], (f) => {
-    const [tid, n, rows, V, ns, x, y, u] = f.params;
+  b.export("multinomial", I32(10), [], (f) => {
+    const [, , rows, chunk, claim, V, ns, x, y, u] = f.params;
     const g = new RowGen(f, false);
     const [xr, j, s, res, at] = Array.from({ length: 5 }, () => f.local("i32"));
     const [total, target] = [f.local("f64"), f.local("f64")];
@@ -471,7 +475,7 @@ function multinomial(b: ModuleBuilder): void {
       f.f64.gt();
       f.select();
     };
-    g.eachRow(tid, n, rows, (r) => {
+    g.eachRow(rows, chunk, claim, (r) => {
       g.rowBase(xr, x, r, V);
       f.f64.const(0);
       f.set(total);
@@ -491,14 +495,17 @@ function multinomial(b: ModuleBuilder): void {
   });
 }
 
-/** topk(tid, n, rows, L, k, x, vals, idx, scratch, perThread): the k largest of each row. */
+/**
+ * topk(tid, n, rows, chunk, claim, L, k, x, vals, idx, scratch, perThread): the k largest of
+ * each row.
+ */
 function topk(b: ModuleBuilder, sort: ReturnType<typeof radix>): void {
-  b.export("topk", I32(10), [], (f) => {
-    const [tid, n, rows, L, k, x, vals, idx, scratch, per] = f.params;
+  b.export("topk", I32(12), [], (f) => {
+    const [tid, , rows, chunk, claim, L, k, x, vals, idx, scratch, per] = f.params;
     const g = new RowGen(f, false);
     const sc = scratchOf(f, tid, scratch, per, L);
     const [xr, s, o, at] = Array.from({ length: 4 }, () => f.local("i32"));
-    g.eachRow(tid, n, rows, (r) => {
+    g.eachRow(rows, chunk, claim, (r) => {
       g.rowBase(xr, x, r, L);
       sortRow(f, sort, xr, L, sc);
       f.for(s, 0, k, 1, () => {
@@ -517,12 +524,12 @@ function topk(b: ModuleBuilder, sort: ReturnType<typeof radix>): void {
 }
 
 /**
- * sample(tid, n, rows, V, x, y, u, topK, T, P, scratch, perThread): one draw per row from
- * softmax(x / T) under top-k and top-p, as the reference's keepMask and invCdf.
+ * sample(tid, n, rows, chunk, claim, V, x, y, u, topK, T, P, scratch, perThread): one draw per
+ * row from softmax(x / T) under top-k and top-p, as the reference's keepMask and invCdf.
  */
 function sample(b: ModuleBuilder, sort: ReturnType<typeof radix>, exp: ReturnType<typeof exp64>) {
-  b.export("sample", [...I32(8), "f64", "f64", "i32", "i32"], [], (f) => {
-    const [tid, n, rows, V, x, y, u, topK, T, P, scratch, per] = f.params;
+  b.export("sample", [...I32(10), "f64", "f64", "i32", "i32"], [], (f) => {
+    const [tid, , rows, chunk, claim, V, x, y, u, topK, T, P, scratch, per] = f.params;
     const g = new RowGen(f, false);
     const sc = scratchOf(f, tid, scratch, per, V);
     const [xr, j, i, gi, sorted, byK, res] = Array.from({ length: 7 }, () => f.local("i32"));
@@ -545,7 +552,7 @@ function sample(b: ModuleBuilder, sort: ReturnType<typeof radix>, exp: ReturnTyp
         f.i32.and()),
     );
     f.set(sorted, () => (f.get(byK), f.get(P), f.f64.const(1), f.f64.lt(), f.i32.or()));
-    g.eachRow(tid, n, rows, (r) => {
+    g.eachRow(rows, chunk, claim, (r) => {
       g.rowBase(xr, x, r, V);
       f.for(j, 0, V, 1, () => {
         f.add(sc.z, () => f.mul(j, 8));
@@ -743,8 +750,8 @@ export function multinomialWasm([p]: WasmArg[], [y]: WasmArg[], d: DrawParams, c
   const [N, V] = p.shape;
   if (N === 0) return;
   const u = uniforms(ctx, d, N);
-  const threads = threadsFor(ctx.threads, N, N * V * (1 + d.numSamples));
-  ctx.run(moduleOf(ctx), "multinomial", [N, V, d.numSamples, addr(p), addr(y), u], threads);
+  const args = [V, d.numSamples, addr(p), addr(y), u];
+  runItems(ctx, moduleOf(ctx), "multinomial", N, 2 * N * V * (1 + d.numSamples), args);
 }
 
 /** Parameters of sample_logits (sample.ts's SampleLogitsParams). */
@@ -764,12 +771,13 @@ export function sampleLogitsWasm(
   const [N, V] = x.shape;
   if (N === 0) return;
   const u = uniforms(ctx, p, N);
-  const threads = threadsFor(ctx.threads, N, 8 * N * V);
+  const ns = N * (2000 + 15 * V);
+  const threads = threadsFor(ctx.threads, N, ns);
   const [scratch, per] = sortScratch(ctx, V, threads);
   // The reference reads temperature and p as f32, as the WGSL does.
   const [T, P] = [Math.fround(p.temperature), Math.fround(p.topP)];
-  const args = [N, V, addr(x), addr(y), u, p.topK, T, P, scratch, per];
-  ctx.run(moduleOf(ctx), "sample", args, threads);
+  const args = [V, addr(x), addr(y), u, p.topK, T, P, scratch, per];
+  runItems(ctx, moduleOf(ctx), "sample", N, ns, args, threads);
 }
 
 /** The wasm implementation of topk: x [R, L] -> values [R, k], indices [R, k]. */
@@ -781,8 +789,9 @@ export function topkWasm(
 ) {
   const [R, L] = x.shape;
   if (R === 0 || k === 0) return;
-  const threads = threadsFor(ctx.threads, R, 8 * R * L);
+  const ns = R * (1500 + 10 * L);
+  const threads = threadsFor(ctx.threads, R, ns);
   const [scratch, per] = sortScratch(ctx, L, threads);
-  const args = [R, L, k, addr(x), addr(vals), addr(idx), scratch, per];
-  ctx.run(moduleOf(ctx), "topk", args, threads);
+  const args = [L, k, addr(x), addr(vals), addr(idx), scratch, per];
+  runItems(ctx, moduleOf(ctx), "topk", R, ns, args, threads);
 }

@@ -15,9 +15,10 @@
 // mode sums each element in the same order, so they give the same bytes. One export per pair
 // of modes. M = 1 (the decode step) goes to the matrix-vector kernels of wasm_gemv.ts.
 //
-// Threads: the (batch, NC column tile, MC row tile) items are split into contiguous ranges,
-// one per thread (a batch of small products, attention's 48 heads, in one fork/join); a thread
-// packs the B panel once for its items that share it. Every element of C is summed in the
+// Threads: the (batch, NC column tile, MC row tile) items are claimed one at a time from a
+// shared counter (a batch of small products, attention's 48 heads, in one fork/join), so a
+// thread the OS deschedules delays the join by one item at most; a thread packs a column
+// tile's B (every k block) once for the items of it that it takes. Every element of C is summed in the
 // same order (KC blocks in order, k in order within them) whatever the tile sizes and thread
 // count, so results do not depend on either. KC is fixed; MC and NC are chosen per call (plan)
 // to give each thread several items. Products under SERIAL_FLOPS run on one thread.
@@ -36,6 +37,7 @@ import type { WasmFeatures } from "../../engine/wasm/features.ts";
 import type { FuncRef, FunctionBuilder, Local, ModuleBuilder } from "../../engine/wasm/builder.ts";
 import { type AMode, type BMode, copyEdge, micro, MR, NR, packA, packB } from "./wasm_micro.ts";
 import { GEMV_COLUMNS, type GemvForm, gemvModule } from "./wasm_gemv.ts";
+import { runItems } from "../rows/wasm_math.ts";
 
 export { MR, NR };
 export type { AMode, BMode };
@@ -58,6 +60,8 @@ export const KC = 256;
 const MC_MAX = 144;
 /** Largest column tile (a B panel of KC × NC floats, 1 MiB). */
 const NC_MAX = 1024;
+/** Most floats of packed B a thread keeps (every k block of its column tile): 8 MiB. */
+const B_FLOATS = 1 << 21;
 /** Fewer multiply-adds than this run on one thread (a fork/join would cost more). */
 const SERIAL_FLOPS = 1 << 17;
 /**
@@ -70,7 +74,7 @@ const GEMV_SERIAL_MACS = 1 << 18;
 const DRIVER_PARAMS = [
   ...["tid", "n", "batch", "M", "N", "K"],
   ...["a", "aSb", "aSr", "aSc", "b", "bSb", "bSr", "bSc", "c"], // strides in bytes
-  ...["tilesM", "tilesN", "scratch", "perThread", "aOff", "tileOff"],
+  ...["tilesM", "tilesN", "scratch", "perThread", "aOff", "tileOff", "claim"],
 ] as const;
 type Params = Record<(typeof DRIVER_PARAMS)[number], Local>;
 
@@ -109,8 +113,10 @@ type Micros = FuncRef[];
 
 /**
  * Export `matmul_{am}_{bm}`, the driver for one pair of operand modes (see the header and
- * wasm_micro.ts). With B "rows", full strips of NR columns are read from B itself and only a
- * last partial strip is packed (zero-padded), once per k block.
+ * wasm_micro.ts). Threads claim items (batch, column tile, row tile) one at a time from the
+ * counter at `claim`; on a thread's first item of a (batch, column tile) group it packs that
+ * group's B for every k block (with B "rows", only the partial last strip of each block, the
+ * full strips being read from B itself), kept in its scratch while its items stay in the group.
  */
 function driver(
   b: ModuleBuilder,
@@ -122,28 +128,33 @@ function driver(
   b.export(`matmul_${am}_${bm}`, DRIVER_PARAMS.map(() => "i32"), [], (f) => {
     const P = Object.fromEntries(DRIVER_PARAMS.map((k, i) => [k, f.params[i]])) as Params;
     const locals = (n: number) => Array.from({ length: n }, () => f.local("i32"));
-    const [hi, item, end, g, pc, kc, it, sm, sn, jr, ir, mr, cp, ldc] = locals(14);
-    const [aB, bB, cB, bufA, bufB, tile, pa, lda, pb, edgeJ] = locals(10);
+    const [total, item, g, lastG, pc, kc, sm, sn, jr, ir, mr, cp, ldc, ncPad] = locals(14);
+    const [aB, bB, cB, bufA, bufB, tile, pa, lda, pb, edgeJ, panel] = locals(11);
     const [j0, nc, i0, mc] = locals(4);
     f.set(sm, () => (f.add(P.M, MR - 1), f.i32.const(MR), f.i32.divU()));
     f.set(sn, () => (f.add(P.N, NR - 1), f.i32.const(NR), f.i32.divU()));
-    // This thread's items [item, hi) of batch · tilesN · tilesM, row tiles fastest.
-    const total = () => f.mul(P.batch, () => f.mul(P.tilesM, P.tilesN));
-    f.set(item, () => f.mulDiv(total, P.tid, P.n));
-    f.set(hi, () => f.mulDiv(total, () => f.add(P.tid, 1), P.n));
+    f.set(total, () => f.mul(P.batch, () => f.mul(P.tilesM, P.tilesN)));
     f.set(bufB, () => f.add(P.scratch, () => f.mul(P.tid, P.perThread)));
     f.set(bufA, () => f.add(bufB, P.aOff));
     f.set(tile, () => f.add(bufB, P.tileOff));
     f.set(ldc, () => f.mul(P.N, 4));
-    const groups = f.block();
-    const nextGroup = f.loop();
-    f.get(item);
-    f.get(hi);
-    f.i32.geS();
-    f.brIf(groups);
-    // Items item..end share g = (batch index, column tile): one B panel per k block.
+    f.set(lastG, -1);
+    const items = f.block();
+    const nextItem = f.loop();
+    f.get(P.claim);
+    f.i32.const(1);
+    f.i32.atomic.rmwAdd();
+    f.tee(item);
+    f.get(total);
+    f.i32.geU();
+    f.brIf(items);
+    // g = (batch index, column tile); row tiles are the fastest-varying part of the item.
     f.set(g, () => (f.get(item), f.get(P.tilesM), f.i32.divU()));
-    f.set(end, () => f.min(hi, () => f.mul(() => f.add(g, 1), P.tilesM)));
+    f.get(g);
+    f.get(lastG);
+    f.i32.ne();
+    f.if();
+    f.set(lastG, g);
     const bi = () => (f.get(g), f.get(P.tilesN), f.i32.divU());
     tileSpan(f, [j0, nc], () => (f.get(g), f.get(P.tilesN), f.i32.remU()), P.tilesN, sn, NR, P.N);
     f.set(aB, () => f.add(P.a, () => f.mul(bi, P.aSb)));
@@ -152,15 +163,19 @@ function driver(
       cB,
       () => f.add(() => f.add(P.c, () => f.mul(bi, () => f.mul(P.M, ldc))), () => f.mul(j0, 4)),
     );
+    f.set(ncPad, () => (f.add(nc, NR - 1), f.i32.const(-NR), f.i32.and()));
     // Direct B: the first column of the partial last strip (nc rounded down to NR).
     f.set(edgeJ, () => (f.get(nc), f.i32.const(-NR), f.i32.and()));
     f.for(pc, 0, P.K, KC, () => {
       f.set(kc, () => f.min(KC, () => f.sub(P.K, pc)));
       if (bm === "packed") {
+        // Panel pc / KC at bufB + pc·ncPad floats.
         f.add(bB, () => f.mul(pc, P.bSr));
-        [P.bSr, P.bSc, kc, nc, bufB].forEach((x) => f.get(x));
+        [P.bSr, P.bSc, kc, nc].forEach((x) => f.get(x));
+        f.add(bufB, () => f.mul(() => f.mul(pc, ncPad), 4));
         f.call(pB);
       } else {
+        // The edge strip of block pc / KC at bufB + pc·NR floats.
         f.get(edgeJ);
         f.get(nc);
         f.i32.ltS();
@@ -170,97 +185,93 @@ function driver(
         f.get(P.bSc);
         f.get(kc);
         f.sub(nc, edgeJ);
-        f.get(bufB);
+        f.add(bufB, () => f.mul(() => f.mul(pc, NR), 4));
         f.call(pB);
         f.end();
       }
-      f.for(it, item, end, 1, () => {
-        tileSpan(
-          f,
-          [i0, mc],
-          () => (f.get(it), f.get(P.tilesM), f.i32.remU()),
-          P.tilesM,
-          sm,
-          MR,
-          P.M,
-        );
-        if (am === "packed") {
-          f.add(() => f.add(aB, () => f.mul(i0, P.aSr)), () => f.mul(pc, P.aSc));
-          [P.aSr, P.aSc, mc, kc, bufA].forEach((x) => f.get(x));
-          f.call(pA);
-        }
-        f.set(lda, am === "rows" ? P.aSr : am === "cols" ? P.aSc : 0);
-        f.for(jr, 0, nc, NR, () => {
-          f.for(ir, 0, mc, MR, () => {
-            f.set(mr, () => f.min(MR, () => f.sub(mc, ir)));
-            f.set(
-              cp,
-              () =>
-                f.add(() => f.add(cB, () => f.mul(() => f.add(i0, ir), ldc)), () => f.mul(jr, 4)),
-            );
-            if (am === "packed") f.set(pa, () => f.add(bufA, () => f.mul(() => f.mul(ir, kc), 4)));
-            else {
-              f.set(pa, () =>
-                f.add(
-                  () => f.add(aB, () => f.mul(() => f.add(i0, ir), P.aSr)),
-                  () => f.mul(pc, P.aSc),
-                ));
-            }
-            const firstBlock = () => (f.get(pc), f.i32.const(0), f.i32.ne());
-            const args = (
-              pbv: () => void,
-              ldb: Local | number,
-              c: Local,
-              ld: Local | number,
-              accumulate: () => void,
-            ) =>
-            () => {
-              f.get(pa);
-              f.get(lda);
-              pbv();
-              [ldb, kc, c, ld].forEach((x) => f.push(x));
-              accumulate();
-            };
-            const packedB = () =>
-              bm === "packed" ? f.add(bufB, () => f.mul(() => f.mul(jr, kc), 4)) : f.get(bufB);
-            f.add(jr, NR);
-            f.get(nc);
-            f.i32.leS();
-            f.if();
-            if (bm === "packed") {
-              callMicro(f, micros(am, "packed"), mr, args(packedB, 0, cp, ldc, firstBlock));
-            } else {
-              f.set(
-                pb,
-                () => f.add(() => f.add(bB, () => f.mul(pc, P.bSr)), () => f.mul(jr, P.bSc)),
-              );
-              callMicro(
-                f,
-                micros(am, "rows"),
-                mr,
-                args(() => f.get(pb), P.bSr, cp, ldc, firstBlock),
-              );
-            }
-            f.else();
-            // Columns past N: compute the whole strip into `tile`, copy the valid part.
-            callMicro(
-              f,
-              micros(am, "packed"),
-              mr,
-              args(packedB, 0, tile, 4 * NR, () => f.i32.const(0)),
-            );
-            [tile, cp, mr].forEach((x) => f.get(x));
-            f.sub(nc, jr);
-            f.get(ldc);
-            firstBlock();
-            f.call(edge);
-            f.end();
-          });
+    });
+    f.end();
+    tileSpan(
+      f,
+      [i0, mc],
+      () => (f.get(item), f.get(P.tilesM), f.i32.remU()),
+      P.tilesM,
+      sm,
+      MR,
+      P.M,
+    );
+    f.set(lda, am === "rows" ? P.aSr : am === "cols" ? P.aSc : 0);
+    f.for(pc, 0, P.K, KC, () => {
+      f.set(kc, () => f.min(KC, () => f.sub(P.K, pc)));
+      f.set(
+        panel,
+        () => f.add(bufB, () => f.mul(() => f.mul(pc, bm === "packed" ? ncPad : NR), 4)),
+      );
+      if (am === "packed") {
+        f.add(() => f.add(aB, () => f.mul(i0, P.aSr)), () => f.mul(pc, P.aSc));
+        [P.aSr, P.aSc, mc, kc, bufA].forEach((x) => f.get(x));
+        f.call(pA);
+      }
+      f.for(jr, 0, nc, NR, () => {
+        f.for(ir, 0, mc, MR, () => {
+          f.set(mr, () => f.min(MR, () => f.sub(mc, ir)));
+          f.set(
+            cp,
+            () => f.add(() => f.add(cB, () => f.mul(() => f.add(i0, ir), ldc)), () => f.mul(jr, 4)),
+          );
+          if (am === "packed") f.set(pa, () => f.add(bufA, () => f.mul(() => f.mul(ir, kc), 4)));
+          else {
+            f.set(pa, () =>
+              f.add(
+                () => f.add(aB, () => f.mul(() => f.add(i0, ir), P.aSr)),
+                () => f.mul(pc, P.aSc),
+              ));
+          }
+          const firstBlock = () => (f.get(pc), f.i32.const(0), f.i32.ne());
+          const args = (
+            pbv: () => void,
+            ldb: Local | number,
+            c: Local,
+            ld: Local | number,
+            accumulate: () => void,
+          ) =>
+          () => {
+            f.get(pa);
+            f.get(lda);
+            pbv();
+            [ldb, kc, c, ld].forEach((x) => f.push(x));
+            accumulate();
+          };
+          const packedB = () =>
+            bm === "packed" ? f.add(panel, () => f.mul(() => f.mul(jr, kc), 4)) : f.get(panel);
+          f.add(jr, NR);
+          f.get(nc);
+          f.i32.leS();
+          f.if();
+          if (bm === "packed") {
+            callMicro(f, micros(am, "packed"), mr, args(packedB, 0, cp, ldc, firstBlock));
+          } else {
+            f.set(pb, () => f.add(() => f.add(bB, () => f.mul(pc, P.bSr)), () => f.mul(jr, P.bSc)));
+            callMicro(f, micros(am, "rows"), mr, args(() => f.get(pb), P.bSr, cp, ldc, firstBlock));
+          }
+          f.else();
+          // Columns past N: compute the whole strip into `tile`, copy the valid part.
+          callMicro(
+            f,
+            micros(am, "packed"),
+            mr,
+            args(packedB, 0, tile, 4 * NR, () => f.i32.const(0)),
+          );
+          [tile, cp, mr].forEach((x) => f.get(x));
+          f.sub(nc, jr);
+          f.get(ldc);
+          firstBlock();
+          f.call(edge);
+          f.end();
         });
       });
     });
-    f.set(item, end);
-    f.br(nextGroup);
+    f.br(nextItem);
     f.end();
     f.end();
   });
@@ -367,7 +378,7 @@ export function matmulModes({ M }: MatmulDims, l: MatmulLayout): { a: AMode; b: 
 
 /**
  * Tiles of at most MC_MAX × NC_MAX; with several threads, the item count is made a multiple of
- * the thread count (more row tiles, else more column tiles) so contiguous ranges balance.
+ * the thread count (more row tiles, else more column tiles) so the items balance.
  * Tiny products run on one thread.
  */
 export function matmulPlan(
@@ -378,8 +389,10 @@ export function matmulPlan(
   const { batch, M, N, K } = dims;
   const sm = Math.ceil(M / MR);
   const sn = Math.ceil(N / NR);
+  // A thread keeps B for all k blocks of its column tile: at most B_FLOATS of it.
+  const ncCap = Math.max(NR, Math.floor(B_FLOATS / (Math.ceil(K / KC) * KC) / NR) * NR);
   let tilesM = Math.ceil(M / MC_MAX);
-  let tilesN = Math.ceil(N / NC_MAX);
+  let tilesN = Math.ceil(N / Math.min(NC_MAX, ncCap));
   if (batch * M * N * K < SERIAL_FLOPS) threads = 1;
   const items = () => batch * tilesM * tilesN;
   if (threads > 1 && items() % threads !== 0 && items() < 8 * threads) {
@@ -428,25 +441,30 @@ export function matmulWasm(
   if (M === 1 && ((aSc === 4 && bSr === 4) || bSc === 4)) {
     const form: GemvForm = aSc === 4 && bSr === 4 ? "dot" : "axpy";
     const items = batch * Math.ceil(N / GEMV_COLUMNS[form]);
-    const threads = batch * N * K < GEMV_SERIAL_MACS ? 1 : Math.min(ctx.threads, items);
+    const most = batch * N * K < GEMV_SERIAL_MACS ? 1 : Infinity;
     const args = form === "dot"
-      ? [batch, N, K, ap, aSb, bp, bSb, bSc, cp]
-      : [batch, N, K, ap, aSb, aSc, bp, bSb, bSr, cp];
-    ctx.run(ctx.module(...gemvModule(ctx.features.relaxedSimd)), form, args, threads);
+      ? [N, K, ap, aSb, bp, bSb, bSc, cp]
+      : [N, K, ap, aSb, aSc, bp, bSb, bSr, cp];
+    const mod = ctx.module(...gemvModule(ctx.features.relaxedSimd));
+    runItems(ctx, mod, form, items, Infinity, args, most);
     return;
   }
   const mod = ctx.module(...matmulModule(ctx.features));
   const layout = { aSr: aSr / 4, aSc: aSc / 4, bSr: bSr / 4, bSc: bSc / 4 };
   const plan = matmulPlan(dims, ctx.threads, layout);
-  const aOff = 4 * KC * plan.ncMax;
+  // Per thread: B for every k block (packed panels, or the edge strips), an A block, a tile.
+  const blocks = Math.ceil(K / KC);
+  const aOff = 4 * blocks * KC * (plan.b === "packed" ? plan.ncMax : NR);
   const tileOff = aOff + 4 * KC * plan.mcMax;
   const perThread = Math.ceil((tileOff + 4 * MR * NR) / 64) * 64;
   const scratch = ctx.scratch(perThread * plan.threads);
+  const claim = ctx.scratch(4);
+  ctx.heap.i32(claim, 1)[0] = 0;
   ctx.run(mod, `matmul_${plan.a}_${plan.b}`, [
     ...[batch, M, N, K],
     ...[ap, aSb, aSr, aSc],
     ...[bp, bSb, bSr, bSc],
     cp,
-    ...[plan.tilesM, plan.tilesN, scratch, perThread, aOff, tileOff],
+    ...[plan.tilesM, plan.tilesN, scratch, perThread, aOff, tileOff, claim],
   ], plan.threads);
 }

@@ -10,8 +10,8 @@
 //   32 columns: 8 accumulator vectors, each k one splat of A's value and 8 multiply-adds with
 //   B's row; a last chunk of fewer columns runs vector by vector, and its last N % 4 columns
 //   as scalar dot products.
-// Items (batch × column groups) are split into contiguous ranges, one per thread, and every
-// output is summed by one thread in a fixed order, so results never depend on the thread
+// Items (batch × column groups) are claimed in chunks by the threads (RowGen.eachChunk), and
+// every output is summed by one thread in a fixed order, so results never depend on the thread
 // count (they may differ in the last bits from the blocked GEMM's order, which sums k one by
 // one). Limits: memory (B is read once: the baby GPT's 128 × 384 weight is 196 KB).
 
@@ -35,13 +35,16 @@ function fma(f: FunctionBuilder, g: RowGen, acc: Local, a: () => void, b: () => 
   f.set(acc);
 }
 
-/** dot(tid, n, batch, N, K, a, aSb, b, bSb, bSn, c): c[z, n] = Σ_k a[z, k]·B[z, k, n]. */
+/**
+ * dot(tid, n, items, chunk, claim, N, K, a, aSb, b, bSb, bSn, c): c[z, n] = Σ_k a[z, k]·B[z, k, n]
+ * over items of 4 columns (batch · ceil(N / 4) of them, claimed in chunks).
+ */
 function dot(b: ModuleBuilder, relaxed: boolean): void {
-  b.export("dot", I32(11), [], (f) => {
-    const [tid, n, batch, N, K, a, aSb, bm, bSb, bSn, c] = f.params;
+  b.export("dot", I32(13), [], (f) => {
+    const [, , items, chunk, claim, N, K, a, aSb, bm, bSb, bSn, c] = f.params;
     const g = new RowGen(f, relaxed);
-    const [lo, hi, groups, z, n0, ar, k, k8, tail, kk, cp, cnt] = Array.from(
-      { length: 12 },
+    const [groups, z, n0, ar, k, k8, tail, kk, cp, cnt] = Array.from(
+      { length: 10 },
       () => f.local("i32"),
     );
     const cols = Array.from({ length: 4 }, () => f.local("i32"));
@@ -49,8 +52,7 @@ function dot(b: ModuleBuilder, relaxed: boolean): void {
     const [x, t0, t1] = [f.local("v128"), f.local("v128"), f.local("v128")];
     f.set(groups, () => (f.add(N, 3), f.i32.const(2), f.i32.shrU()));
     f.set(k8, () => (f.get(K), f.i32.const(-8), f.i32.and()));
-    g.share(tid, n, () => f.mul(batch, groups), lo, hi);
-    f.for(lo, lo, hi, 1, () => {
+    g.eachRow(items, chunk, claim, (lo) => {
       f.set(z, () => (f.get(lo), f.get(groups), f.i32.divU()));
       f.set(n0, () => (f.get(lo), f.get(groups), f.i32.remU(), f.i32.const(2), f.i32.shl()));
       f.set(ar, () => f.add(a, () => f.mul(z, aSb)));
@@ -135,21 +137,23 @@ function dot(b: ModuleBuilder, relaxed: boolean): void {
   });
 }
 
-/** axpy(tid, n, batch, N, K, a, aSb, aSc, b, bSb, bSr, c): c[z] = Σ_k a[z, k]·B[z, k, :]. */
+/**
+ * axpy(tid, n, items, chunk, claim, N, K, a, aSb, aSc, b, bSb, bSr, c): c[z] = Σ_k a[z, k]·B[z,
+ * k, :] over items of 32 columns (batch · ceil(N / 32) of them, claimed in chunks).
+ */
 function axpy(b: ModuleBuilder, relaxed: boolean): void {
-  b.export("axpy", I32(12), [], (f) => {
-    const [tid, n, batch, N, K, a, aSb, aSc, bm, bSb, bSr, c] = f.params;
+  b.export("axpy", I32(14), [], (f) => {
+    const [, , items, chunk, claim, N, K, a, aSb, aSc, bm, bSb, bSr, c] = f.params;
     const g = new RowGen(f, relaxed);
-    const [lo, hi, groups, z, n0, w, k, ap, bp, cp, j, v4] = Array.from(
-      { length: 12 },
+    const [groups, z, n0, w, k, ap, bp, cp, j, v4] = Array.from(
+      { length: 10 },
       () => f.local("i32"),
     );
     const acc = Array.from({ length: 8 }, () => f.local("v128"));
     const s = f.local("v128");
     const sc = f.local("f32");
     f.set(groups, () => (f.add(N, 31), f.i32.const(5), f.i32.shrU()));
-    g.share(tid, n, () => f.mul(batch, groups), lo, hi);
-    f.for(lo, lo, hi, 1, () => {
+    g.eachRow(items, chunk, claim, (lo) => {
       f.set(z, () => (f.get(lo), f.get(groups), f.i32.divU()));
       f.set(n0, () => (f.get(lo), f.get(groups), f.i32.remU(), f.i32.const(5), f.i32.shl()));
       f.set(w, () => f.min(32, () => f.sub(N, n0)));

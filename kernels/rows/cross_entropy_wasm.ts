@@ -1,13 +1,13 @@
 // Cross-entropy on the wasm backend: the row statistics, the mean and the gradient of
 // cross_entropy.ts, over logits [N, V] f32 row-major and targets [N] i32.
-// Layout and launch: rows are split into contiguous ranges, one per thread (one thread below
-// SERIAL_ELEMENTS); each row is walked in f32x4 vectors (the last V % 4 as a partial vector)
+// Layout and launch: rows are claimed in chunks by the threads (wasm_math.ts's runItems; one
+// thread below SERIAL_NS of estimated work); each row is walked in f32x4 vectors (the last V % 4 as a partial vector)
 // with wasm_math.ts's exp and log, so a row's values never depend on the thread count.
 // - rows: a max pass and a Σ exp(x − m) pass; lse = m + log Σ, loss = lse − x[t].
 // - backward: one pass dx = exp(x − lse)·g with g = dy / count, then dx[t] = (exp(x[t] − lse)
 //   − 1)·g rewritten alone (the CPU's rounding of p − 1); ignored rows are zeros.
 // - mean: a reduction across rows, in fixed chunks of MEAN_CHUNK rows summed in float64 (one
-//   chunk per item, chunks split over threads), the chunk partials then added in chunk order on
+//   chunk per item, items claimed by the threads), the chunk partials then added in chunk order on
 //   the calling thread: the same bytes on any thread count.
 // Targets are checked on the calling thread first (a scan of N i32), so a target outside
 // [0, V) that is not ignoreIndex throws the CPU reference's RangeError rather than reading
@@ -17,7 +17,7 @@
 
 import type { WasmArg, WasmContext } from "../../engine/wasm/context.ts";
 import type { ModuleBuilder } from "../../engine/wasm/builder.ts";
-import { addr, RowGen, threadsFor } from "./wasm_math.ts";
+import { addr, RowGen, runItems } from "./wasm_math.ts";
 
 /** Parameters as cross_entropy.ts's CrossEntropyParams. */
 interface Params {
@@ -31,15 +31,15 @@ export const MEAN_CHUNK = 4096;
 
 const I32 = (n: number) => Array<"i32">(n).fill("i32");
 
-/** rows(tid, n, rows, V, x, targets, stats, ignore): stats[r] = (lse, loss or 0). */
+/** rows(tid, n, rows, chunk, claim, V, x, targets, stats, ignore): stats[r] = (lse, loss). */
 function rowsFn(b: ModuleBuilder, relaxed: boolean): void {
-  b.export("rows", I32(8), [], (f) => {
-    const [tid, n, rows, V, x, targets, stats, ignore] = f.params;
+  b.export("rows", I32(10), [], (f) => {
+    const [, , rows, chunk, claim, V, x, targets, stats, ignore] = f.params;
     const g = new RowGen(f, relaxed);
     const [xr, t, st] = [f.local("i32"), f.local("i32"), f.local("i32")];
     const [acc, m] = [f.local("v128"), f.local("v128")];
     const lse = f.local("f32");
-    g.eachRow(tid, n, rows, (r) => {
+    g.eachRow(rows, chunk, claim, (r) => {
       g.rowBase(xr, x, r, V);
       g.splat(-Infinity);
       f.set(acc);
@@ -94,14 +94,14 @@ function rowsFn(b: ModuleBuilder, relaxed: boolean): void {
   });
 }
 
-/** backward(tid, n, rows, V, x, targets, stats, dx, ignore, g): see the header. */
+/** backward(tid, n, rows, chunk, claim, V, x, targets, stats, dx, ignore, g): the header's. */
 function backwardFn(b: ModuleBuilder, relaxed: boolean): void {
-  b.export("backward", [...I32(9), "f32"], [], (f) => {
-    const [tid, n, rows, V, x, targets, stats, dx, ignore, gs] = f.params;
+  b.export("backward", [...I32(11), "f32"], [], (f) => {
+    const [, , rows, chunk, claim, V, x, targets, stats, dx, ignore, gs] = f.params;
     const g = new RowGen(f, relaxed);
     const [xr, dxr, t] = [f.local("i32"), f.local("i32"), f.local("i32")];
     const [l, gv] = [f.local("v128"), f.local("v128")];
-    g.eachRow(tid, n, rows, (r) => {
+    g.eachRow(rows, chunk, claim, (r) => {
       g.rowBase(xr, x, r, V);
       g.rowBase(dxr, dx, r, V);
       f.set(t, () => (f.add(targets, () => f.mul(r, 4)), f.i32.load()));
@@ -152,15 +152,17 @@ function backwardFn(b: ModuleBuilder, relaxed: boolean): void {
   });
 }
 
-/** mean(tid, n, chunks, rows, stats, targets, ignore, out): out[c] = (Σ loss, count) f64. */
+/**
+ * mean(tid, n, chunks, per, claim, rows, stats, targets, ignore, out): out[c] = (Σ loss, count)
+ * in f64 over the rows of chunk c (MEAN_CHUNK rows each).
+ */
 function meanFn(b: ModuleBuilder): void {
-  b.export("mean", I32(8), [], (f) => {
-    const [tid, n, chunks, rows, stats, targets, ignore, out] = f.params;
-    const [lo, hi, r, end] = [0, 1, 2, 3].map(() => f.local("i32"));
+  b.export("mean", I32(10), [], (f) => {
+    const [, , chunks, per, claim, rows, stats, targets, ignore, out] = f.params;
+    const g = new RowGen(f, false);
+    const [r, end] = [0, 1].map(() => f.local("i32"));
     const [s, c] = [f.local("f64"), f.local("f64")];
-    f.set(lo, () => f.mulDiv(chunks, tid, n));
-    f.set(hi, () => f.mulDiv(chunks, () => f.add(tid, 1), n));
-    f.for(lo, lo, hi, 1, () => {
+    g.eachRow(chunks, per, claim, (lo) => {
       f.f64.const(0);
       f.set(s);
       f.f64.const(0);
@@ -230,9 +232,8 @@ export function crossEntropyRowsWasm(
 ): void {
   if (p.rows === 0) return;
   checkTargets(ctx, targets, p);
-  const threads = threadsFor(ctx.threads, p.rows, p.rows * p.classes);
-  const args = [p.rows, p.classes, addr(logits), addr(targets), addr(stats), p.ignoreIndex];
-  ctx.run(moduleOf(ctx), "rows", args, threads);
+  const args = [p.classes, addr(logits), addr(targets), addr(stats), p.ignoreIndex];
+  runItems(ctx, moduleOf(ctx), "rows", p.rows, 1.1 * p.rows * p.classes, args);
 }
 
 /** The wasm implementation of cross_entropy_mean: sums [2] = (mean loss, count). */
@@ -244,9 +245,8 @@ export function crossEntropyMeanWasm(
 ): void {
   const chunks = Math.max(1, Math.ceil(p.rows / MEAN_CHUNK));
   const out = ctx.scratch(16 * chunks);
-  const threads = threadsFor(ctx.threads, chunks, p.rows);
-  const args = [chunks, p.rows, addr(stats), addr(targets), p.ignoreIndex, out];
-  ctx.run(moduleOf(ctx), "mean", args, threads);
+  const args = [p.rows, addr(stats), addr(targets), p.ignoreIndex, out];
+  runItems(ctx, moduleOf(ctx), "mean", chunks, 3 * p.rows, args);
   const part = ctx.heap.f64(out, 2 * chunks);
   let s = 0;
   let count = 0;
@@ -267,10 +267,6 @@ export function crossEntropyBackwardWasm(
   if (p.rows === 0) return;
   checkTargets(ctx, targets, p);
   const g = ctx.heap.f32(addr(dy), 1)[0] / Math.max(ctx.heap.f32(addr(sums), 2)[1], 1);
-  const threads = threadsFor(ctx.threads, p.rows, p.rows * p.classes);
-  const args = [
-    ...[p.rows, p.classes, addr(logits), addr(targets), addr(stats), addr(dx)],
-    ...[p.ignoreIndex, g],
-  ];
-  ctx.run(moduleOf(ctx), "backward", args, threads);
+  const args = [p.classes, addr(logits), addr(targets), addr(stats), addr(dx), p.ignoreIndex, g];
+  runItems(ctx, moduleOf(ctx), "backward", p.rows, 0.8 * p.rows * p.classes, args);
 }

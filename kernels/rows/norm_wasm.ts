@@ -1,12 +1,12 @@
 // LayerNorm and RMSNorm on the wasm backend: norm_forward, norm_backward, norm_param_partial and
 // norm_param_sum of norm.ts, f32 rows [N, C] row-major.
-// Layout and launch: forward and backward split rows into contiguous ranges, one per thread;
-// a row is walked in f32x4 vectors (the last C % 4 floats as a partial vector) in three passes
+// Layout and launch: forward and backward rows are claimed in chunks by the threads
+// (wasm_math.ts's runItems); a row is walked in f32x4 vectors (the last C % 4 floats as a partial vector) in three passes
 // (forward: Σx, Σ(x − mean)², write y; backward: Σ dy·w and Σ dy·w·x̂, write dx), all from L1
 // for C up to a few thousand. The weight (and bias) gradients are a reduction across rows: the
-// partial kernel gives each block of rowBlock rows (64) to one thread, which adds its rows into
-// the block's partial row in row order; the sum kernel adds the blocks in block order, its
-// columns split over threads in units of 4. So every value is summed in one fixed order
+// partial kernel gives each block of rowBlock rows (64) to one thread (blocks are the claimed
+// items), which adds its rows into the block's partial row in row order; the sum kernel adds
+// the blocks in block order, its columns claimed in units of 4. So every value is summed in one fixed order
 // whatever the thread count. Variants (layer or rms, with or without bias) are separate exports.
 // Limits: the per-row passes (loads from L1, a few vector operations each): at GPT's C = 128 a
 // row is 32 vectors; a [768, 128] forward takes ~55 µs on one thread, the backward ~40 and the
@@ -15,7 +15,7 @@
 
 import type { WasmArg, WasmContext } from "../../engine/wasm/context.ts";
 import type { FunctionBuilder, Local, ModuleBuilder } from "../../engine/wasm/builder.ts";
-import { addr, RowGen, threadsFor } from "./wasm_math.ts";
+import { addr, RowGen, runItems } from "./wasm_math.ts";
 
 /** Parameters as norm.ts's NormParams. */
 interface Params {
@@ -58,11 +58,11 @@ function loadStats(
   }
 }
 
-/** forward(tid, n, rows, len, x, w, b, y, stats, eps). */
+/** forward(tid, n, rows, chunk, claim, len, x, w, b, y, stats, eps). */
 function forward(b: ModuleBuilder, relaxed: boolean, layer: boolean, bias: boolean): void {
   const name = `forward_${layer ? "layer" : "rms"}${bias ? "_bias" : ""}`;
-  b.export(name, [...I32(9), "f32"], [], (f) => {
-    const [tid, n, rows, len, x, w, bb, y, stats, eps] = f.params;
+  b.export(name, [...I32(11), "f32"], [], (f) => {
+    const [, , rows, chunk, claim, len, x, w, bb, y, stats, eps] = f.params;
     const g = new RowGen(f, relaxed);
     const [xr, yr] = [f.local("i32"), f.local("i32")];
     const [acc, mean, rstd] = [f.local("v128"), f.local("v128"), f.local("v128")];
@@ -70,7 +70,7 @@ function forward(b: ModuleBuilder, relaxed: boolean, layer: boolean, bias: boole
     f.get(len);
     f.f32.convertI32S();
     f.set(nf);
-    g.eachRow(tid, n, rows, (r) => {
+    g.eachRow(rows, chunk, claim, (r) => {
       g.rowBase(xr, x, r, len);
       g.rowBase(yr, y, r, len);
       g.splat(0);
@@ -142,10 +142,10 @@ function forward(b: ModuleBuilder, relaxed: boolean, layer: boolean, bias: boole
   });
 }
 
-/** backward(tid, n, rows, len, dy, x, w, stats, dx): dx = rstd·(dy·w − a − x̂·c). */
+/** backward(tid, n, rows, chunk, claim, len, dy, x, w, stats, dx): dx = rstd·(dy·w − a − x̂·c). */
 function backward(b: ModuleBuilder, relaxed: boolean, layer: boolean): void {
-  b.export(`backward_${layer ? "layer" : "rms"}`, I32(9), [], (f) => {
-    const [tid, n, rows, len, dy, x, w, stats, dx] = f.params;
+  b.export(`backward_${layer ? "layer" : "rms"}`, I32(11), [], (f) => {
+    const [, , rows, chunk, claim, len, dy, x, w, stats, dx] = f.params;
     const g = new RowGen(f, relaxed);
     const [dyr, xr, dxr] = [f.local("i32"), f.local("i32"), f.local("i32")];
     const [sg, sgx, mean, rstd, gw, a, c] = Array.from({ length: 7 }, () => f.local("v128"));
@@ -168,7 +168,7 @@ function backward(b: ModuleBuilder, relaxed: boolean, layer: boolean): void {
       f.f32x4.splat();
       f.set(dst);
     };
-    g.eachRow(tid, n, rows, (r) => {
+    g.eachRow(rows, chunk, claim, (r) => {
       for (const [dst, src] of [[dyr, dy], [xr, x], [dxr, dx]]) g.rowBase(dst, src, r, len);
       loadStats(f, layer, stats, r, mean, rstd);
       g.splat(0);
@@ -213,18 +213,18 @@ function backward(b: ModuleBuilder, relaxed: boolean, layer: boolean): void {
 }
 
 /**
- * partial(tid, n, blocks, rows, len, block, dy, x, stats, part): part[blk, 0] = Σ dy·x̂ and
- * (bias) part[blk, 1] = Σ dy over the block's rows, added in row order.
+ * partial(tid, n, blocks, chunk, claim, rows, len, block, dy, x, stats, part): part[blk, 0] =
+ * Σ dy·x̂ and (bias) part[blk, 1] = Σ dy over the block's rows, added in row order.
  */
 function partial(b: ModuleBuilder, relaxed: boolean, layer: boolean, bias: boolean): void {
   const name = `partial_${layer ? "layer" : "rms"}${bias ? "_bias" : ""}`;
-  b.export(name, I32(10), [], (f) => {
-    const [tid, n, blocks, rows, len, block, dy, x, stats, part] = f.params;
+  b.export(name, I32(12), [], (f) => {
+    const [, , blocks, chunk, claim, rows, len, block, dy, x, stats, part] = f.params;
     const g = new RowGen(f, relaxed);
     const [r, r1, dyr, xr, pw, pb] = Array.from({ length: 6 }, () => f.local("i32"));
     const [mean, rstd, v] = [f.local("v128"), f.local("v128"), f.local("v128")];
     const rowBytes = () => f.mul(len, 4);
-    g.eachRow(tid, n, blocks, (blk) => {
+    g.eachRow(blocks, chunk, claim, (blk) => {
       f.set(pw, () => f.add(part, () => f.mul(() => f.mul(blk, bias ? 2 : 1), rowBytes)));
       f.set(pb, () => f.add(pw, rowBytes));
       f.set(r1, () => f.min(rows, () => f.mul(() => f.add(blk, 1), block)));
@@ -267,42 +267,43 @@ function partial(b: ModuleBuilder, relaxed: boolean, layer: boolean, bias: boole
   });
 }
 
-/** sum(tid, n, units, len, blocks, k, part, dw, db): out[c] = Σ_blk part[blk, k, c]. */
+/**
+ * sum(tid, n, units, chunk, claim, len, blocks, k, part, dw, db): out[c] = Σ_blk part[blk, k, c]
+ * over the claimed units of 4 columns.
+ */
 function sumFn(b: ModuleBuilder, relaxed: boolean): void {
-  b.export("sum", I32(9), [], (f) => {
-    const [tid, n, units, len, blocks, k, part, dw, db] = f.params;
+  b.export("sum", I32(11), [], (f) => {
+    const [, , units, chunk, claim, len, blocks, k, part, dw, db] = f.params;
     const g = new RowGen(f, relaxed);
-    const [u0, u1, cols, kk, blk, src, dst, pk] = Array.from({ length: 8 }, () => f.local("i32"));
+    const [cols, kk, blk, src, dst, pk] = Array.from({ length: 6 }, () => f.local("i32"));
     const acc = f.local("v128");
-    g.share(tid, n, units, u0, u1);
-    // Columns [4·u0, min(len, 4·u1)).
-    f.set(cols, () => f.sub(() => f.min(len, () => f.mul(u1, 4)), () => f.mul(u0, 4)));
-    f.for(kk, 0, k, 1, () => {
-      f.set(
-        dst,
-        () =>
+    g.eachChunk(units, chunk, claim, (u0, u1) => {
+      // Columns [4·u0, min(len, 4·u1)).
+      f.set(cols, () => f.sub(() => f.min(len, () => f.mul(u1, 4)), () => f.mul(u0, 4)));
+      f.for(kk, 0, k, 1, () => {
+        f.set(dst, () =>
           f.add(
             () => (f.get(kk), f.i32.eqz(), f.if("i32"), f.get(dw), f.else(), f.get(db), f.end()),
             () => f.mul(u0, 16),
-          ),
-      );
-      f.set(
-        pk,
-        () => f.add(part, () => f.add(() => f.mul(() => f.mul(kk, len), 4), () => f.mul(u0, 16))),
-      );
-      g.row(cols, (o, tail) => {
-        g.splat(0);
-        f.set(acc);
-        f.set(src, pk);
-        f.for(blk, 0, blocks, 1, () => {
-          f.get(acc);
-          g.load(src, o, tail);
-          f.f32x4.add();
+          ));
+        f.set(
+          pk,
+          () => f.add(part, () => f.add(() => f.mul(() => f.mul(kk, len), 4), () => f.mul(u0, 16))),
+        );
+        g.row(cols, (o, tail) => {
+          g.splat(0);
           f.set(acc);
-          f.inc(src, () => f.mul(() => f.mul(k, len), 4));
+          f.set(src, pk);
+          f.for(blk, 0, blocks, 1, () => {
+            f.get(acc);
+            g.load(src, o, tail);
+            f.f32x4.add();
+            f.set(acc);
+            f.inc(src, () => f.mul(() => f.mul(k, len), 4));
+          });
+          f.get(acc);
+          g.store(dst, o, tail);
         });
-        f.get(acc);
-        g.store(dst, o, tail);
       });
     });
   });
@@ -334,9 +335,8 @@ export function normForwardWasm(
 ): void {
   if (p.rows === 0 || p.len === 0) return;
   const [x, w, b] = inputs;
-  const threads = threadsFor(ctx.threads, p.rows, p.rows * p.len);
-  const args = [p.rows, p.len, addr(x), addr(w), b ? addr(b) : 0, addr(y), addr(stats), p.eps];
-  ctx.run(moduleOf(ctx), `forward_${variant(p)}`, args, threads);
+  const args = [p.len, addr(x), addr(w), b ? addr(b) : 0, addr(y), addr(stats), p.eps];
+  runItems(ctx, moduleOf(ctx), `forward_${variant(p)}`, p.rows, 0.55 * p.rows * p.len, args);
 }
 
 /** The wasm implementation of norm_backward: dx from dy, x, weight and stats. */
@@ -347,9 +347,8 @@ export function normBackwardWasm(
   ctx: WasmContext,
 ): void {
   if (p.rows === 0 || p.len === 0) return;
-  const threads = threadsFor(ctx.threads, p.rows, p.rows * p.len);
-  const args = [p.rows, p.len, ...[dy, x, w, stats, dx].map(addr)];
-  ctx.run(moduleOf(ctx), `backward_${p.kind}`, args, threads);
+  const args = [p.len, ...[dy, x, w, stats, dx].map(addr)];
+  runItems(ctx, moduleOf(ctx), `backward_${p.kind}`, p.rows, 0.4 * p.rows * p.len, args);
 }
 
 /** The wasm implementation of norm_param_partial: per-block sums of dy·x̂ (and dy). */
@@ -362,9 +361,9 @@ export function normParamPartialWasm(
   const block = p.rowBlock ?? ROW_BLOCK;
   const blocks = Math.ceil(p.rows / block);
   if (blocks === 0 || p.len === 0) return;
-  const threads = threadsFor(ctx.threads, blocks, p.rows * p.len);
-  const args = [blocks, p.rows, p.len, block, ...[dy, x, stats, part].map(addr)];
-  ctx.run(moduleOf(ctx), `partial_${variant(p)}`, args, threads);
+  const args = [p.rows, p.len, block, ...[dy, x, stats, part].map(addr)];
+  const ns = 0.35 * p.rows * p.len;
+  runItems(ctx, moduleOf(ctx), `partial_${variant(p)}`, blocks, ns, args);
 }
 
 /** The wasm implementation of norm_param_sum: dweight (and dbias) from the partial sums. */
@@ -377,8 +376,7 @@ export function normParamSumWasm(
   if (p.len === 0) return;
   const blocks = Math.ceil(p.rows / (p.rowBlock ?? ROW_BLOCK));
   const units = Math.ceil(p.len / 4);
-  const threads = threadsFor(ctx.threads, units, blocks * p.len);
   const [dw, db] = outs;
-  const args = [units, p.len, blocks, outs.length, addr(part), addr(dw), db ? addr(db) : 0];
-  ctx.run(moduleOf(ctx), "sum", args, threads);
+  const args = [p.len, blocks, outs.length, addr(part), addr(dw), db ? addr(db) : 0];
+  runItems(ctx, moduleOf(ctx), "sum", units, 0.5 * blocks * p.len, args);
 }

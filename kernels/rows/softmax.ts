@@ -9,7 +9,7 @@
 // L and the row count come from a uniform block, so a KV-cached decode step whose row length
 // grows each token reuses one pipeline (per mode). -inf entries (masked attention scores) give
 // 0; a row that is all -inf gives NaN, as in PyTorch.
-// wasm (softmax_wasm.ts): rows split into one contiguous range per thread, each row walked in
+// wasm (softmax_wasm.ts): rows claimed in chunks by the threads, each row walked in
 // f32x4 vectors with a vectorised exp (<= 1 ulp); compute bound, no cross-thread reduction.
 
 import type { Tensor } from "../../engine/tensor.ts";

@@ -1,6 +1,6 @@
 // Softmax and log-softmax on the wasm backend, forward and backward, over rows [N, L] (f32,
-// row-major). Layout and launch: rows are split into contiguous ranges, one per thread (one
-// thread below SERIAL_ELEMENTS); a thread walks its rows in order and each row in f32x4 vectors
+// row-major). Layout and launch: rows are claimed in chunks by the threads (wasm_math.ts's
+// runItems; one thread below SERIAL_NS of estimated work); a row is walked in f32x4 vectors
 // (the last L % 4 floats as a partial vector padded with −inf or 0), so a row's result never
 // depends on the thread count. Forward: a max pass, a pass writing e = exp(x − m) and summing
 // it, a pass scaling by 1/Σ (log-softmax: the sum pass stores nothing and the last pass writes
@@ -13,7 +13,7 @@
 
 import type { WasmArg, WasmContext } from "../../engine/wasm/context.ts";
 import type { ModuleBuilder } from "../../engine/wasm/builder.ts";
-import { addr, RowGen, threadsFor } from "./wasm_math.ts";
+import { addr, RowGen, runItems } from "./wasm_math.ts";
 import { rowsOf } from "./rows.ts";
 
 /** Which row function (mirrors softmax.ts's SoftmaxKind). */
@@ -21,14 +21,14 @@ type Kind = "softmax" | "log_softmax";
 
 const I32 = (n: number) => Array<"i32">(n).fill("i32");
 
-/** forward(tid, n, rows, len, x, y) for one kind. */
+/** forward(tid, n, rows, chunk, claim, len, x, y) for one kind. */
 function forward(b: ModuleBuilder, relaxed: boolean, kind: Kind): void {
-  b.export(kind, I32(6), [], (f) => {
-    const [tid, n, rows, len, x, y] = f.params;
+  b.export(kind, I32(8), [], (f) => {
+    const [, , rows, chunk, claim, len, x, y] = f.params;
     const g = new RowGen(f, relaxed);
     const [xr, yr] = [f.local("i32"), f.local("i32")];
     const [acc, m, c] = [f.local("v128"), f.local("v128"), f.local("v128")];
-    g.eachRow(tid, n, rows, (r) => {
+    g.eachRow(rows, chunk, claim, (r) => {
       g.rowBase(xr, x, r, len);
       g.rowBase(yr, y, r, len);
       g.splat(-Infinity);
@@ -94,16 +94,16 @@ function forward(b: ModuleBuilder, relaxed: boolean, kind: Kind): void {
 }
 
 /**
- * backward(tid, n, rows, len, dy, y, dx): softmax c = Σ dy·y, dx = y·(dy − c); log-softmax
- * c = Σ dy, dx = dy − exp(y)·c.
+ * backward(tid, n, rows, chunk, claim, len, dy, y, dx): softmax c = Σ dy·y, dx = y·(dy − c);
+ * log-softmax c = Σ dy, dx = dy − exp(y)·c.
  */
 function backward(b: ModuleBuilder, relaxed: boolean, kind: Kind): void {
-  b.export(`${kind}_backward`, I32(7), [], (f) => {
-    const [tid, n, rows, len, dy, y, dx] = f.params;
+  b.export(`${kind}_backward`, I32(9), [], (f) => {
+    const [, , rows, chunk, claim, len, dy, y, dx] = f.params;
     const g = new RowGen(f, relaxed);
     const [dyr, yr, dxr] = [f.local("i32"), f.local("i32"), f.local("i32")];
     const [acc, c] = [f.local("v128"), f.local("v128")];
-    g.eachRow(tid, n, rows, (r) => {
+    g.eachRow(rows, chunk, claim, (r) => {
       g.rowBase(dyr, dy, r, len);
       g.rowBase(yr, y, r, len);
       g.rowBase(dxr, dx, r, len);
@@ -154,13 +154,16 @@ export function softmaxModule(relaxed: boolean): [string, (b: ModuleBuilder) => 
   }];
 }
 
+/** Measured serial ns per element (one thread): the forward's exp, the backward's one pass. */
+const NS_PER_ELEMENT = { forward: 0.9, backward: 0.3 };
+
 /** Run export `fn` over the rows of `shape` with the given argument addresses. */
 function launch(ctx: WasmContext, fn: string, shape: readonly number[], args: WasmArg[]): void {
   const [rows, len] = rowsOf(shape);
   if (rows === 0 || len === 0) return;
   const mod = ctx.module(...softmaxModule(ctx.features.relaxedSimd));
-  const threads = threadsFor(ctx.threads, rows, rows * len);
-  ctx.run(mod, fn, [rows, len, ...args.map(addr)], threads);
+  const ns = rows * len * NS_PER_ELEMENT[fn.endsWith("backward") ? "backward" : "forward"];
+  runItems(ctx, mod, fn, rows, ns, [len, ...args.map(addr)]);
 }
 
 /** The wasm implementation of softmax_forward: y = softmax or log-softmax of x over rows. */

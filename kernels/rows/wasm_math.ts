@@ -19,7 +19,7 @@
 
 import { byteSize } from "../../engine/dtype.ts";
 import type { FunctionBuilder, I32Expr, Local } from "../../engine/wasm/builder.ts";
-import type { WasmArg } from "../../engine/wasm/context.ts";
+import type { WasmArg, WasmContext, WasmKernelModule } from "../../engine/wasm/context.ts";
 
 const LOG2E = 1.44269504088896341;
 /** 127.5·ln 2, a little under: n = nearest(x·log2 e) stays at most 127. */
@@ -401,12 +401,40 @@ export class RowGen {
     f.v128.store(0, 0);
   }
 
-  /** Run `body(r)` for each r of this thread's share of `count` rows, in order. */
-  eachRow(tid: Local, n: Local, count: Local, body: (r: Local) => void): void {
+  /**
+   * Claim chunks of `chunk` items from the shared counter at `claim` (an i32 zeroed before the
+   * launch) until all `count` are taken: `body(lo, hi)` for each claimed range. Every thread
+   * runs this loop, so a thread that the OS deschedules holds up at most its current chunk;
+   * which thread takes a chunk never changes what the chunk computes.
+   */
+  eachChunk(count: I32Expr, chunk: Local, claim: Local, body: (lo: Local, hi: Local) => void) {
     const f = this.f;
-    const [lo, hi] = [f.local("i32"), f.local("i32")];
-    this.share(tid, n, count, lo, hi);
-    f.for(lo, lo, hi, 1, () => body(lo));
+    const [lo, hi, total] = [f.local("i32"), f.local("i32"), f.local("i32")];
+    f.set(total, count);
+    const done = f.block();
+    const next = f.loop();
+    f.get(claim);
+    f.i32.const(1);
+    f.i32.atomic.rmwAdd();
+    f.get(chunk);
+    f.i32.mul();
+    f.tee(lo);
+    f.get(total);
+    f.i32.geU();
+    f.brIf(done);
+    f.set(hi, () => f.min(total, () => f.add(lo, chunk)));
+    body(lo, hi);
+    f.br(next);
+    f.end();
+    f.end();
+  }
+
+  /** Run `body(r)` for each claimed item r (see eachChunk), in order within a chunk. */
+  eachRow(count: I32Expr, chunk: Local, claim: Local, body: (r: Local) => void): void {
+    this.eachChunk(count, chunk, claim, (lo, hi) => {
+      const r = this.f.local("i32");
+      this.f.for(r, lo, hi, 1, () => body(r));
+    });
   }
 
   /** Set `dst` = base + r·len·4 (the byte address of row r of f32 rows of `len`). */
@@ -424,16 +452,49 @@ export class RowGen {
 }
 
 /**
- * Elements a row kernel must touch before it is split over threads: below this, a fork/join
- * (1-2 µs with spinning workers, up to the serial time when a worker must be woken: the
- * caller takes back shares not started) costs more than it saves. Measured with
- * tests/bench/wasm_rows_bench.ts: softmax over [n, 64] breaks even near n = 128.
+ * Estimated serial ns below which a kernel runs on the calling thread alone. A fork/join costs
+ * ~1 µs when the workers spin (they do for 200 µs after a job) and ~10-20 µs when one must be
+ * woken (tests/bench/wasm_rows_bench.ts measures both); items are claimed in chunks, so a late
+ * or descheduled worker delays the join by one chunk at most.
  */
-export const SERIAL_ELEMENTS = 8192;
+export const SERIAL_NS = 20_000;
+/** Chunks per thread of a launch: enough to balance, few enough to cost nothing. */
+const CHUNKS_PER_THREAD = 8;
 
-/** Threads for `items` independent items (rows, blocks) touching `elements` in all. */
-export function threadsFor(threads: number, items: number, elements: number): number {
-  return elements < SERIAL_ELEMENTS ? 1 : Math.max(1, Math.min(threads, items));
+let splitAlways = false;
+
+/**
+ * Split every launch over all threads however small (tests: the parallel path at the sizes
+ * where tails and chunk edges are hit); false restores the SERIAL_NS rule.
+ */
+export function forceParallel(on: boolean): void {
+  splitAlways = on;
+}
+
+/** Threads for `items` independent items of `ns` serial work in all. */
+export function threadsFor(threads: number, items: number, ns: number): number {
+  return ns < SERIAL_NS && !splitAlways ? 1 : Math.max(1, Math.min(threads, items));
+}
+
+/**
+ * Run export `fn` as fn(tid, n, items, chunk, claim, ...args) on the threads its estimated
+ * serial time `ns` pays for (at most `most`): items are claimed in chunks (RowGen.eachChunk)
+ * from a counter zeroed here.
+ */
+export function runItems(
+  ctx: WasmContext,
+  mod: WasmKernelModule,
+  fn: string,
+  items: number,
+  ns: number,
+  args: readonly number[],
+  most = Infinity,
+): void {
+  const threads = Math.min(most, threadsFor(ctx.threads, items, ns));
+  const chunk = Math.max(1, Math.ceil(items / (CHUNKS_PER_THREAD * threads)));
+  const claim = ctx.scratch(4);
+  ctx.heap.i32(claim, 1)[0] = 0;
+  ctx.run(mod, fn, [items, threads > 1 ? chunk : Math.max(1, items), claim, ...args], threads);
 }
 
 /** Byte address of a wasm argument's element 0. */

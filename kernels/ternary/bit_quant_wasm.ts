@@ -5,8 +5,8 @@
 // by comparison with ±0.5 (p > 0.5 gives 1, p < −0.5 gives −1, else p·0, which keeps the sign
 // of a zero level and NaN, as round-half-even then clamp does); reciprocal and dequantize are
 // single f32 operations, each correctly rounded as the reference's float64 result rounded once.
-// Layout and launch: the elements (ternary_levels, reciprocal) or rows (dequantize) are split
-// into contiguous ranges, one per thread, walked in f32x4 vectors with a partial last one.
+// Layout and launch: units of 4 elements (ternary_levels, reciprocal) or rows (dequantize) are
+// claimed in chunks by the threads (runItems), walked in f32x4 vectors, a partial last one.
 // These ops are elementwise and read through strides; the layouts BitLinear gives them are
 // served here: w and a row-major, s a broadcast scalar; acc row-major, s_x one value per row
 // ([..., 1] expanded, any row stride), s_w a broadcast scalar. Another layout runs the CPU
@@ -18,100 +18,113 @@ import type { CpuArg, Kernel } from "../../engine/backend.ts";
 import { ARRAY_TYPES } from "../../engine/dtype.ts";
 import type { WasmArg, WasmContext } from "../../engine/wasm/context.ts";
 import type { FunctionBuilder, Local, ModuleBuilder } from "../../engine/wasm/builder.ts";
-import { addr, RowGen, threadsFor } from "../rows/wasm_math.ts";
+import { addr, RowGen, runItems } from "../rows/wasm_math.ts";
 
 const I32 = (n: number) => Array<"i32">(n).fill("i32");
 
-/** This thread's elements [4·u0, min(count, 4·u1)) as `len` and a byte offset `off`. */
-function slice(f: FunctionBuilder, g: RowGen, [tid, n, count]: Local[], off: Local, len: Local) {
-  const [u0, u1] = [f.local("i32"), f.local("i32")];
-  const units = f.local("i32");
-  f.set(units, () => (f.add(count, 3), f.i32.const(2), f.i32.shrU()));
-  g.share(tid, n, units, u0, u1);
-  f.set(off, () => f.mul(u0, 16));
-  f.set(len, () => f.sub(() => f.min(count, () => f.mul(u1, 4)), () => f.mul(u0, 4)));
+/**
+ * `body()` for each claimed chunk of units of 4 elements (RowGen.eachChunk), with the chunk's
+ * elements [4·u0, min(count, 4·u1)) as `len` from byte offset `off`.
+ */
+function slices(
+  f: FunctionBuilder,
+  g: RowGen,
+  [units, chunk, claim, count]: Local[],
+  [off, len]: Local[],
+  body: () => void,
+) {
+  g.eachChunk(units, chunk, claim, (u0, u1) => {
+    f.set(off, () => f.mul(u0, 16));
+    f.set(len, () => f.sub(() => f.min(count, () => f.mul(u1, 4)), () => f.mul(u0, 4)));
+    body();
+  });
 }
 
-/** levels(tid, n, count, w, s, y): y = clamp(round(w·s), -1, 1) with s one f32. */
+/** levels(tid, n, units, chunk, claim, count, w, s, y): y = clamp(round(w·s), -1, 1). */
 function levels(b: ModuleBuilder): void {
-  b.export("levels", I32(6), [], (f) => {
-    const [tid, n, count, w, s, y] = f.params;
+  b.export("levels", I32(9), [], (f) => {
+    const [, , units, chunk, claim, count, w, s, y] = f.params;
     const g = new RowGen(f, false);
     const [off, len, wp, yp] = [0, 1, 2, 3].map(() => f.local("i32"));
     const [sv, v, p] = [0, 1, 2].map(() => f.local("v128"));
     const halves = [f.local("v128"), f.local("v128")];
-    slice(f, g, [tid, n, count], off, len);
-    f.set(wp, () => f.add(w, off));
-    f.set(yp, () => f.add(y, off));
     f.get(s);
     f.f32.load();
     f.f64.promoteF32();
     f.f64x2.splat();
     f.set(sv);
     const d = (x: number) => (f.f64.const(x), f.f64x2.splat());
-    g.row(len, (o, tail) => {
-      g.load(wp, o, tail);
-      f.set(v);
-      halves.forEach((out, i) => {
-        f.get(v);
-        if (i === 1) (f.get(v), f.i8x16.shuffle([8, 9, 10, 11, 12, 13, 14, 15, ...range(8)]));
-        f.f64x2.promoteLowF32x4();
-        f.get(sv);
-        f.f64x2.mul();
-        f.set(p);
-        // p > 0.5: 1; p < −0.5: −1; else p·0 (±0, or NaN for NaN).
-        d(1);
-        d(-1);
-        f.get(p);
-        d(0);
-        f.f64x2.mul();
-        f.get(p);
-        d(-0.5);
-        f.f64x2.lt();
-        f.v128.bitselect();
-        f.get(p);
-        d(0.5);
-        f.f64x2.gt();
-        f.v128.bitselect();
-        f.f32x4.demoteF64x2Zero();
-        f.set(out);
+    slices(f, g, [units, chunk, claim, count], [off, len], () => {
+      f.set(wp, () => f.add(w, off));
+      f.set(yp, () => f.add(y, off));
+      g.row(len, (o, tail) => {
+        g.load(wp, o, tail);
+        f.set(v);
+        halves.forEach((out, i) => {
+          f.get(v);
+          if (i === 1) (f.get(v), f.i8x16.shuffle([8, 9, 10, 11, 12, 13, 14, 15, ...range(8)]));
+          f.f64x2.promoteLowF32x4();
+          f.get(sv);
+          f.f64x2.mul();
+          f.set(p);
+          // p > 0.5: 1; p < −0.5: −1; else p·0 (±0, or NaN for NaN).
+          d(1);
+          d(-1);
+          f.get(p);
+          d(0);
+          f.f64x2.mul();
+          f.get(p);
+          d(-0.5);
+          f.f64x2.lt();
+          f.v128.bitselect();
+          f.get(p);
+          d(0.5);
+          f.f64x2.gt();
+          f.v128.bitselect();
+          f.f32x4.demoteF64x2Zero();
+          f.set(out);
+        });
+        f.get(halves[0]);
+        f.get(halves[1]);
+        f.i8x16.shuffle([...range(8), ...range(8).map((i) => i + 16)]);
+        g.store(yp, o, tail);
       });
-      f.get(halves[0]);
-      f.get(halves[1]);
-      f.i8x16.shuffle([...range(8), ...range(8).map((i) => i + 16)]);
-      g.store(yp, o, tail);
     });
   });
 }
 
 const range = (n: number) => Array.from({ length: n }, (_, i) => i);
 
-/** reciprocal(tid, n, count, a, y): y = 1/a. */
+/** reciprocal(tid, n, units, chunk, claim, count, a, y): y = 1/a. */
 function reciprocal(b: ModuleBuilder): void {
-  b.export("reciprocal", I32(5), [], (f) => {
-    const [tid, n, count, a, y] = f.params;
+  b.export("reciprocal", I32(8), [], (f) => {
+    const [, , units, chunk, claim, count, a, y] = f.params;
     const g = new RowGen(f, false);
     const [off, len, ap, yp] = [0, 1, 2, 3].map(() => f.local("i32"));
-    slice(f, g, [tid, n, count], off, len);
-    f.set(ap, () => f.add(a, off));
-    f.set(yp, () => f.add(y, off));
-    g.row(len, (o, tail) => {
-      g.splat(1);
-      g.load(ap, o, tail, 1);
-      f.f32x4.div();
-      g.store(yp, o, tail);
+    slices(f, g, [units, chunk, claim, count], [off, len], () => {
+      f.set(ap, () => f.add(a, off));
+      f.set(yp, () => f.add(y, off));
+      g.row(len, (o, tail) => {
+        g.splat(1);
+        g.load(ap, o, tail, 1);
+        f.f32x4.div();
+        g.store(yp, o, tail);
+      });
     });
   });
 }
 
-/** dequantize(tid, n, rows, len, acc, sx, sxRowBytes, sw, y): y = acc·(1/(s_w·s_x[r])). */
+/**
+ * dequantize(tid, n, rows, chunk, claim, len, acc, sx, sxRowBytes, sw, y):
+ * y = acc·(1/(s_w·s_x[r])).
+ */
 function dequantize(b: ModuleBuilder): void {
-  b.export("dequantize", I32(9), [], (f) => {
-    const [tid, n, rows, len, acc, sx, sxRow, sw, y] = f.params;
+  b.export("dequantize", I32(11), [], (f) => {
+    const [, , rows, chunk, claim, len, acc, sx, sxRow, sw, y] = f.params;
     const g = new RowGen(f, false);
     const [ar, yr] = [f.local("i32"), f.local("i32")];
     const k = f.local("v128");
-    g.eachRow(tid, n, rows, (r) => {
+    g.eachRow(rows, chunk, claim, (r) => {
       g.rowBase(ar, acc, r, len);
       g.rowBase(yr, y, r, len);
       f.f32.const(1);
@@ -201,8 +214,8 @@ export function ternaryLevelsWasm(kernel: () => Kernel<void>) {
     if (!flat(w, y.shape) || !scalar(s)) return onHeap(kernel(), ins, [y], p, ctx);
     const count = sizeOf(y);
     if (count === 0) return;
-    const threads = threadsFor(ctx.threads, Math.ceil(count / 4), count);
-    ctx.run(moduleOf(ctx), "levels", [count, addr(w), addr(s), addr(y)], threads);
+    const args = [count, addr(w), addr(s), addr(y)];
+    runItems(ctx, moduleOf(ctx), "levels", Math.ceil(count / 4), 0.7 * count, args);
   };
 }
 
@@ -212,8 +225,8 @@ export function reciprocalWasm(kernel: () => Kernel<void>) {
     if (!flat(ins[0], y.shape)) return onHeap(kernel(), ins, [y], p, ctx);
     const count = sizeOf(y);
     if (count === 0) return;
-    const threads = threadsFor(ctx.threads, Math.ceil(count / 4), count);
-    ctx.run(moduleOf(ctx), "reciprocal", [count, addr(ins[0]), addr(y)], threads);
+    const args = [count, addr(ins[0]), addr(y)];
+    runItems(ctx, moduleOf(ctx), "reciprocal", Math.ceil(count / 4), 0.5 * count, args);
   };
 }
 
@@ -229,8 +242,7 @@ export function dequantizeWasm(kernel: () => Kernel<void>) {
     if (count === 0) return;
     const len = y.shape.length ? y.shape[y.shape.length - 1] : 1;
     const rows = count / len;
-    const threads = threadsFor(ctx.threads, rows, count);
-    const args = [rows, len, addr(acc), addr(sx), 4 * rs, addr(sw), addr(y)];
-    ctx.run(moduleOf(ctx), "dequantize", args, threads);
+    const args = [len, addr(acc), addr(sx), 4 * rs, addr(sw), addr(y)];
+    runItems(ctx, moduleOf(ctx), "dequantize", rows, 0.15 * count, args);
   };
 }

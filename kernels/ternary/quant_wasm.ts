@@ -2,7 +2,7 @@
 // outputs: packed words with scale and sum (ternary_quant) or int8 levels as floats with scale
 // and rstd (activation_levels). Bit-identical to the CPU reference in f32
 // (format.ts's quantizeActivationLevels): the same f32 operations in the same order.
-// Layout and launch: tokens [T, K] are split into contiguous ranges, one per thread. A token
+// Layout and launch: tokens [T, K] are claimed in chunks by the threads (runItems). A token
 // takes three passes over its K values in f32x4 vectors: max|x·g| (NaN if any product is NaN,
 // as Math.max gives), Σx² in the reference's order, then the quantisation. Σx² order: lane l of
 // TERNARY_QUANT_WG = 64 sums words l, l + 64, … (a word = 4 values, in order), then the lanes
@@ -18,7 +18,7 @@
 
 import type { WasmArg, WasmContext } from "../../engine/wasm/context.ts";
 import type { FunctionBuilder, Local, ModuleBuilder } from "../../engine/wasm/builder.ts";
-import { addr, RowGen, threadsFor } from "../rows/wasm_math.ts";
+import { addr, RowGen, runItems } from "../rows/wasm_math.ts";
 import { INT8_ACT_EPS, TERNARY_QUANT_WG } from "./format.ts";
 
 /** Parameters as quant.ts's QuantParams. */
@@ -114,10 +114,13 @@ function sumSquares(f: FunctionBuilder, g: RowGen, xr: Local, K: Local, total: L
   });
 }
 
-/** quantise(tid, n, T, K, x, g, out, scale, extra, eps): packed (xq, sum) or levels (q, rstd). */
+/**
+ * quantise(tid, n, T, chunk, claim, K, x, g, out, scale, extra, eps): packed (xq, sum) or
+ * levels (q, rstd).
+ */
 function quantise(b: ModuleBuilder, relaxed: boolean, packed: boolean): void {
-  b.export(packed ? "packed" : "levels", [...I32(9), "f32"], [], (f) => {
-    const [tid, n, T, K, x, gw, out, scale, extra, eps] = f.params;
+  b.export(packed ? "packed" : "levels", [...I32(11), "f32"], [], (f) => {
+    const [, , T, chunk, claim, K, x, gw, out, scale, extra, eps] = f.params;
     const g = new RowGen(f, relaxed);
     const [xr, or, rw, kv, w, cnt] = Array.from({ length: 6 }, () => f.local("i32"));
     const [acc, f1, f2, q, qs, nan] = Array.from({ length: 6 }, () => f.local("v128"));
@@ -149,7 +152,7 @@ function quantise(b: ModuleBuilder, relaxed: boolean, packed: boolean): void {
       f.f32x4.eq();
       f.v128.and();
     };
-    g.eachRow(tid, n, T, (t) => {
+    g.eachRow(T, chunk, claim, (t) => {
       g.rowBase(xr, x, t, K);
       // m = max|x·g| (0 for an empty row; NaN if any product is NaN, as Math.max gives).
       g.splat(0);
@@ -293,9 +296,8 @@ export function quantModule(relaxed: boolean): [string, (b: ModuleBuilder) => vo
 function launch(fn: string, [x, g]: WasmArg[], outs: WasmArg[], p: Params, ctx: WasmContext) {
   if (p.tokens === 0) return;
   const mod = ctx.module(...quantModule(ctx.features.relaxedSimd));
-  const threads = threadsFor(ctx.threads, p.tokens, p.tokens * p.inFeatures);
-  const args = [p.tokens, p.inFeatures, addr(x), addr(g), ...outs.map(addr), Math.fround(p.eps)];
-  ctx.run(mod, fn, args, threads);
+  const args = [p.inFeatures, addr(x), addr(g), ...outs.map(addr), Math.fround(p.eps)];
+  runItems(ctx, mod, fn, p.tokens, 0.9 * p.tokens * p.inFeatures, args);
 }
 
 /** The wasm implementation of ternary_quant: x [T, K], g [K] -> xq, scale, sum. */

@@ -1,8 +1,9 @@
 // Helpers for the wasm kernel tests: count how often kernels' wasm implementations run (so a
-// test fails when an op silently takes the CPU fallback instead), and the odd sizes that hit
-// SIMD tails and uneven thread splits.
+// test fails when an op silently takes the CPU fallback instead), with every row kernel split
+// over all threads, and the odd sizes that hit SIMD tails and uneven thread splits.
 
 import type { WasmImpl } from "../../engine/wasm/context.ts";
+import { forceParallel } from "../../kernels/rows/wasm_math.ts";
 
 /** Row lengths and row counts that hit every f32x4 tail (len % 4) and uneven thread splits. */
 export const ODD_SIZES = [1, 3, 7, 33, 65, 1001];
@@ -12,7 +13,9 @@ type Counted = { readonly name: string; wasm?: WasmImpl<unknown> };
 
 /**
  * Run `fn` with the wasm implementation of each kernel wrapped in a counter; returns the number
- * of calls per kernel (in order). Throws when a kernel has no wasm implementation.
+ * of calls per kernel (in order). Throws when a kernel has no wasm implementation. Meanwhile
+ * the row kernels split every launch over all threads (forceParallel), so the small shapes
+ * that hit tails and chunk edges also run the multi-threaded path.
  */
 export async function countWasmCalls(
   kernels: readonly { readonly name: string }[],
@@ -30,9 +33,11 @@ export async function countWasmCalls(
       saved[i](ins, outs, p, ctx);
     };
   });
+  forceParallel(true);
   try {
     await fn();
   } finally {
+    forceParallel(false);
     kernels.forEach((k, i) => ((k as Counted).wasm = saved[i]));
   }
   return counts;
