@@ -31,6 +31,23 @@ function arg(shape: number[], dtype: DType, fill?: (i: number) => number): Bound
   return { storage, info: { shape, strides, offset: 0, dtype } };
 }
 
+/** Median µs of an empty 2-thread launch: back to back, and after 1 ms without jobs. */
+function forkJoinCost(): { one: number; hot: number; parked: number } {
+  const mod = be.ctx.module("bench|noop", (b) => b.export("noop", ["i32", "i32"], [], () => {}));
+  const time = (threads: number, idleMs: number) => {
+    const xs: number[] = [];
+    for (let i = 0; i < (idleMs ? 300 : 3000); i++) {
+      const until = performance.now() + idleMs;
+      while (performance.now() < until) { /* let the workers block */ }
+      const t0 = performance.now();
+      be.ctx.run(mod, "noop", [], threads);
+      xs.push((performance.now() - t0) * 1000);
+    }
+    return median(xs);
+  };
+  return { one: time(1, 0), hot: time(2, 0), parked: time(2, 1) };
+}
+
 /** µs per call of `kernel` (its wasm implementation, or without it the CPU reference). */
 function time(c: BenchCase, kernel: Kernel<unknown>, ins: BoundArg[], outs: BoundArg[]): number {
   const reps = c.reps ?? 20;
@@ -72,7 +89,13 @@ for (let round = 0; round < ROUNDS; round++) {
   }
 }
 be.ctx.threadLimit = Infinity;
+const forkJoin = forkJoinCost();
 console.log(`\nwasm row kernels, µs per call (median of ${ROUNDS} rounds), ${be.describe()}`);
+console.log(
+  `fork/join of an empty kernel on 2 threads: ${forkJoin.hot.toFixed(1)} µs back to back, ` +
+    `${forkJoin.parked.toFixed(1)} µs after 1 ms idle (a worker blocked in Atomics.wait; the ` +
+    `calling thread alone: ${forkJoin.one.toFixed(2)} µs)`,
+);
 console.log("| kernel | shape | CPU reference on the heap | wasm, 1 thread | wasm, 2 threads |");
 console.log("| --- | --- | --- | --- | --- |");
 for (const r of rows) {
