@@ -174,12 +174,14 @@ export function packA(b: ModuleBuilder): FuncRef {
 /**
  * packB(src, sr, sc, kc, cols, dst): B[kc × cols] (byte strides sr, sc) into strips of NR
  * columns, k-major (dst[s][k][c]); columns past `cols` are zeros. Full strips of a row-major B
- * copy NR/4 vectors per k.
+ * copy NR/4 vectors per k; of a column-major one, transpose 4 × 4 blocks of vectors.
  */
 export function packB(b: ModuleBuilder): FuncRef {
   return b.func("packB", I32(6), [], (f) => {
     const [src, sr, sc, kc, cols, dst] = f.params;
-    const [j, k, p, d, d0] = [0, 1, 2, 3, 4].map(() => f.local("i32"));
+    const [j, k, p, d, d0, k4, rest] = [0, 1, 2, 3, 4, 5, 6].map(() => f.local("i32"));
+    const colv = Array.from({ length: 4 }, () => f.local("v128"));
+    const tv = Array.from({ length: 4 }, () => f.local("v128"));
     f.for(j, 0, cols, NR, () => {
       f.set(d0, () => f.add(dst, () => f.mul(() => f.mul(j, kc), 4)));
       f.get(sc);
@@ -203,6 +205,43 @@ export function packB(b: ModuleBuilder): FuncRef {
         f.inc(d, 4 * NR);
       });
       f.else();
+      // A full strip of a column-major B (Wᵀ of x·Wᵀ): 4 k of each of 8 columns are 8 vector
+      // loads, transposed in 4 × 4 blocks into 4 rows of the strip; the last kc % 4 by scalars.
+      f.get(sr);
+      f.i32.const(4);
+      f.i32.eq();
+      f.add(j, NR);
+      f.get(cols);
+      f.i32.leS();
+      f.i32.and();
+      f.if();
+      f.set(k4, () => (f.get(kc), f.i32.const(-4), f.i32.and()));
+      f.for(k, 0, k4, 4, () => {
+        f.set(d, () => f.add(d0, () => f.mul(k, 4 * NR)));
+        for (let h = 0; h < NV; h++) {
+          colv.forEach((v, c) => {
+            f.add(() => f.add(src, () => f.mul(() => f.add(j, 4 * h + c), sc)), () => f.mul(k, 4));
+            f.v128.load(0, 2);
+            f.set(v);
+          });
+          transpose4(f, colv, tv);
+          tv.forEach((v, t) => {
+            f.get(d);
+            f.get(v);
+            f.v128.store(4 * NR * t + 16 * h, 2);
+          });
+        }
+      });
+      for (let c = 0; c < NR; c++) {
+        f.set(d, () => f.add(() => f.add(d0, 4 * c), () => f.mul(k4, 4 * NR)));
+        f.set(
+          p,
+          () => f.add(() => f.add(src, () => f.mul(() => f.add(j, c), sc)), () => f.mul(k4, 4)),
+        );
+        f.set(rest, () => f.sub(kc, k4));
+        copyRun(f, p, sr, d, 4 * NR, rest);
+      }
+      f.else();
       for (let c = 0; c < NR; c++) {
         f.set(d, () => f.add(d0, 4 * c));
         f.add(j, c);
@@ -216,7 +255,40 @@ export function packB(b: ModuleBuilder): FuncRef {
         f.end();
       }
       f.end();
+      f.end();
     });
+  });
+}
+
+/** out[t] lane c = in[c] lane t: a 4 × 4 transpose of v128 locals in 8 shuffles. */
+function transpose4(f: FunctionBuilder, inp: Local[], out: Local[]): void {
+  const lo = [0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23]; // a0 b0 a1 b1
+  const hi = lo.map((i) => i + 8); // a2 b2 a3 b3
+  const first = [0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23];
+  const second = first.map((i) => i + 8);
+  const t = [f.local("v128"), f.local("v128"), f.local("v128"), f.local("v128")];
+  [[inp[0], inp[1], lo, t[0]], [inp[2], inp[3], lo, t[1]], [inp[0], inp[1], hi, t[2]], [
+    inp[2],
+    inp[3],
+    hi,
+    t[3],
+  ]].forEach(([a, b, idx, dst]) => {
+    f.get(a as Local);
+    f.get(b as Local);
+    f.i8x16.shuffle(idx as number[]);
+    f.set(dst as Local);
+  });
+  // out0 = a0 b0 c0 d0, out1 = a1 b1 c1 d1, out2 = a2 .., out3 = a3 ..
+  [[t[0], t[1], first, out[0]], [t[0], t[1], second, out[1]], [t[2], t[3], first, out[2]], [
+    t[2],
+    t[3],
+    second,
+    out[3],
+  ]].forEach(([a, b, idx, dst]) => {
+    f.get(a as Local);
+    f.get(b as Local);
+    f.i8x16.shuffle(idx as number[]);
+    f.set(dst as Local);
   });
 }
 

@@ -106,6 +106,14 @@ export const BENCH_CASES: BenchCase[] = [
     outputs: [[[N, C]]],
   },
   {
+    name: "norm_backward",
+    shape: `[${N}, ${4 * C}] rms (BitLinear)`,
+    kernel: k(normBackwardOp),
+    params: { ...layer, kind: "rms", len: 4 * C, hasBias: false },
+    inputs: [[[N, 4 * C]], [[N, 4 * C]], [[4 * C]], [[N], "f32", () => 1.1]],
+    outputs: [[[N, 4 * C]]],
+  },
+  {
     name: "norm_param_partial",
     shape: `[${N}, ${C}] layer, bias`,
     kernel: k(normParamPartialOp),
