@@ -8,8 +8,8 @@
 // wasm_math.ts's (≤ 1 ulp). Sums run in 4 lane partials, then (l0 + l2) + (l1 + l3).
 // Limits: compute, exp's ~16 vector instructions per 4 floats (the x <= 0 form); a row of 64
 // fits L1, so the three passes cost about one read from memory. Measured
-// (tests/bench/wasm_rows_bench.ts): softmax [3072, 64] (the baby GPT's attention) in ~175 µs
-// on one thread, the CPU reference on the heap ~3,400 µs.
+// (tests/bench/wasm_rows_bench.ts): softmax [3072, 64] (the baby GPT's attention) in 175-240 µs
+// on one thread, the CPU reference on the heap 3,400-6,000 µs.
 
 import type { WasmArg, WasmContext } from "../../engine/wasm/context.ts";
 import type { ModuleBuilder } from "../../engine/wasm/builder.ts";

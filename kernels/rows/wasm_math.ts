@@ -453,9 +453,10 @@ export class RowGen {
 
 /**
  * Estimated serial ns below which a kernel runs on the calling thread alone. A fork/join costs
- * ~1 µs when the workers spin (they do for 200 µs after a job) and ~10-20 µs when one must be
- * woken (tests/bench/wasm_rows_bench.ts measures both); items are claimed in chunks, so a late
- * or descheduled worker delays the join by one chunk at most.
+ * ~1 µs when the workers spin (they do for 200 µs after a job) and 10-20 µs when one must be
+ * woken on an otherwise idle machine (~200 µs when other processes hold the cores:
+ * tests/bench/wasm_rows_bench.ts measures both); items are claimed in chunks, so a late or
+ * descheduled worker delays the join by one chunk at most.
  */
 export const SERIAL_NS = 20_000;
 /** Chunks per thread of a launch: enough to balance, few enough to cost nothing. */
