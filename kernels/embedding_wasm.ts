@@ -1,6 +1,6 @@
 // Embedding lookup and its scatter-add backward on the wasm backend (embedding.ts's kernels),
 // f32 tables [V, C] row-major, ids i32.
-// Forward: the ids are claimed in chunks by the threads (wasm_math.ts's runItems); each copies
+// Forward: the ids are claimed in chunks by the threads (wasm_launch.ts's runItems); each copies
 // its rows of C
 // floats in f32x4 vectors (a partial last vector). Ids outside the launch's table rows
 // [start, start + rows) are skipped, as in the CPU reference; ids outside [0, V) throw its
@@ -18,7 +18,8 @@
 import type { WasmArg, WasmContext } from "../engine/wasm/context.ts";
 import type { ModuleBuilder } from "../engine/wasm/builder.ts";
 import { fmtShape } from "../engine/errors.ts";
-import { addr, RowGen, runItems } from "./rows/wasm_math.ts";
+import { RowGen } from "./rows/wasm_math.ts";
+import { addr, runItems } from "./rows/wasm_launch.ts";
 
 const I32 = (n: number) => Array<"i32">(n).fill("i32");
 

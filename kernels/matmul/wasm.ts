@@ -18,10 +18,11 @@
 // Threads: the (batch, NC column tile, MC row tile) items are claimed one at a time from a
 // shared counter (a batch of small products, attention's 48 heads, in one fork/join), so a
 // thread the OS deschedules delays the join by one item at most; a thread packs a column
-// tile's B (every k block) once for the items of it that it takes. Every element of C is summed in the
-// same order (KC blocks in order, k in order within them) whatever the tile sizes and thread
-// count, so results do not depend on either. KC is fixed; MC and NC are chosen per call (plan)
-// to give each thread several items. Products under SERIAL_FLOPS run on one thread.
+// tile's B (every k block) once for the items of it that it takes. Every element of C is
+// summed in the same order (KC blocks in order, k in order within them) whatever the tile
+// sizes and thread count, so results do not depend on either. KC is fixed; MC and NC are
+// chosen per call (plan) to give each thread several items. Products under SERIAL_FLOPS run
+// on one thread.
 //
 // Limits: compute. The microkernel is bound by the two 128-bit FMA pipes of a core: alone on
 // L1-resident panels it runs at 97% of the measured peak (tests/bench/wasm_matmul_bench.ts:
@@ -37,7 +38,7 @@ import type { WasmFeatures } from "../../engine/wasm/features.ts";
 import type { FuncRef, FunctionBuilder, Local, ModuleBuilder } from "../../engine/wasm/builder.ts";
 import { type AMode, type BMode, copyEdge, micro, MR, NR, packA, packB } from "./wasm_micro.ts";
 import { GEMV_COLUMNS, type GemvForm, gemvModule } from "./wasm_gemv.ts";
-import { runItems } from "../rows/wasm_math.ts";
+import { runItems } from "../rows/wasm_launch.ts";
 
 export { MR, NR };
 export type { AMode, BMode };

@@ -1,8 +1,9 @@
 // Cross-entropy on the wasm backend: the row statistics, the mean and the gradient of
 // cross_entropy.ts, over logits [N, V] f32 row-major and targets [N] i32.
-// Layout and launch: rows are claimed in chunks by the threads (wasm_math.ts's runItems; one
-// thread below SERIAL_NS of estimated work); each row is walked in f32x4 vectors (the last V % 4 as a partial vector)
-// with wasm_math.ts's exp and log, so a row's values never depend on the thread count.
+// Layout and launch: rows are claimed in chunks by the threads (wasm_launch.ts's runItems; one
+// thread below SERIAL_NS of estimated work); each row is walked in f32x4 vectors (the last
+// V % 4 as a partial vector) with wasm_math.ts's exp and log, so a row's values never depend
+// on the thread count.
 // - rows: a max pass and a Σ exp(x − m) pass; lse = m + log Σ, loss = lse − x[t].
 // - backward: one pass dx = exp(x − lse)·g with g = dy / count, then dx[t] = (exp(x[t] − lse)
 //   − 1)·g rewritten alone (the CPU's rounding of p − 1); ignored rows are zeros.
@@ -17,7 +18,8 @@
 
 import type { WasmArg, WasmContext } from "../../engine/wasm/context.ts";
 import type { ModuleBuilder } from "../../engine/wasm/builder.ts";
-import { addr, RowGen, runItems } from "./wasm_math.ts";
+import { RowGen } from "./wasm_math.ts";
+import { addr, runItems } from "./wasm_launch.ts";
 
 /** Parameters as cross_entropy.ts's CrossEntropyParams. */
 interface Params {

@@ -1,13 +1,14 @@
 // LayerNorm and RMSNorm on the wasm backend: norm_forward, norm_backward, norm_param_partial and
 // norm_param_sum of norm.ts, f32 rows [N, C] row-major.
 // Layout and launch: forward and backward rows are claimed in chunks by the threads
-// (wasm_math.ts's runItems); a row is walked in f32x4 vectors (the last C % 4 floats as a partial vector) in three passes
-// (forward: Σx, Σ(x − mean)², write y; backward: Σ dy·w and Σ dy·w·x̂, write dx), all from L1
-// for C up to a few thousand. The weight (and bias) gradients are a reduction across rows: the
-// partial kernel gives each block of rowBlock rows (64) to one thread (blocks are the claimed
-// items), which adds its rows into the block's partial row in row order; the sum kernel adds
-// the blocks in block order, its columns claimed in units of 4. So every value is summed in one fixed order
-// whatever the thread count. Variants (layer or rms, with or without bias) are separate exports.
+// (wasm_launch.ts's runItems); a row is walked in f32x4 vectors (the last C % 4 floats as a
+// partial vector) in three passes (forward: Σx, Σ(x − mean)², write y; backward: Σ dy·w and
+// Σ dy·w·x̂, write dx), all from L1 for C up to a few thousand. The weight (and bias) gradients
+// are a reduction across rows: the partial kernel gives each block of rowBlock rows (64) to one
+// thread (blocks are the claimed items), which adds its rows into the block's partial row in
+// row order; the sum kernel adds the blocks in block order, its columns claimed in units of 4.
+// So every value is summed in one fixed order whatever the thread count. Variants (layer or
+// rms, with or without bias) are separate exports.
 // Limits: the per-row passes (loads from L1, a few vector operations each): at GPT's C = 128 a
 // row is 32 vectors; a [768, 128] forward takes ~55 µs on one thread, the backward ~40 and the
 // partial sums ~30 (the CPU reference on the heap: ~560, ~190, ~250), so the fork/join
@@ -15,7 +16,8 @@
 
 import type { WasmArg, WasmContext } from "../../engine/wasm/context.ts";
 import type { FunctionBuilder, Local, ModuleBuilder } from "../../engine/wasm/builder.ts";
-import { addr, RowGen, runItems } from "./wasm_math.ts";
+import { RowGen } from "./wasm_math.ts";
+import { addr, runItems } from "./wasm_launch.ts";
 
 /** Parameters as norm.ts's NormParams. */
 interface Params {

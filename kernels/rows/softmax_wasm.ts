@@ -1,5 +1,5 @@
 // Softmax and log-softmax on the wasm backend, forward and backward, over rows [N, L] (f32,
-// row-major). Layout and launch: rows are claimed in chunks by the threads (wasm_math.ts's
+// row-major). Layout and launch: rows are claimed in chunks by the threads (wasm_launch.ts's
 // runItems; one thread below SERIAL_NS of estimated work); a row is walked in f32x4 vectors
 // (the last L % 4 floats as a partial vector padded with −inf or 0), so a row's result never
 // depends on the thread count. Forward: a max pass, a pass writing e = exp(x − m) and summing
@@ -13,7 +13,8 @@
 
 import type { WasmArg, WasmContext } from "../../engine/wasm/context.ts";
 import type { ModuleBuilder } from "../../engine/wasm/builder.ts";
-import { addr, RowGen, runItems } from "./wasm_math.ts";
+import { RowGen } from "./wasm_math.ts";
+import { addr, runItems } from "./wasm_launch.ts";
 import { rowsOf } from "./rows.ts";
 
 /** Which row function (mirrors softmax.ts's SoftmaxKind). */

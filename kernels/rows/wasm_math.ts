@@ -2,6 +2,7 @@
 // f32x4 exp and log written out in WebAssembly SIMD, horizontal sums and maxima, loops over one
 // row in vectors of 4 with a partial vector for the last len % 4 floats, and each thread's share
 // of rows. Everything is emitted inline into the calling function (no calls in inner loops).
+// How launches are split over threads is wasm_launch.ts's.
 //
 // exp: Cephes' expf scheme. n = nearest(x·log2 e) (read from the bits of x·log2 e + 1.5·2^23),
 // r = x − n·ln 2 (ln 2 in two parts, so r is exact to f32), e^r by a degree-7 polynomial
@@ -17,9 +18,7 @@
 // Multiply-adds use f32x4.relaxed_madd where the module is built for relaxed SIMD (a runtime
 // fuses or not once for all threads, so results still do not depend on the thread count).
 
-import { byteSize } from "../../engine/dtype.ts";
 import type { FunctionBuilder, I32Expr, Local } from "../../engine/wasm/builder.ts";
-import type { WasmArg, WasmContext, WasmKernelModule } from "../../engine/wasm/context.ts";
 
 const LOG2E = 1.44269504088896341;
 /** 127.5·ln 2, a little under: n = nearest(x·log2 e) stays at most 127. */
@@ -449,56 +448,4 @@ export class RowGen {
     f.set(lo, () => f.mulDiv(count, tid, n));
     f.set(hi, () => f.mulDiv(count, () => f.add(tid, 1), n));
   }
-}
-
-/**
- * Estimated serial ns below which a kernel runs on the calling thread alone. A fork/join costs
- * ~1 µs when the workers spin (they do for 200 µs after a job) and 10-20 µs when one must be
- * woken on an otherwise idle machine (~200 µs when other processes hold the cores:
- * tests/bench/wasm_rows_bench.ts measures both); items are claimed in chunks, so a late or
- * descheduled worker delays the join by one chunk at most.
- */
-export const SERIAL_NS = 20_000;
-/** Chunks per thread of a launch: enough to balance, few enough to cost nothing. */
-const CHUNKS_PER_THREAD = 8;
-
-let splitAlways = false;
-
-/**
- * Split every launch over all threads however small (tests: the parallel path at the sizes
- * where tails and chunk edges are hit); false restores the SERIAL_NS rule.
- */
-export function forceParallel(on: boolean): void {
-  splitAlways = on;
-}
-
-/** Threads for `items` independent items of `ns` serial work in all. */
-export function threadsFor(threads: number, items: number, ns: number): number {
-  return ns < SERIAL_NS && !splitAlways ? 1 : Math.max(1, Math.min(threads, items));
-}
-
-/**
- * Run export `fn` as fn(tid, n, items, chunk, claim, ...args) on the threads its estimated
- * serial time `ns` pays for (at most `most`): items are claimed in chunks (RowGen.eachChunk)
- * from a counter zeroed here.
- */
-export function runItems(
-  ctx: WasmContext,
-  mod: WasmKernelModule,
-  fn: string,
-  items: number,
-  ns: number,
-  args: readonly number[],
-  most = Infinity,
-): void {
-  const threads = Math.min(most, threadsFor(ctx.threads, items, ns));
-  const chunk = Math.max(1, Math.ceil(items / (CHUNKS_PER_THREAD * threads)));
-  const claim = ctx.scratch(4);
-  ctx.heap.i32(claim, 1)[0] = 0;
-  ctx.run(mod, fn, [items, threads > 1 ? chunk : Math.max(1, items), claim, ...args], threads);
-}
-
-/** Byte address of a wasm argument's element 0. */
-export function addr(a: WasmArg): number {
-  return a.ptr + byteSize(a.dtype) * a.offset;
 }

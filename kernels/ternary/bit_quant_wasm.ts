@@ -18,7 +18,8 @@ import type { CpuArg, Kernel } from "../../engine/backend.ts";
 import { ARRAY_TYPES } from "../../engine/dtype.ts";
 import type { WasmArg, WasmContext } from "../../engine/wasm/context.ts";
 import type { FunctionBuilder, Local, ModuleBuilder } from "../../engine/wasm/builder.ts";
-import { addr, RowGen, runItems } from "../rows/wasm_math.ts";
+import { RowGen } from "../rows/wasm_math.ts";
+import { addr, runItems } from "../rows/wasm_launch.ts";
 
 const I32 = (n: number) => Array<"i32">(n).fill("i32");
 

@@ -18,7 +18,8 @@
 
 import type { WasmArg, WasmContext } from "../../engine/wasm/context.ts";
 import type { FunctionBuilder, Local, ModuleBuilder } from "../../engine/wasm/builder.ts";
-import { addr, RowGen, runItems } from "../rows/wasm_math.ts";
+import { RowGen } from "../rows/wasm_math.ts";
+import { addr, runItems } from "../rows/wasm_launch.ts";
 import { INT8_ACT_EPS, TERNARY_QUANT_WG } from "./format.ts";
 
 /** Parameters as quant.ts's QuantParams. */

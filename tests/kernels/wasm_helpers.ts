@@ -3,7 +3,7 @@
 // over all threads, and the odd sizes that hit SIMD tails and uneven thread splits.
 
 import type { WasmImpl } from "../../engine/wasm/context.ts";
-import { forceParallel } from "../../kernels/rows/wasm_math.ts";
+import { forceParallel } from "../../kernels/rows/wasm_launch.ts";
 
 /** Row lengths and row counts that hit every f32x4 tail (len % 4) and uneven thread splits. */
 export const ODD_SIZES = [1, 3, 7, 33, 65, 1001];
