@@ -15,6 +15,8 @@
 // need O(N log N) work but several extra dispatches. Out-of-range ids: the CPU throws naming the
 // id and its position; WebGPU cannot throw, so such a position's output row is NaN (the loss
 // turns NaN) and adds no gradient.
+// wasm (embedding_wasm.ts): the lookup with ids split by thread; the backward with channels
+// split by thread and ids in position order (the CPU loop's order); bad ids throw as on the CPU.
 
 import type { ArgInfo, LaunchPiece } from "../engine/backend.ts";
 import type { Tensor } from "../engine/tensor.ts";
@@ -27,6 +29,7 @@ import { grid1d, linearIndex, WORKGROUP_SIZE } from "../engine/webgpu/codegen.ts
 import { ROW_WG, rowGrid } from "./rows/rows.ts";
 import { contiguous } from "./elementwise/copy.ts";
 import { reshape } from "./shape/view.ts";
+import { embeddingBackwardWasm, embeddingWasm } from "./embedding_wasm.ts";
 
 /** Parameters of the embedding kernels: vocabulary size V and embedding width C. */
 export interface EmbeddingParams {
@@ -115,6 +118,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
       uniforms: uniforms(n, p),
     };
   },
+  wasm: embeddingWasm,
   split: tablePieces,
   backward(dy, { inputs: [_w, ids], params: p }) {
     const rows = reshape(dy, [ids.size, p.C]);
@@ -198,6 +202,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l: 
       uniforms: new Uint32Array([p.k0, p.k1, p.start, p.rows, p.C, p.accumulate ? 1 : 0, 0, 0]),
     };
   },
+  wasm: embeddingBackwardWasm,
   // Pieces over rows of dWeight (each its own row range); dy and ids whole.
   split: gradPieces,
 });

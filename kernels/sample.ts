@@ -11,6 +11,8 @@
 //   found by bisection over order-preserving u32 keys of the floats (32 passes each): top-k keeps
 //   z >= the k-th largest z (ties kept); top-p keeps token j when the softmax mass of the tokens
 //   strictly above z_j is below p (the smallest nucleus whose mass reaches p; ties kept).
+// wasm (sample_wasm.ts): rows split by thread; the reference's float64 arithmetic step for step
+// (a radix sort for the order, fdlibm's exp), so the draws are the CPU reference's.
 
 import type { WgslLaunch } from "../engine/backend.ts";
 import type { Tensor } from "../engine/tensor.ts";
@@ -33,6 +35,7 @@ import { grid1d } from "../engine/webgpu/codegen.ts";
 import { contiguous } from "./elementwise/copy.ts";
 import { permute, reshape } from "./shape/view.ts";
 import { argmax } from "./reduce.ts";
+import { multinomialWasm, sampleLogitsWasm, topkWasm } from "./sample_wasm.ts";
 
 const TOPK_WG = 64;
 // Short rows use small workgroups (llvmpipe compiles barrier-heavy 256-wide shaders slowly).
@@ -112,6 +115,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
       uniforms: new Uint32Array([R, L, k, 0]),
     };
   },
+  wasm: topkWasm,
 });
 
 /** The k largest entries along `axis` (default last), sorted descending, ties by lower index. */
@@ -304,6 +308,7 @@ export const multinomialOp: KernelOp<SampleDrawParams> = defineOp<SampleDrawPara
       uniforms: drawUniformBlock(params, N, V),
     };
   },
+  wasm: multinomialWasm,
 });
 
 /** Options of multinomial. */
@@ -405,6 +410,7 @@ export const sampleLogitsOp: KernelOp<SampleLogitsParams> = defineOp<SampleLogit
       uniforms: drawUniformBlock(p, N, V, p),
     };
   },
+  wasm: sampleLogitsWasm,
 });
 
 const WEIGHT =

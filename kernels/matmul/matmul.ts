@@ -12,6 +12,9 @@
 // (see candidatesOf), so the backend's autotuner (engine/webgpu/autotune.ts) times them once per
 // class and adapter; smaller ones run DEFAULT_VARIANT. On software adapters a k range longer
 // than SOFTWARE_MAX_K is summed in chunks (llvmpipe silently caps an invocation's loops).
+// wasm (kernels/matmul/wasm.ts): a GotoBLAS-style 6×8 f32x4 microkernel over packed or in-place
+// operands, (batch, column tile, row tile) items claimed by the threads, matrix-vector kernels
+// for M = 1 (wasm_gemv.ts); compute bound (90-96% of a core's FMA peak at the model's shapes).
 
 import type {
   ArgInfo,

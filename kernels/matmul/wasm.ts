@@ -2,33 +2,46 @@
 // through any strides (row- or column-major, i.e. transposed views, batch stride 0 for a
 // broadcast operand), C [batch, M, N] row-major, f32 throughout.
 //
-// Blocking (GotoBLAS/BLIS order): C is cut into MC×NC tiles; for each k block of KC, the B
-// panel (KC × NC) is packed into strips of NR columns (k-major: the NR values of one k are
-// contiguous) and each A block (MC × KC) into strips of MR rows (the MR values of one k are
-// contiguous); then a register-blocked microkernel computes MR × NR of C: per k it loads NR/4
-// vectors of B, splats each of the MR values of A and does MR · NR/4 f32x4 multiply-adds
-// (relaxed_madd where the runtime has it, else mul + add) into MR · NR/4 accumulator vectors
-// that live in registers for the whole k block. The first k block stores C, later ones add to
-// it. Packing zero-pads strips to MR/NR, so the microkernel is always full; rows past M use a
-// microkernel of fewer rows, columns past N go through a small tile that is then copied.
+// Blocking (GotoBLAS/BLIS order): C is cut into MC×NC tiles; for each k block of KC, a
+// register-blocked microkernel (wasm_micro.ts) computes MR × NR = 6 × 8 of C at a time: per k
+// it loads 2 vectors of B, splats each of the 6 values of A and does 12 f32x4 multiply-adds
+// (relaxed_madd where the runtime has it) into accumulators that stay in registers for the
+// k block. The first k block stores C, later ones add to it; rows past M use a microkernel of
+// fewer rows, columns past N a small tile that is then copied. Operands are packed (B panels
+// of KC × NC in strips of NR columns, A blocks of MC × KC in strips of MR rows, both k-major)
+// or read in place (matmulModes): a row-major A always (packing it costs ~8/N of the product,
+// a third of attention's 64 × 64 · 64 × 32), a column-major A when its k step is at most 512
+// bytes (attention's Aᵀ·B), a row-major B when M <= 128 and its k step at most 1 KiB; every
+// mode sums each element in the same order, so they give the same bytes. One export per pair
+// of modes. M = 1 (the decode step) goes to the matrix-vector kernels of wasm_gemv.ts.
 //
-// Threads: the (batch, NC column tile, MC row tile) items are split into contiguous ranges,
-// one per thread; a thread packs the B panel once for its items that share it. Every element
-// of C is summed in the same order (KC blocks in order, k in order within them) whatever the
-// tile sizes and thread count, so results do not depend on either. KC is fixed; MC and NC are
-// chosen per call (plan) to give each thread several items.
+// Threads: the (batch, NC column tile, MC row tile) items are claimed one at a time from a
+// shared counter (a batch of small products, attention's 48 heads, in one fork/join), so a
+// thread the OS deschedules delays the join by one item at most; a thread packs a column
+// tile's B (every k block) once for the items of it that it takes. Every element of C is
+// summed in the same order (KC blocks in order, k in order within them) whatever the tile
+// sizes and thread count, so results do not depend on either. KC is fixed; MC and NC are
+// chosen per call (plan) to give each thread several items. Products under SERIAL_FLOPS run
+// on one thread.
 //
 // Limits: compute. The microkernel is bound by the two 128-bit FMA pipes of a core: alone on
 // L1-resident panels it runs at 97% of the measured peak (tests/bench/wasm_matmul_bench.ts:
-// about 68 GFLOP/s a core on this Zen 5, 137 on both); whole products reach 90-96% on one
-// thread and about 90% on two at 1024³ (each thread packs its own B panel: ~2%; packing in
-// all ~3%). Small or skinny products pay relatively more packing and the fork/join (1-2 µs
-// hot, 30-50 µs from a blocked worker). V8 exposes 16 xmm registers, which caps the register
-// block at MR × NR = 6 × 8 (12 accumulators + 2 B vectors + 1 splat; 4×12 and 3×16 spill).
+// 61-68 GFLOP/s a core on this Zen 5, depending on the machine's load); whole products reach
+// 90-96% on one thread, the baby GPT's products included (attention's batched ones rose from
+// 66-75% to 90-94% by reading A in place), and on two threads up to 1.8x when the second core
+// is free. Small products pay relatively more for packing and the fork/join (1-2 µs hot,
+// 30-50 µs from a blocked worker). V8 exposes 16 xmm registers, which caps the register block
+// at 6 × 8 (12 accumulators + 2 B vectors + 1 splat; 4×12 and 3×16 spill).
 
 import type { WasmArg, WasmContext } from "../../engine/wasm/context.ts";
 import type { WasmFeatures } from "../../engine/wasm/features.ts";
 import type { FuncRef, FunctionBuilder, Local, ModuleBuilder } from "../../engine/wasm/builder.ts";
+import { type AMode, type BMode, copyEdge, micro, MR, NR, packA, packB } from "./wasm_micro.ts";
+import { GEMV_COLUMNS, type GemvForm, gemvModule } from "./wasm_gemv.ts";
+import { runItems } from "../rows/wasm_launch.ts";
+
+export { MR, NR };
+export type { AMode, BMode };
 
 /** Dims of one launch (structurally kernels/matmul.ts's MatmulParams). */
 export interface MatmulDims {
@@ -42,240 +55,27 @@ export interface MatmulDims {
   K: number;
 }
 
-/** Register block: MR rows × NR columns of C per microkernel call. */
-export const MR = 6;
-/** Columns per microkernel (a multiple of 4: f32x4 vectors). */
-export const NR = 8;
 /** k per cache block: fixed, so the summation order never depends on the plan. */
 export const KC = 256;
 /** Largest row tile (an A block of MC × KC floats stays in L2). */
 const MC_MAX = 144;
 /** Largest column tile (a B panel of KC × NC floats, 1 MiB). */
 const NC_MAX = 1024;
-/** k steps unrolled in the microkernel. */
-const UNROLL = 4;
+/** Most floats of packed B a thread keeps (every k block of its column tile): 8 MiB. */
+const B_FLOATS = 1 << 21;
 /** Fewer multiply-adds than this run on one thread (a fork/join would cost more). */
 const SERIAL_FLOPS = 1 << 17;
-
-const NV = NR / 4;
-
-/** acc = a · b + acc (v128 locals): one fused or unfused multiply-add. */
-function madd(f: FunctionBuilder, relaxed: boolean, a: Local, b: Local, acc: Local) {
-  f.get(a);
-  f.get(b);
-  if (relaxed) {
-    f.get(acc);
-    f.f32x4.relaxedMadd();
-  } else {
-    f.f32x4.mul();
-    f.get(acc);
-    f.f32x4.add();
-  }
-  f.set(acc);
-}
-
 /**
- * micro{mr}(pa, pb, kc, c, ldc, accumulate): C[mr × NR] (=|+=) Apanel · Bpanel over kc
- * (kc >= 1). pa: mr·kc floats, k-major with stride MR; pb: kc × NR floats; ldc in bytes.
+ * Matrix-vector products (M = 1) of fewer multiply-adds run on one thread: below ~1 MiB of
+ * B a pass takes a few µs (the baby GPT's 128 × 384 weight ~5 µs), as long as a fork/join
+ * with a worker that has to be woken.
  */
-function micro(b: ModuleBuilder, mr: number, relaxed: boolean) {
-  return b.func(`micro${mr}`, ["i32", "i32", "i32", "i32", "i32", "i32"], [], (f) => {
-    const [pa, pb, kc, c, ldc, accumulate] = f.params;
-    const acc = Array.from({ length: mr * NV }, () => f.local("v128"));
-    const bv = Array.from({ length: NV }, () => f.local("v128"));
-    const a = f.local("v128");
-    const step = (u: number) => {
-      for (let v = 0; v < NV; v++) {
-        f.get(pb);
-        f.v128.load(16 * (u * NV + v));
-        f.set(bv[v]);
-      }
-      for (let r = 0; r < mr; r++) {
-        f.get(pa);
-        f.v128.load32Splat(4 * (u * MR + r));
-        f.set(a);
-        for (let v = 0; v < NV; v++) {
-          madd(f, relaxed, a, bv[v], acc[r * NV + v]);
-        }
-      }
-    };
-    const loop = (unroll: number, count: () => void) =>
-      f.repeat(count, () => {
-        for (let u = 0; u < unroll; u++) step(u);
-        f.inc(pa, 4 * MR * unroll);
-        f.inc(pb, 4 * NR * unroll);
-      });
-    loop(UNROLL, () => (f.get(kc), f.i32.const(Math.log2(UNROLL)), f.i32.shrU()));
-    loop(1, () => (f.get(kc), f.i32.const(UNROLL - 1), f.i32.and()));
-    // Store (first k block) or add to C, row by row.
-    const stores = (add: boolean) => {
-      for (let r = 0; r < mr; r++) {
-        for (let v = 0; v < NV; v++) {
-          f.get(c);
-          if (add) {
-            f.get(c);
-            f.v128.load(16 * v);
-          }
-          f.get(acc[r * NV + v]);
-          if (add) f.f32x4.add();
-          f.v128.store(16 * v);
-        }
-        if (r + 1 < mr) f.inc(c, ldc);
-      }
-    };
-    f.get(accumulate);
-    f.if();
-    stores(true);
-    f.else();
-    stores(false);
-    f.end();
-  });
-}
-
-/** Copy n f32 from p (stride sp bytes) to d (stride sd bytes), or zeros when p is null. */
-function copyRun(f: FunctionBuilder, p: Local | null, sp: Local, d: Local, sd: number, n: Local) {
-  const k = f.local("i32");
-  f.for(k, 0, n, 1, () => {
-    f.get(d);
-    if (p === null) f.f32.const(0);
-    else {
-      f.get(p);
-      f.f32.load();
-      f.inc(p, sp);
-    }
-    f.f32.store();
-    f.inc(d, sd);
-  });
-}
-
-/**
- * packA(src, sr, sc, rows, kc, dst): A[rows × kc] (byte strides sr, sc) into strips of MR rows,
- * k-major within a strip (dst[s][k][r]); rows past `rows` are zeros. A full strip walks its MR
- * rows together (one pointer each), a load and a store per element.
- */
-function packA(b: ModuleBuilder) {
-  return b.func("packA", ["i32", "i32", "i32", "i32", "i32", "i32"], [], (f) => {
-    const [src, sr, sc, rows, kc, dst] = f.params;
-    const [i, d, k, row, out] = [0, 1, 2, 3, 4].map(() => f.local("i32"));
-    const rowPtr = Array.from({ length: MR }, () => f.local("i32"));
-    f.for(i, 0, rows, MR, () => {
-      // Strip i / MR starts at float i·kc.
-      f.set(d, () => f.add(dst, () => f.mul(() => f.mul(i, kc), 4)));
-      f.add(i, MR);
-      f.get(rows);
-      f.i32.leS();
-      f.if();
-      rowPtr.forEach((q, r) => f.set(q, () => f.add(src, () => f.mul(() => f.add(i, r), sr))));
-      f.for(k, 0, kc, 1, () => {
-        rowPtr.forEach((q, r) => {
-          f.get(d);
-          f.get(q);
-          f.f32.load();
-          f.f32.store(4 * r);
-          f.inc(q, sc);
-        });
-        f.inc(d, 4 * MR);
-      });
-      f.else();
-      // The last, partial strip: row by row, zeros past `rows`.
-      for (let r = 0; r < MR; r++) {
-        f.set(out, () => f.add(d, 4 * r));
-        f.add(i, r);
-        f.get(rows);
-        f.i32.ltS();
-        f.if();
-        f.set(row, () => f.add(src, () => f.mul(() => f.add(i, r), sr)));
-        copyRun(f, row, sc, out, 4 * MR, kc);
-        f.else();
-        copyRun(f, null, sc, out, 4 * MR, kc);
-        f.end();
-      }
-      f.end();
-    });
-  });
-}
-
-/**
- * packB(src, sr, sc, kc, cols, dst): B[kc × cols] (byte strides sr, sc) into strips of NR
- * columns, k-major (dst[s][k][c]); columns past `cols` are zeros. Full strips of a row-major B
- * copy NR/4 vectors per k.
- */
-function packB(b: ModuleBuilder) {
-  return b.func("packB", ["i32", "i32", "i32", "i32", "i32", "i32"], [], (f) => {
-    const [src, sr, sc, kc, cols, dst] = f.params;
-    const [j, k, p, d, d0] = [0, 1, 2, 3, 4].map(() => f.local("i32"));
-    f.for(j, 0, cols, NR, () => {
-      f.set(d0, () => f.add(dst, () => f.mul(() => f.mul(j, kc), 4)));
-      f.get(sc);
-      f.i32.const(4);
-      f.i32.eq();
-      f.add(j, NR);
-      f.get(cols);
-      f.i32.leS();
-      f.i32.and();
-      f.if();
-      f.set(p, () => f.add(src, () => f.mul(j, 4)));
-      f.set(d, d0);
-      f.for(k, 0, kc, 1, () => {
-        for (let v = 0; v < NV; v++) {
-          f.get(d);
-          f.get(p);
-          f.v128.load(16 * v, 2);
-          f.v128.store(16 * v);
-        }
-        f.inc(p, sr);
-        f.inc(d, 4 * NR);
-      });
-      f.else();
-      for (let c = 0; c < NR; c++) {
-        f.set(d, () => f.add(d0, 4 * c));
-        f.add(j, c);
-        f.get(cols);
-        f.i32.ltS();
-        f.if();
-        f.set(p, () => f.add(src, () => f.mul(() => f.add(j, c), sc)));
-        copyRun(f, p, sr, d, 4 * NR, kc);
-        f.else();
-        copyRun(f, null, sr, d, 4 * NR, kc);
-        f.end();
-      }
-      f.end();
-    });
-  });
-}
-
-/** copyEdge(tile, c, rows, cols, ldc, accumulate): C[rows × cols] (=|+=) tile (row stride NR). */
-function copyEdge(b: ModuleBuilder) {
-  return b.func("copyEdge", ["i32", "i32", "i32", "i32", "i32", "i32"], [], (f) => {
-    const [tile, c, rows, cols, ldc, accumulate] = f.params;
-    const [r, j, dst] = [0, 1, 2].map(() => f.local("i32"));
-    const v = f.local("f32");
-    f.for(r, 0, rows, 1, () => {
-      f.for(j, 0, cols, 1, () => {
-        f.set(dst, () => f.add(() => f.add(c, () => f.mul(r, ldc)), () => f.mul(j, 4)));
-        f.add(tile, () => f.mul(() => f.add(() => f.mul(r, NR), j), 4));
-        f.f32.load();
-        f.set(v);
-        f.get(accumulate);
-        f.if();
-        f.get(dst);
-        f.f32.load();
-        f.get(v);
-        f.f32.add();
-        f.set(v);
-        f.end();
-        f.get(dst);
-        f.get(v);
-        f.f32.store();
-      });
-    });
-  });
-}
+const GEMV_SERIAL_MACS = 1 << 18;
 
 const DRIVER_PARAMS = [
   ...["tid", "n", "batch", "M", "N", "K"],
   ...["a", "aSb", "aSr", "aSc", "b", "bSb", "bSr", "bSc", "c"], // strides in bytes
-  ...["tilesM", "tilesN", "scratch", "perThread", "aOff", "tileOff"],
+  ...["tilesM", "tilesN", "scratch", "perThread", "aOff", "tileOff", "claim"],
 ] as const;
 type Params = Record<(typeof DRIVER_PARAMS)[number], Local>;
 
@@ -298,7 +98,7 @@ function tileSpan(
   f.set(size, () => f.sub(() => f.min(dim, end), start));
 }
 
-/** Call micro{mr}(pa, pb, kc, c, ldc, accumulate) for the runtime value of mr (an if-chain). */
+/** Call micro{mr}(...) of one mode pair for the runtime value of mr (an if-chain). */
 function callMicro(f: FunctionBuilder, micros: FuncRef[], mr: Local, args: () => void) {
   for (let m = MR; m >= 1; m--) {
     if (m > 1) (f.get(mr), f.i32.const(m), f.i32.eq(), f.if());
@@ -309,35 +109,53 @@ function callMicro(f: FunctionBuilder, micros: FuncRef[], mr: Local, args: () =>
   for (let m = MR; m > 1; m--) f.end();
 }
 
-/** The module: microkernels, packing, and the exported driver `matmul` (see the header). */
-function buildMatmul(b: ModuleBuilder, relaxed: boolean): void {
-  const micros = Array.from({ length: MR }, (_, i) => micro(b, i + 1, relaxed));
-  const [pA, pB, edge] = [packA(b), packB(b), copyEdge(b)];
-  b.export("matmul", DRIVER_PARAMS.map(() => "i32"), [], (f) => {
+/** The microkernels of one mode pair, for mr = 1..MR. */
+type Micros = FuncRef[];
+
+/**
+ * Export `matmul_{am}_{bm}`, the driver for one pair of operand modes (see the header and
+ * wasm_micro.ts). Threads claim items (batch, column tile, row tile) one at a time from the
+ * counter at `claim`; on a thread's first item of a (batch, column tile) group it packs that
+ * group's B for every k block (with B "rows", only the partial last strip of each block, the
+ * full strips being read from B itself), kept in its scratch while its items stay in the group.
+ */
+function driver(
+  b: ModuleBuilder,
+  am: AMode,
+  bm: BMode,
+  micros: (am: AMode, bm: BMode) => Micros,
+  [pA, pB, edge]: FuncRef[],
+): void {
+  b.export(`matmul_${am}_${bm}`, DRIVER_PARAMS.map(() => "i32"), [], (f) => {
     const P = Object.fromEntries(DRIVER_PARAMS.map((k, i) => [k, f.params[i]])) as Params;
     const locals = (n: number) => Array.from({ length: n }, () => f.local("i32"));
-    const [hi, item, end, g, pc, kc, it, sm, sn, jr, ir, mr, cp, ldc] = locals(14);
-    const [aB, bB, cB, bufA, bufB, tile] = locals(6);
+    const [total, item, g, lastG, pc, kc, sm, sn, jr, ir, mr, cp, ldc, ncPad] = locals(14);
+    const [aB, bB, cB, bufA, bufB, tile, pa, lda, pb, edgeJ, panel] = locals(11);
     const [j0, nc, i0, mc] = locals(4);
     f.set(sm, () => (f.add(P.M, MR - 1), f.i32.const(MR), f.i32.divU()));
     f.set(sn, () => (f.add(P.N, NR - 1), f.i32.const(NR), f.i32.divU()));
-    // This thread's items [item, hi) of batch · tilesN · tilesM, row tiles fastest.
-    const total = () => f.mul(P.batch, () => f.mul(P.tilesM, P.tilesN));
-    f.set(item, () => f.mulDiv(total, P.tid, P.n));
-    f.set(hi, () => f.mulDiv(total, () => f.add(P.tid, 1), P.n));
+    f.set(total, () => f.mul(P.batch, () => f.mul(P.tilesM, P.tilesN)));
     f.set(bufB, () => f.add(P.scratch, () => f.mul(P.tid, P.perThread)));
     f.set(bufA, () => f.add(bufB, P.aOff));
     f.set(tile, () => f.add(bufB, P.tileOff));
     f.set(ldc, () => f.mul(P.N, 4));
-    const groups = f.block();
-    const nextGroup = f.loop();
-    f.get(item);
-    f.get(hi);
-    f.i32.geS();
-    f.brIf(groups);
-    // Items item..end share g = (batch index, column tile): one B panel per k block.
+    f.set(lastG, -1);
+    const items = f.block();
+    const nextItem = f.loop();
+    f.get(P.claim);
+    f.i32.const(1);
+    f.i32.atomic.rmwAdd();
+    f.tee(item);
+    f.get(total);
+    f.i32.geU();
+    f.brIf(items);
+    // g = (batch index, column tile); row tiles are the fastest-varying part of the item.
     f.set(g, () => (f.get(item), f.get(P.tilesM), f.i32.divU()));
-    f.set(end, () => f.min(hi, () => f.mul(() => f.add(g, 1), P.tilesM)));
+    f.get(g);
+    f.get(lastG);
+    f.i32.ne();
+    f.if();
+    f.set(lastG, g);
     const bi = () => (f.get(g), f.get(P.tilesN), f.i32.divU());
     tileSpan(f, [j0, nc], () => (f.get(g), f.get(P.tilesN), f.i32.remU()), P.tilesN, sn, NR, P.N);
     f.set(aB, () => f.add(P.a, () => f.mul(bi, P.aSb)));
@@ -346,62 +164,137 @@ function buildMatmul(b: ModuleBuilder, relaxed: boolean): void {
       cB,
       () => f.add(() => f.add(P.c, () => f.mul(bi, () => f.mul(P.M, ldc))), () => f.mul(j0, 4)),
     );
+    f.set(ncPad, () => (f.add(nc, NR - 1), f.i32.const(-NR), f.i32.and()));
+    // Direct B: the first column of the partial last strip (nc rounded down to NR).
+    f.set(edgeJ, () => (f.get(nc), f.i32.const(-NR), f.i32.and()));
     f.for(pc, 0, P.K, KC, () => {
       f.set(kc, () => f.min(KC, () => f.sub(P.K, pc)));
-      f.add(bB, () => f.mul(pc, P.bSr));
-      [P.bSr, P.bSc, kc, nc, bufB].forEach((x) => f.get(x));
-      f.call(pB);
-      f.for(it, item, end, 1, () => {
-        tileSpan(
-          f,
-          [i0, mc],
-          () => (f.get(it), f.get(P.tilesM), f.i32.remU()),
-          P.tilesM,
-          sm,
-          MR,
-          P.M,
-        );
+      if (bm === "packed") {
+        // Panel pc / KC at bufB + pc·ncPad floats.
+        f.add(bB, () => f.mul(pc, P.bSr));
+        [P.bSr, P.bSc, kc, nc].forEach((x) => f.get(x));
+        f.add(bufB, () => f.mul(() => f.mul(pc, ncPad), 4));
+        f.call(pB);
+      } else {
+        // The edge strip of block pc / KC at bufB + pc·NR floats.
+        f.get(edgeJ);
+        f.get(nc);
+        f.i32.ltS();
+        f.if();
+        f.add(() => f.add(bB, () => f.mul(pc, P.bSr)), () => f.mul(edgeJ, P.bSc));
+        f.get(P.bSr);
+        f.get(P.bSc);
+        f.get(kc);
+        f.sub(nc, edgeJ);
+        f.add(bufB, () => f.mul(() => f.mul(pc, NR), 4));
+        f.call(pB);
+        f.end();
+      }
+    });
+    f.end();
+    tileSpan(
+      f,
+      [i0, mc],
+      () => (f.get(item), f.get(P.tilesM), f.i32.remU()),
+      P.tilesM,
+      sm,
+      MR,
+      P.M,
+    );
+    f.set(lda, am === "rows" ? P.aSr : am === "cols" ? P.aSc : 0);
+    f.for(pc, 0, P.K, KC, () => {
+      f.set(kc, () => f.min(KC, () => f.sub(P.K, pc)));
+      f.set(
+        panel,
+        () => f.add(bufB, () => f.mul(() => f.mul(pc, bm === "packed" ? ncPad : NR), 4)),
+      );
+      if (am === "packed") {
         f.add(() => f.add(aB, () => f.mul(i0, P.aSr)), () => f.mul(pc, P.aSc));
         [P.aSr, P.aSc, mc, kc, bufA].forEach((x) => f.get(x));
         f.call(pA);
-        f.for(jr, 0, nc, NR, () => {
-          f.for(ir, 0, mc, MR, () => {
-            f.set(mr, () => f.min(MR, () => f.sub(mc, ir)));
-            f.set(
-              cp,
-              () =>
-                f.add(() => f.add(cB, () => f.mul(() => f.add(i0, ir), ldc)), () => f.mul(jr, 4)),
-            );
-            const firstBlock = () => (f.get(pc), f.i32.const(0), f.i32.ne());
-            const args = (c: Local, ld: Local | number, accumulate: () => void) => () => {
-              f.add(bufA, () => f.mul(() => f.mul(ir, kc), 4));
-              f.add(bufB, () => f.mul(() => f.mul(jr, kc), 4));
-              [kc, c, ld].forEach((x) => f.push(x));
-              accumulate();
-            };
-            f.add(jr, NR);
-            f.get(nc);
-            f.i32.leS();
-            f.if();
-            callMicro(f, micros, mr, args(cp, ldc, firstBlock));
-            f.else();
-            // Columns past N: compute the whole strip into `tile`, copy the valid part.
-            callMicro(f, micros, mr, args(tile, 4 * NR, () => f.i32.const(0)));
-            [tile, cp, mr].forEach((x) => f.get(x));
-            f.sub(nc, jr);
-            f.get(ldc);
-            firstBlock();
-            f.call(edge);
-            f.end();
-          });
+      }
+      f.for(jr, 0, nc, NR, () => {
+        f.for(ir, 0, mc, MR, () => {
+          f.set(mr, () => f.min(MR, () => f.sub(mc, ir)));
+          f.set(
+            cp,
+            () => f.add(() => f.add(cB, () => f.mul(() => f.add(i0, ir), ldc)), () => f.mul(jr, 4)),
+          );
+          if (am === "packed") f.set(pa, () => f.add(bufA, () => f.mul(() => f.mul(ir, kc), 4)));
+          else {
+            f.set(pa, () =>
+              f.add(
+                () => f.add(aB, () => f.mul(() => f.add(i0, ir), P.aSr)),
+                () => f.mul(pc, P.aSc),
+              ));
+          }
+          const firstBlock = () => (f.get(pc), f.i32.const(0), f.i32.ne());
+          const args = (
+            pbv: () => void,
+            ldb: Local | number,
+            c: Local,
+            ld: Local | number,
+            accumulate: () => void,
+          ) =>
+          () => {
+            f.get(pa);
+            f.get(lda);
+            pbv();
+            [ldb, kc, c, ld].forEach((x) => f.push(x));
+            accumulate();
+          };
+          const packedB = () =>
+            bm === "packed" ? f.add(panel, () => f.mul(() => f.mul(jr, kc), 4)) : f.get(panel);
+          f.add(jr, NR);
+          f.get(nc);
+          f.i32.leS();
+          f.if();
+          if (bm === "packed") {
+            callMicro(f, micros(am, "packed"), mr, args(packedB, 0, cp, ldc, firstBlock));
+          } else {
+            f.set(pb, () => f.add(() => f.add(bB, () => f.mul(pc, P.bSr)), () => f.mul(jr, P.bSc)));
+            callMicro(f, micros(am, "rows"), mr, args(() => f.get(pb), P.bSr, cp, ldc, firstBlock));
+          }
+          f.else();
+          // Columns past N: compute the whole strip into `tile`, copy the valid part.
+          callMicro(
+            f,
+            micros(am, "packed"),
+            mr,
+            args(packedB, 0, tile, 4 * NR, () => f.i32.const(0)),
+          );
+          [tile, cp, mr].forEach((x) => f.get(x));
+          f.sub(nc, jr);
+          f.get(ldc);
+          firstBlock();
+          f.call(edge);
+          f.end();
         });
       });
     });
-    f.set(item, end);
-    f.br(nextGroup);
+    f.br(nextItem);
     f.end();
     f.end();
   });
+}
+
+/** Operand modes with a driver: every A mode with every B mode. */
+export const MODES: [AMode, BMode][] = (["packed", "rows", "cols"] as const).flatMap((
+  am,
+) => (["packed", "rows"] as const).map((bm): [AMode, BMode] => [am, bm]));
+
+/** The module: microkernels, packing, and a driver per operand-mode pair (see the header). */
+function buildMatmul(b: ModuleBuilder, relaxed: boolean): void {
+  // Declared before any body is emitted (the builder encodes the function list first).
+  const all = new Map(
+    MODES.map(([am, bm]) => [
+      `${am}_${bm}`,
+      Array.from({ length: MR }, (_, i) => micro(b, i + 1, relaxed, am, bm)),
+    ]),
+  );
+  const micros = (am: AMode, bm: BMode) => all.get(`${am}_${bm}`)!;
+  const helpers = [packA(b), packB(b), copyEdge(b)];
+  for (const [am, bm] of MODES) driver(b, am, bm, micros, helpers);
 }
 
 /**
@@ -425,18 +318,82 @@ export interface MatmulPlan {
   mcMax: number;
   /** Columns of the largest column tile, rounded up to NR. */
   ncMax: number;
+  /** Where the microkernel reads A: packed strips, or A itself (row- or column-major). */
+  a: AMode;
+  /** Where the microkernel reads B: packed strips, or B itself (row-major). */
+  b: BMode;
+}
+
+/** Element strides of the operands' rows and columns (what decides the modes). */
+export interface MatmulLayout {
+  /** A's row and column strides. */
+  aSr: number;
+  aSc: number;
+  /** B's row and column strides. */
+  bSr: number;
+  bSc: number;
+}
+
+/**
+ * Read a column-major A itself when a step in k is at most this many bytes: the microkernel
+ * takes MR values from one cache line per k, and with longer steps the lines of a strip fall
+ * into few L1 sets (4 KiB apart: all in one) and thrash (1024³ Aᵀ·B ran at 60% of packed).
+ */
+const DIRECT_COLS_MAX_STEP = 512;
+/** Read a row-major B itself when M is at most this (a packed panel serves M/MR strips)... */
+const DIRECT_B_MAX_M = 128;
+/** ...and a step in k is at most this many bytes (half of each cache line read is used). */
+const DIRECT_B_MAX_STEP = 1024;
+
+let forced: { a?: AMode; b?: BMode } = {};
+
+/** Force the operand modes where the layout allows them (tests, benchmarks); {} restores. */
+export function forceMatmulModes(modes: { a?: AMode; b?: BMode }): void {
+  forced = modes;
+}
+
+/**
+ * The operand modes for a layout: a row-major A is always read in place (packing it costs
+ * ~8/N of the product: a third of attention's 64 × 64 · 64 × 32), a column-major one when its
+ * k step is short; a row-major B when M is small and its k step short.
+ */
+export function matmulModes({ M }: MatmulDims, l: MatmulLayout): { a: AMode; b: BMode } {
+  const aOk: AMode[] = ["packed"];
+  if (l.aSc === 1) aOk.push("rows");
+  if (l.aSr === 1) aOk.push("cols");
+  const bOk: BMode[] = l.bSc === 1 ? ["packed", "rows"] : ["packed"];
+  const a = forced.a && aOk.includes(forced.a)
+    ? forced.a
+    : l.aSc === 1
+    ? "rows"
+    : l.aSr === 1 && 4 * l.aSc <= DIRECT_COLS_MAX_STEP
+    ? "cols"
+    : "packed";
+  const b = forced.b && bOk.includes(forced.b)
+    ? forced.b
+    : l.bSc === 1 && M <= DIRECT_B_MAX_M && 4 * l.bSr <= DIRECT_B_MAX_STEP
+    ? "rows"
+    : "packed";
+  return { a, b };
 }
 
 /**
  * Tiles of at most MC_MAX × NC_MAX; with several threads, the item count is made a multiple of
- * the thread count (more row tiles, else more column tiles) so contiguous ranges balance.
+ * the thread count (more row tiles, else more column tiles) so the items balance.
  * Tiny products run on one thread.
  */
-export function matmulPlan({ batch, M, N, K }: MatmulDims, threads: number): MatmulPlan {
+export function matmulPlan(
+  dims: MatmulDims,
+  threads: number,
+  layout: MatmulLayout = { aSr: dims.K, aSc: 1, bSr: 1, bSc: dims.K },
+): MatmulPlan {
+  const { batch, M, N, K } = dims;
   const sm = Math.ceil(M / MR);
   const sn = Math.ceil(N / NR);
+  // A thread keeps B for all k blocks of its column tile: at most B_FLOATS of it.
+  const ncCap = Math.max(NR, Math.floor(B_FLOATS / (Math.ceil(K / KC) * KC) / NR) * NR);
   let tilesM = Math.ceil(M / MC_MAX);
-  let tilesN = Math.ceil(N / NC_MAX);
+  let tilesN = Math.ceil(N / Math.min(NC_MAX, ncCap));
   if (batch * M * N * K < SERIAL_FLOPS) threads = 1;
   const items = () => batch * tilesM * tilesN;
   if (threads > 1 && items() % threads !== 0 && items() < 8 * threads) {
@@ -452,6 +409,7 @@ export function matmulPlan({ batch, M, N, K }: MatmulDims, threads: number): Mat
     tilesN,
     mcMax: MR * Math.ceil(sm / tilesM),
     ncMax: NR * Math.ceil(sn / tilesN),
+    ...matmulModes(dims, layout),
   };
 }
 
@@ -478,17 +436,36 @@ export function matmulWasm(
     ctx.heap.f32(c.ptr + 4 * c.offset, batch * M * N).fill(0);
     return;
   }
+  const [ap, aSb, aSr, aSc] = operand(a);
+  const [bp, bSb, bSr, bSc] = operand(b);
+  const cp = c.ptr + 4 * c.offset;
+  if (M === 1 && ((aSc === 4 && bSr === 4) || bSc === 4)) {
+    const form: GemvForm = aSc === 4 && bSr === 4 ? "dot" : "axpy";
+    const items = batch * Math.ceil(N / GEMV_COLUMNS[form]);
+    const most = batch * N * K < GEMV_SERIAL_MACS ? 1 : Infinity;
+    const args = form === "dot"
+      ? [N, K, ap, aSb, bp, bSb, bSc, cp]
+      : [N, K, ap, aSb, aSc, bp, bSb, bSr, cp];
+    const mod = ctx.module(...gemvModule(ctx.features.relaxedSimd));
+    runItems(ctx, mod, form, items, Infinity, args, most);
+    return;
+  }
   const mod = ctx.module(...matmulModule(ctx.features));
-  const plan = matmulPlan(dims, ctx.threads);
-  const aOff = 4 * KC * plan.ncMax;
+  const layout = { aSr: aSr / 4, aSc: aSc / 4, bSr: bSr / 4, bSc: bSc / 4 };
+  const plan = matmulPlan(dims, ctx.threads, layout);
+  // Per thread: B for every k block (packed panels, or the edge strips), an A block, a tile.
+  const blocks = Math.ceil(K / KC);
+  const aOff = 4 * blocks * KC * (plan.b === "packed" ? plan.ncMax : NR);
   const tileOff = aOff + 4 * KC * plan.mcMax;
   const perThread = Math.ceil((tileOff + 4 * MR * NR) / 64) * 64;
   const scratch = ctx.scratch(perThread * plan.threads);
-  ctx.run(mod, "matmul", [
+  const claim = ctx.scratch(4);
+  ctx.heap.i32(claim, 1)[0] = 0;
+  ctx.run(mod, `matmul_${plan.a}_${plan.b}`, [
     ...[batch, M, N, K],
-    ...operand(a),
-    ...operand(b),
-    c.ptr + 4 * c.offset,
-    ...[plan.tilesM, plan.tilesN, scratch, perThread, aOff, tileOff],
+    ...[ap, aSb, aSr, aSc],
+    ...[bp, bSb, bSr, bSc],
+    cp,
+    ...[plan.tilesM, plan.tilesN, scratch, perThread, aOff, tileOff, claim],
   ], plan.threads);
 }

@@ -14,6 +14,9 @@
 // not poison training). Targets outside [0, V) other than ignoreIndex: the CPU throws naming
 // the row and target; WebGPU cannot throw, so that row's loss and gradient are NaN, which makes
 // the mean NaN.
+// wasm (cross_entropy_wasm.ts): rows split over threads with f32x4 passes and the vectorised
+// exp/log; the mean sums fixed chunks of rows in float64, the chunks added in order; bad targets
+// throw the CPU's RangeError (checked before the launch).
 
 import type { DeviceTraits } from "../../engine/backend.ts";
 import type { Tensor } from "../../engine/tensor.ts";
@@ -26,6 +29,11 @@ import { apply, defineOp, type KernelOp } from "../../engine/op.ts";
 import { type PieceSpan, splitRows } from "../../engine/split.ts";
 import { reshape } from "../shape/view.ts";
 import { ROW_MAX_SUM_EXP, ROW_WG, ROW_WGSL, rowGrid, rowMode, rowWgsl } from "./rows.ts";
+import {
+  crossEntropyBackwardWasm,
+  crossEntropyMeanWasm,
+  crossEntropyRowsWasm,
+} from "./cross_entropy_wasm.ts";
 
 /** Parameters of the cross-entropy kernels: rows, classes per row, the target to skip. */
 export interface CrossEntropyParams {
@@ -114,6 +122,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l: 
       uniforms: uniforms(p),
     };
   },
+  wasm: crossEntropyRowsWasm,
   // logits and targets in rows with their stats.
   split: (inputs, outputs, p, limits) =>
     splitRows(inputs, outputs, p, limits, { cut: () => true, params: rowPieces }),
@@ -161,6 +170,7 @@ fn main(@builtin(local_invocation_id) l: vec3<u32>) {
       uniforms: uniforms(p),
     };
   },
+  wasm: crossEntropyMeanWasm,
 });
 
 /** dlogits [N, V] from logits, targets, stats, sums (for the count) and dy (a scalar). */
@@ -206,6 +216,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
       uniforms: uniforms(p),
     };
   },
+  wasm: crossEntropyBackwardWasm,
   // logits, targets, stats and dlogits in rows; sums and dy whole.
   split: (inputs, outputs, p, limits) =>
     splitRows(inputs, outputs, p, limits, { cut: (_a, i) => i < 3, params: rowPieces }),

@@ -10,6 +10,8 @@
 // from the blocks' joined row statistics exactly as crossEntropy over all rows reduces them, so
 // value and gradients equal crossEntropy(linear(x, W, b), targets) to float rounding. Blocks
 // hold at most `maxLogitsBytes` of logits (default: one storage binding of the device).
+// Its pieces are the matmul and cross-entropy kernels (wasm included: wasm.ts's products, the
+// row kernels of cross_entropy_wasm.ts); the backend's elementwise add, sum and cat join them.
 
 import { isGradEnabled, noGrad } from "../../engine/autograd.ts";
 import { full } from "../../engine/creation.ts";

@@ -11,6 +11,9 @@
 // the mean(g) term); dweight = Σ_rows dy·x̂ and dbias = Σ_rows dy in two steps, both already
 // barrier-free: partial sums over blocks of 64 rows (one invocation per column and block, grid
 // C/64 × N/64, so there is parallelism when C is small and N large), then a sum over blocks.
+// wasm (norm_wasm.ts): forward and dx over rows split by thread, f32x4 passes; the parameter
+// gradients as the same per-block partials (one block per thread item, rows added in order) and
+// a block-ordered sum with columns split by thread: independent of the thread count.
 
 import type { ArgInfo, DeviceTraits, LaunchPiece } from "../../engine/backend.ts";
 import type { Tensor } from "../../engine/tensor.ts";
@@ -23,6 +26,12 @@ import { narrowRows, type PieceSpan, splitRows } from "../../engine/split.ts";
 import { narrow, reshape } from "../shape/view.ts";
 import { sum } from "../reduce.ts";
 import { ROW_WG, rowGrid, rowMode, rowsOf, rowWgsl } from "./rows.ts";
+import {
+  normBackwardWasm,
+  normForwardWasm,
+  normParamPartialWasm,
+  normParamSumWasm,
+} from "./norm_wasm.ts";
 
 /** Which normalisation: LayerNorm or RMSNorm. */
 export type NormKind = "layer" | "rms";
@@ -133,6 +142,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l: 
       uniforms: uniforms(p),
     };
   },
+  wasm: normForwardWasm,
   split: (inputs, outputs, p, limits) =>
     splitRows(inputs, outputs, p, limits, { cut: (_a, i) => i === 0, params: rowPieces }),
   backward: (dy, { inputs: [x, w, b], saved: [stats], params: p }) =>
@@ -194,6 +204,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l: 
       uniforms: uniforms(p),
     };
   },
+  wasm: normBackwardWasm,
   // dy, x, stats and dx in rows; the weight whole.
   split: (inputs, outputs, p, limits) =>
     splitRows(inputs, outputs, p, limits, { cut: (_a, i) => i !== 2, params: rowPieces }),
@@ -245,6 +256,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
       uniforms: uniforms(p),
     };
   },
+  wasm: normParamPartialWasm,
   split: blockPieces,
 });
 
@@ -317,6 +329,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
       uniforms: uniforms(p, ceilDiv(p.rows, blockOf(p))),
     };
   },
+  wasm: normParamSumWasm,
 });
 
 function checkParam(op: string, x: Tensor, t: Tensor | null, what: string): void {

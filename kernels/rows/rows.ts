@@ -13,6 +13,7 @@
 // (before this cap, cross-entropy over GPT-2's 50257 classes returned ≈ 9.6 for ln V = 10.8);
 // on a real GPU "invocation" only for many short rows (loads are uncoalesced across a
 // row-strided warp, long rows want 64 lanes each), else "workgroup".
+// The wasm row kernels share wasm_math.ts instead (vector exp/log, row loops, thread shares).
 
 import type { DeviceTraits } from "../../engine/backend.ts";
 import { sizeOf } from "../../engine/shape.ts";

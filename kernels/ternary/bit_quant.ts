@@ -13,6 +13,8 @@
 // backward to x and g), and d w = d q_w · s_w.
 // Layouts: row-major; s_x one per row of x (its last axis is K); s_w 0-d. Launch shapes are the
 // underlying kernels': the quantiser's (ternary_quant.ts), elementwise 1-D grids for the rest.
+// wasm (bit_quant_wasm.ts): the three elementwise kernels over ranges of elements or rows split
+// by thread, bit-identical to the CPU (ternary levels from the float64 product).
 
 import type { Tensor } from "../../engine/tensor.ts";
 import { apply, applyAll, defineOp, type KernelOp } from "../../engine/op.ts";
@@ -27,6 +29,7 @@ import { abs, clamp, roundHalfEven } from "../elementwise/unary.ts";
 import { mean } from "../reduce.ts";
 import { mul } from "../elementwise/binary.ts";
 import { expand, reshape } from "../shape/view.ts";
+import { dequantizeWasm, reciprocalWasm, ternaryLevelsWasm } from "./bit_quant_wasm.ts";
 
 const F32_MAX = 3.4e38;
 
@@ -88,23 +91,31 @@ const activationLevelsOp = defineOp<QuantParams>({
 });
 
 /** The kernel of `ternaryLevels`: clamp(round(w·s), -1, 1) with s broadcast. */
-export const ternaryLevelsOp: KernelOp<void> = elementwiseOp<void>({
-  name: "ternary_levels",
-  wgsl: "clamp(round(a * b), -1.0, 1.0)",
-  cpu: ([w, s], y) => {
-    for (let i = 0; i < y.length; i++) y[i] = Math.max(-1, Math.min(1, roundHalfEven(w[i] * s[i])));
-  },
-  backward: (dy, { inputs: [_w, s] }) => [mul(dy, s), null],
-});
+export const ternaryLevelsOp: KernelOp<void> = {
+  ...elementwiseOp<void>({
+    name: "ternary_levels",
+    wgsl: "clamp(round(a * b), -1.0, 1.0)",
+    cpu: ([w, s], y) => {
+      for (let i = 0; i < y.length; i++) {
+        y[i] = Math.max(-1, Math.min(1, roundHalfEven(w[i] * s[i])));
+      }
+    },
+    backward: (dy, { inputs: [_w, s] }) => [mul(dy, s), null],
+  }),
+  wasm: ternaryLevelsWasm(() => ternaryLevelsOp),
+};
 
 /** The kernel of 1/x (used for the scale, where WGSL's pow would lose precision). */
-const reciprocalOp: KernelOp<void> = elementwiseOp<void>({
-  name: "reciprocal",
-  wgsl: "1.0 / a",
-  cpu: ([a], y) => {
-    for (let i = 0; i < y.length; i++) y[i] = 1 / a[i];
-  },
-});
+export const reciprocalOp: KernelOp<void> = {
+  ...elementwiseOp<void>({
+    name: "reciprocal",
+    wgsl: "1.0 / a",
+    cpu: ([a], y) => {
+      for (let i = 0; i < y.length; i++) y[i] = 1 / a[i];
+    },
+  }),
+  wasm: reciprocalWasm(() => reciprocalOp),
+};
 
 /** s_w = 1 / max(mean|w|, 1e-5) as a 0-d tensor on w's backend (no gradient). */
 export function ternaryScale(w: Tensor): Tensor {
@@ -125,20 +136,23 @@ export function ternaryLevels(w: Tensor): Levels {
 }
 
 /** The kernel of `dequantize`: y = acc · (1 / (s_w · s_x)), all three broadcast. */
-export const dequantizeOp: KernelOp<void> = elementwiseOp<void>({
-  name: "dequantize",
-  wgsl: "a * (1.0 / (c * b))",
-  cpu: ([acc, sx, sw], y) => {
-    const f = y instanceof Float32Array ? Math.fround : (v: number) => v;
-    for (let i = 0; i < y.length; i++) y[i] = acc[i] * f(1 / f(sw[i] * sx[i]));
-  },
-  // The scales are constants of the straight-through estimator: only acc gets a gradient.
-  backward: (dy, { inputs: [_acc, sx, sw] }) => [
-    apply(dequantizeOp, [dy, sx, sw], undefined),
-    null,
-    null,
-  ],
-});
+export const dequantizeOp: KernelOp<void> = {
+  ...elementwiseOp<void>({
+    name: "dequantize",
+    wgsl: "a * (1.0 / (c * b))",
+    cpu: ([acc, sx, sw], y) => {
+      const f = y instanceof Float32Array ? Math.fround : (v: number) => v;
+      for (let i = 0; i < y.length; i++) y[i] = acc[i] * f(1 / f(sw[i] * sx[i]));
+    },
+    // The scales are constants of the straight-through estimator: only acc gets a gradient.
+    backward: (dy, { inputs: [_acc, sx, sw] }) => [
+      apply(dequantizeOp, [dy, sx, sw], undefined),
+      null,
+      null,
+    ],
+  }),
+  wasm: dequantizeWasm(() => dequantizeOp),
+};
 
 /**
  * acc [..., N] (integer sums of levels) -> acc · (1 / (s_w · s_x)) with s_x [..., 1] per row

@@ -13,6 +13,8 @@
 // - "invocation" (software adapters, where barriers are expensive): one invocation per token,
 //   walking the same lane partials one after another; no barriers.
 // T and K travel in a uniform, so one pipeline serves every shape.
+// wasm (quant_wasm.ts): tokens split by thread, three f32x4 passes per token with the sum of
+// squares in the same lane order, so codes, scales, sums and rstd equal the CPU reference's.
 
 import { cpuContiguous, type Tensor } from "../../engine/tensor.ts";
 import type { CpuArg, DeviceTraits, Kernel } from "../../engine/backend.ts";
@@ -29,6 +31,7 @@ import {
   TERNARY_NORM_EPS,
   TERNARY_QUANT_WG,
 } from "./format.ts";
+import { activationLevelsWasm, ternaryQuantWasm } from "./quant_wasm.ts";
 
 /** Quantised activations on a device: what the ternary GEMV/GEMM consume. */
 export interface QuantizedActivations {
@@ -281,6 +284,7 @@ export const ternaryQuantOp: KernelOp<QuantParams> = defineOp<QuantParams>({
   webgpu(_inputs, _outputs, p, device) {
     return quantLaunch(p, "packed", device);
   },
+  wasm: ternaryQuantWasm,
   split: splitTokens,
 });
 
@@ -307,6 +311,7 @@ export const activationLevelsKernel: Kernel<QuantParams> = {
   webgpu(_inputs, _outputs, p, device) {
     return quantLaunch(p, "levels", device);
   },
+  wasm: activationLevelsWasm,
   split: splitTokens,
 };
 

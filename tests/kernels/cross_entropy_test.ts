@@ -1,12 +1,24 @@
 // crossEntropy: closed-form losses and gradients, ignoreIndex, errors, float64 gradient checks,
-// and WebGPU-vs-CPU parity of the loss and dlogits (rows longer than one workgroup, many rows).
+// WebGPU-vs-CPU parity of the loss and dlogits (rows longer than one workgroup, many rows), and
+// wasm-vs-CPU parity (odd sizes, ignored rows, views, the mean's chunks; 1 and 2 threads
+// bit-identical) through the wasm kernels themselves.
 
-import { deepStrictEqual, throws } from "node:assert/strict";
+import { deepStrictEqual, ok, throws } from "node:assert/strict";
 import { tensor } from "../../engine/creation.ts";
 import { Generator } from "../../engine/random.ts";
 import type { Backend } from "../../engine/backend.ts";
 import type { WebGpuBackend } from "../../engine/webgpu/backend.ts";
 import { crossEntropy, transpose } from "../../kernels/mod.ts";
+import {
+  crossEntropyBackwardOp,
+  crossEntropyCount,
+  crossEntropyGrad,
+  crossEntropyMean,
+  crossEntropyMeanOp,
+  crossEntropyRowsOp,
+  crossEntropyStats,
+} from "../../kernels/rows/cross_entropy.ts";
+import { MEAN_CHUNK } from "../../kernels/rows/cross_entropy_wasm.ts";
 import {
   assertClose,
   cpu,
@@ -17,8 +29,10 @@ import {
   settleGarbage,
   t64,
   values,
+  wasm,
 } from "../util.ts";
-import { inEachRowMode, poisonPool } from "./gpu_helpers.ts";
+import { inEachRowMode, poisonPool, wasmParity } from "./gpu_helpers.ts";
+import { countWasmCalls, ODD_SIZES } from "./wasm_helpers.ts";
 
 const ids = (v: number[], shape = [v.length], backend: Backend = cpu) =>
   tensor(Int32Array.from(v), shape, { backend });
@@ -155,4 +169,81 @@ Deno.test({
     }
     deepStrictEqual(live[2], live[1]);
   },
+});
+
+const CE_KERNELS = [crossEntropyRowsOp, crossEntropyMeanOp, crossEntropyBackwardOp];
+
+Deno.test("crossEntropy wasm matches cpu, 1 and 2 threads identical (odd sizes, ignored rows, views)", async () => {
+  const counts = await countWasmCalls(CE_KERNELS, async () => {
+    for (const n of ODD_SIZES) {
+      for (const v of ODD_SIZES) {
+        if (n * v > 70000) continue;
+        const gen = new Generator(freshSeed());
+        const t = Array.from(gen.integers(n, v), (c, i) => (i % 4 === 3 ? -1 : c));
+        await wasmParity(
+          `crossEntropy [${n}, ${v}]`,
+          (x) => crossEntropy(x, ids(t, [n], x.backend)),
+          [
+            { shape: [n, v], values: gen.normal(n * v).map((z) => 3 * z) },
+          ],
+        );
+      }
+    }
+    await wasmParity(
+      "crossEntropy transposed",
+      (x) => crossEntropy(transpose(x), ids([0, 4, 2], [3], x.backend)),
+      [{ shape: [5, 3] }],
+    );
+    await wasmParity(
+      "crossEntropy leading dims",
+      (x) => crossEntropy(x, ids([1, -1, 0, 3, -1, 2], [2, 3], x.backend)),
+      [{ shape: [2, 3, 4] }],
+    );
+    await wasmParity(
+      "crossEntropy all ignored",
+      (x) => crossEntropy(x, ids([-1, -1, -1], [3], x.backend)),
+      [{ shape: [3, 5] }],
+    );
+    // Past one chunk of the mean: chunk partials summed in order on every thread count.
+    const n = MEAN_CHUNK * 2 + 5;
+    const t = Array.from(new Generator(freshSeed()).integers(n, 3), (c, i) => (i % 5 ? c : -1));
+    await wasmParity(`crossEntropy [${n}, 3]`, (x) => crossEntropy(x, ids(t, [n], x.backend)), [{
+      shape: [n, 3],
+    }]);
+  });
+  ok(counts.every((c) => c >= 2 * 39), `wasm kernels ran ${counts} times`);
+});
+
+Deno.test("crossEntropy wasm: all ignored gives 0 and zero gradient, bad targets throw as on cpu", async () => {
+  const be = await wasm();
+  const x = t64([1, 2, 3, 4, 5, 6], [2, 3], be, true);
+  const none = crossEntropy(x, ids([-1, -1], [2], be));
+  deepStrictEqual(await none.item(), 0);
+  none.backward();
+  deepStrictEqual(Array.from(await values(x.grad!)), [0, 0, 0, 0, 0, 0]);
+  throws(
+    () => crossEntropy(x, ids([0, 3], [2], be)),
+    /crossEntropy: target 3 at row 1 is out of range \[0, 3\)/,
+  );
+  throws(() => crossEntropy(x, ids([-2, 0], [2], be)), /target -2 at row 0/);
+});
+
+Deno.test("crossEntropy wasm: the row-block pieces (stats, count, grad) match cpu", async () => {
+  const gen = new Generator(freshSeed());
+  const [n, v] = [37, 66];
+  const x = gen.normal(n * v);
+  const t = Array.from(gen.integers(n, v), (c, i) => (i % 3 ? c : 5));
+  const run = async (b: Backend) => {
+    const logits = t64(x, [n, v], b);
+    const targets = ids(t, [n], b);
+    const stats = crossEntropyStats(logits, targets, 5);
+    const count = crossEntropyCount(targets, 5, logits.dtype);
+    const one = t64([2], [], b);
+    const grad = crossEntropyGrad(logits, targets, stats, count, one, 5);
+    const mean = crossEntropyMean(stats, targets, 5);
+    return [await values(stats), await values(count), await values(grad), await values(mean)];
+  };
+  const want = await run(cpu);
+  const got = await run(await wasm());
+  got.forEach((g, i) => assertClose(g, want[i], { atol: 1e-5, rtol: 1e-4, msg: `piece ${i}` }));
 });

@@ -1,13 +1,26 @@
 // embedding: lookup and scatter-add backward by hand, errors, float64 gradient checks with
-// repeated ids and views, WebGPU-vs-CPU parity, and the documented GPU out-of-range behaviour.
+// repeated ids and views, WebGPU-vs-CPU parity, the documented GPU out-of-range behaviour, and
+// wasm-vs-CPU parity (odd sizes; 1 and 2 threads bit-identical) through the wasm kernels.
 
 import { deepStrictEqual, ok, throws } from "node:assert/strict";
 import { tensor } from "../../engine/creation.ts";
 import { Generator } from "../../engine/random.ts";
 import type { Backend } from "../../engine/backend.ts";
 import { embedding, idsPerPass, transpose } from "../../kernels/mod.ts";
-import { assertClose, cpu, freshSeed, gpu, gradCheck, hasWebGPU, t64, values } from "../util.ts";
-import { poisonPool } from "./gpu_helpers.ts";
+import { embeddingBackwardOp, embeddingOp } from "../../kernels/embedding.ts";
+import {
+  assertClose,
+  cpu,
+  freshSeed,
+  gpu,
+  gradCheck,
+  hasWebGPU,
+  t64,
+  values,
+  wasm,
+} from "../util.ts";
+import { poisonPool, wasmParity } from "./gpu_helpers.ts";
+import { countWasmCalls, ODD_SIZES } from "./wasm_helpers.ts";
 
 const ids = (v: number[], shape = [v.length], backend: Backend = cpu) =>
   tensor(Int32Array.from(v), shape, { backend });
@@ -117,4 +130,49 @@ Deno.test({
       deepStrictEqual(grads[1], grads[0], `V ${V} C ${C} N ${N} seed ${seed}`);
     }
   },
+});
+
+Deno.test("embedding wasm matches cpu, 1 and 2 threads identical (odd V, C, N, repeated ids, views)", async () => {
+  const counts = await countWasmCalls([embeddingOp, embeddingBackwardOp], async () => {
+    for (const V of [1, 3, 65]) {
+      for (const C of ODD_SIZES) {
+        for (const N of [1, 7, 768, 1001]) {
+          if (N * C > 300000) continue;
+          const idv = Array.from(new Generator(freshSeed()).integers(N, V));
+          await wasmParity(
+            `embedding V=${V} C=${C} N=${N}`,
+            (w) => embedding(w, ids(idv, [N], w.backend)),
+            [{ shape: [V, C] }],
+          );
+        }
+      }
+    }
+    await wasmParity(
+      "embedding transposed weight, 2-d ids",
+      (w) => embedding(transpose(w), ids([2, 1, 2, 0, 0, 1], [2, 3], w.backend)),
+      [{ shape: [5, 3] }],
+    );
+  });
+  ok(counts.every((c) => c >= 2 * 58), `wasm kernels ran ${counts} times`);
+});
+
+Deno.test("embedding wasm: bad ids throw as on cpu; several backward passes sum exactly", async () => {
+  const be = await wasm();
+  const w = t64([1, 2, 3, 4, 5, 6], [3, 2], be);
+  throws(
+    () => embedding(w, ids([0, 3], [2], be)),
+    /embedding: id 3 at position 1 is out of range \[0, 3\) for weight \[3, 2\]/,
+  );
+  throws(() => embedding(w, ids([-1], [1], be)), /embedding: id -1 at position 0/);
+  const [V, C, N] = [5, 9, 40001];
+  ok(N > idsPerPass(C), "the case needs several passes");
+  const idv = Int32Array.from({ length: N }, (_, k) => (k * 7) % V);
+  const dyv = Float32Array.from({ length: N * C }, (_, i) => ((i * 37) % 11) - 5);
+  const grads: Float32Array[] = [];
+  for (const b of [cpu, be]) {
+    const wt = tensor(new Float32Array(V * C), [V, C], { backend: b, requiresGrad: true });
+    embedding(wt, tensor(idv, [N], { backend: b })).backward(tensor(dyv, [N, C], { backend: b }));
+    grads.push(Float32Array.from(await wt.grad!.data()));
+  }
+  deepStrictEqual(grads[1], grads[0]);
 });

@@ -1,7 +1,8 @@
 // linearCrossEntropy (kernels/rows/linear_cross_entropy.ts): the mean cross-entropy of x·Wᵀ + b
 // over blocks of tokens equals crossEntropy(linear(x, W, b)) in value and in every gradient, for
 // any block size, with ignored targets, with and without a bias; finite differences agree in
-// float64; under noGrad nothing is saved; WebGPU matches the CPU; a block that cannot hold one
+// float64; under noGrad nothing is saved; WebGPU and wasm match the CPU (on wasm its matmul and
+// cross-entropy pieces run their wasm kernels, on 1 and 2 threads); a block that cannot hold one
 // token's logits is refused.
 
 import { ok, strictEqual, throws } from "node:assert/strict";
@@ -11,7 +12,23 @@ import { DeviceLimitError } from "../../engine/errors.ts";
 import { noGrad } from "../../engine/autograd.ts";
 import type { Tensor } from "../../engine/tensor.ts";
 import { add, crossEntropy, linearCrossEntropy, matmul, transpose } from "../../kernels/mod.ts";
-import { assertClose, cpu, freshSeed, gpu, gradCheck, hasWebGPU, randnArray } from "../util.ts";
+import {
+  assertClose,
+  cpu,
+  freshSeed,
+  gpu,
+  gradCheck,
+  hasWebGPU,
+  randnArray,
+  wasm,
+} from "../util.ts";
+import { countWasmCalls } from "./wasm_helpers.ts";
+import { matmulOp } from "../../kernels/matmul/matmul.ts";
+import {
+  crossEntropyBackwardOp,
+  crossEntropyMeanOp,
+  crossEntropyRowsOp,
+} from "../../kernels/rows/cross_entropy.ts";
 
 const [N, C, V] = [11, 6, 9];
 
@@ -112,4 +129,63 @@ Deno.test({
       ok(true);
     }
   },
+});
+
+Deno.test("linearCrossEntropy on wasm matches the CPU, its row and matmul pieces in wasm", async () => {
+  const seed = freshSeed();
+  const be = await wasm();
+  const counts = await countWasmCalls(
+    [matmulOp, crossEntropyRowsOp, crossEntropyMeanOp, crossEntropyBackwardOp],
+    async () => {
+      for (const threads of [2, 1]) {
+        be.ctx.threadLimit = threads;
+        for (const rows of [1, 4, N]) {
+          for (const bias of [true, false]) {
+            const w = both(be, "f32", rows, bias, seed);
+            const c = both(cpu, "f64", rows, bias, seed);
+            for (let i = 0; i < w.fused.length; i++) {
+              const msg = `blocks of ${rows}, bias ${bias}, output ${i}, seed ${seed}, ${threads}`;
+              assertClose(await w.fused[i].data(), await c.fused[i].data(), {
+                atol: 1e-5,
+                rtol: 1e-4,
+                msg,
+              });
+              // The fused op and crossEntropy(linear) on wasm agree too.
+              assertClose(await w.fused[i].data(), await w.reference[i].data(), {
+                atol: 1e-5,
+                rtol: 1e-4,
+                msg: `${msg} vs unfused`,
+              });
+            }
+          }
+        }
+      }
+    },
+  ).finally(() => (be.ctx.threadLimit = Infinity));
+  ok(counts.every((n) => n > 0), `wasm kernels ran ${counts} times`);
+});
+
+Deno.test("linearCrossEntropy on wasm at the baby GPT's lm_head: [768, 128] · [65, 128]ᵀ", async () => {
+  const be = await wasm();
+  const seed = freshSeed();
+  const ids = Int32Array.from({ length: 768 }, (_, i) => (i * 7 + seed) % 65);
+  const run = async (b: Backend) => {
+    const dtype = b.name === "cpu" ? "f64" : "f32";
+    const x = fromArray(Float64Array.from(randnArray(768 * 128, seed)), [768, 128], {
+      backend: b,
+      dtype,
+      requiresGrad: true,
+    });
+    const w = fromArray(Float64Array.from(randnArray(65 * 128, seed + 1)), [65, 128], {
+      backend: b,
+      dtype,
+      requiresGrad: true,
+    });
+    const y = fromArray(ids, [768], { backend: b, dtype: "i32" });
+    const loss = linearCrossEntropy(x, w, null, y);
+    loss.backward();
+    return [await loss.data(), await x.grad!.data(), await w.grad!.data()];
+  };
+  const [got, want] = [await run(be), await run(cpu)];
+  got.forEach((g, i) => assertClose(g, want[i], { atol: 1e-5, rtol: 1e-3, msg: `output ${i}` }));
 });

@@ -1,9 +1,10 @@
 // Matmul: NumPy semantics (1-D promotion, batched, broadcast batch dims), transposed and
 // narrowed operands read through their strides, the inner-dims error, finite-difference
-// gradients, WebGPU-vs-CPU parity at odd sizes (tolerance 1e-3 once K >= 129), and k ranges
-// past llvmpipe's loop cap.
+// gradients, WebGPU-vs-CPU parity at odd sizes (tolerance 1e-3 once K >= 129), k ranges past
+// llvmpipe's loop cap, and wasm-vs-CPU parity through the op (values and gradients, 1 and 2
+// threads to the bit) at odd sizes and at the baby GPT's shapes, the decode step's M = 1.
 
-import { deepStrictEqual, throws } from "node:assert/strict";
+import { deepStrictEqual, ok, throws } from "node:assert/strict";
 import type { Tensor } from "../../engine/tensor.ts";
 import { contiguous, matmul, narrow, transpose } from "../../kernels/mod.ts";
 import { fromArray } from "../../engine/creation.ts";
@@ -17,7 +18,9 @@ import {
   t64,
   values,
 } from "../util.ts";
-import { gpuParity } from "./gpu_helpers.ts";
+import { gpuParity, wasmParity } from "./gpu_helpers.ts";
+import { countWasmCalls } from "./wasm_helpers.ts";
+import { matmulOp } from "../../kernels/matmul/matmul.ts";
 
 /** Naive reference: C[b] = A[b] · B[b] over row-major [batch, M, K] and [batch, K, N]. */
 function naive(
@@ -182,6 +185,47 @@ Deno.test({
       { shape: [3, 17, 5] },
     ]);
   },
+});
+
+Deno.test("matmul wasm parity: odd sizes, batches, broadcasts, views, gradients, model shapes", async () => {
+  const [calls] = await countWasmCalls([matmulOp], async () => {
+    for (const [name, sa, sb, f] of CASES) {
+      await wasmParity(name, f, [{ shape: sa }, { shape: sb }]);
+    }
+    const dims: [number, number, number][] = [
+      [1, 1, 1],
+      [3, 17, 65],
+      [65, 3, 17],
+      [17, 129, 3],
+      [129, 65, 1],
+      [1, 129, 129],
+      [1, 1001, 7],
+    ];
+    for (const [M, K, N] of dims) {
+      const tol = K >= 129 || M >= 129 || N >= 129 ? 1e-3 : 1e-4;
+      await wasmParity(`[${M}, ${K}] · [${K}, ${N}]`, matmul, [{ shape: [M, K] }, {
+        shape: [K, N],
+      }], { tol });
+    }
+    const linear = (x: Tensor, w: Tensor) => matmul(x, transpose(w));
+    await wasmParity("qkv [768, 128] · [384, 128]ᵀ", linear, [{ shape: [768, 128] }, {
+      shape: [384, 128],
+    }], { tol: 1e-3 });
+    await wasmParity("attention [12, 4, 64, 32] · kᵀ", linear, [{ shape: [12, 4, 64, 32] }, {
+      shape: [12, 4, 64, 32],
+    }], { tol: 1e-3 });
+    await wasmParity("attention [12, 4, 64, 64] · v", matmul, [{ shape: [12, 4, 64, 64] }, {
+      shape: [12, 4, 64, 32],
+    }], { tol: 1e-3 });
+    await wasmParity("decode [1, 1, 128] · [512, 128]ᵀ", linear, [{ shape: [1, 1, 128] }, {
+      shape: [512, 128],
+    }], { tol: 1e-3 });
+    await wasmParity("decode attention [1, 4, 1, 32] · [1, 4, 37, 32]ᵀ", linear, [
+      { shape: [1, 4, 1, 32] },
+      { shape: [1, 4, 37, 32] },
+    ]);
+  });
+  ok(calls > 0, `matmul ran its wasm ${calls} times`);
 });
 
 // Regression: llvmpipe ends an invocation's loops after 65535 iterations in all, without an

@@ -1,10 +1,18 @@
 // layerNorm / rmsNorm: closed-form values, errors, float64 gradient checks (size-1 dims, views,
-// more rows than one dweight block), WebGPU-vs-CPU parity and flat GPU memory over steps.
+// more rows than one dweight block), WebGPU-vs-CPU parity and flat GPU memory over steps, and
+// wasm-vs-CPU parity (odd sizes, with and without bias; 1 and 2 threads bit-identical) through
+// the wasm kernels themselves.
 
-import { deepStrictEqual, strictEqual, throws } from "node:assert/strict";
+import { deepStrictEqual, ok, strictEqual, throws } from "node:assert/strict";
 import { tidy } from "../../engine/scope.ts";
 import type { WebGpuBackend } from "../../engine/webgpu/backend.ts";
 import { layerNorm, mul, rmsNorm, sum, transpose } from "../../kernels/mod.ts";
+import {
+  normBackwardOp,
+  normForwardOp,
+  normParamPartialOp,
+  normParamSumOp,
+} from "../../kernels/rows/norm.ts";
 import {
   assertClose,
   cpu,
@@ -16,7 +24,8 @@ import {
   t64,
   values,
 } from "../util.ts";
-import { gpuParity, inEachRowMode } from "./gpu_helpers.ts";
+import { gpuParity, inEachRowMode, wasmParity } from "./gpu_helpers.ts";
+import { countWasmCalls, ODD_SIZES } from "./wasm_helpers.ts";
 
 Deno.test("layerNorm and rmsNorm of known rows", async () => {
   const x = t64([1, 2, 3, 4, 2, 2, 2, 2], [2, 4]);
@@ -158,4 +167,42 @@ Deno.test({
     }
     deepStrictEqual(live[2], live[1]);
   },
+});
+
+const NORM_KERNELS = [normForwardOp, normBackwardOp, normParamPartialOp, normParamSumOp];
+
+Deno.test("norms wasm match cpu, 1 and 2 threads identical (odd rows and C, bias or not, views)", async () => {
+  const counts = await countWasmCalls(NORM_KERNELS, async () => {
+    for (const n of ODD_SIZES) {
+      for (const c of ODD_SIZES) {
+        if (n * c > 70000) continue;
+        const tol = c > 64 || n > 64 ? 1e-3 : 1e-4;
+        await wasmParity(`layerNorm [${n}, ${c}]`, (x, w, b) => layerNorm(x, w, b), [
+          { shape: [n, c] },
+          { shape: [c] },
+          { shape: [c] },
+        ], { tol });
+        // With C = 1, dx = g·eps·rstd³ cancels to ~1e-4 of its natural scale |g·rstd| in f32.
+        await wasmParity(`rmsNorm [${n}, ${c}]`, (x, w) => rmsNorm(x, w), [
+          { shape: [n, c] },
+          { shape: [c] },
+        ], { tol: c === 1 ? 1e-2 : tol });
+        await wasmParity(`layerNorm no bias [${n}, ${c}]`, (x, w) => layerNorm(x, w), [
+          { shape: [n, c] },
+          { shape: [c] },
+        ], { tol: c === 1 ? 1e-2 : tol });
+      }
+    }
+    await wasmParity("layerNorm transposed", (x, w, b) => layerNorm(transpose(x), w, b), [
+      { shape: [17, 3] },
+      { shape: [17] },
+      { shape: [17] },
+    ]);
+    await wasmParity("layerNorm [768, 128] (baby GPT)", (x, w, b) => layerNorm(x, w, b), [
+      { shape: [768, 128] },
+      { shape: [128] },
+      { shape: [128] },
+    ], { tol: 1e-3 });
+  });
+  ok(counts.every((c) => c >= 2 * 3 * 30), `wasm kernels ran ${counts} times`);
 });

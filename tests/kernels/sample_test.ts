@@ -1,6 +1,7 @@
 // Sampling: topk (sorted, ties by lower index), multinomial and sampleLogits (temperature,
-// top-k, top-p, greedy): hand cases, draw frequencies, the same draws on CPU and WebGPU for the
-// same seed, the wide-workgroup path for long rows, and argument errors.
+// top-k, top-p, greedy): hand cases and draw frequencies on every backend, the same draws on
+// CPU and WebGPU for the same seed, exactly the CPU's draws on wasm (1 and 2 threads), the
+// wide-workgroup path for long rows, and argument errors.
 
 import { deepStrictEqual, ok, strictEqual, throws } from "node:assert/strict";
 import type { Backend } from "../../engine/backend.ts";
@@ -8,11 +9,14 @@ import type { Tensor } from "../../engine/tensor.ts";
 import { Generator } from "../../engine/random.ts";
 import { tensor } from "../../engine/creation.ts";
 import { multinomial, sampleLogits, topk, transpose } from "../../kernels/mod.ts";
-import { cpu, freshSeed, gpu, hasWebGPU, randnArray, t64, values } from "../util.ts";
+import { cpu, freshSeed, gpu, hasWebGPU, randnArray, t64, values, wasm } from "../util.ts";
 import { poisonPool } from "./gpu_helpers.ts";
+import { countWasmCalls } from "./wasm_helpers.ts";
+import { multinomialOp, sampleLogitsOp, topkRowsOp } from "../../kernels/sample.ts";
+import { sampleModule } from "../../kernels/sample_wasm.ts";
 
 async function backends(): Promise<Backend[]> {
-  return hasWebGPU ? [cpu, await gpu()] : [cpu];
+  return [cpu, ...(hasWebGPU ? [await gpu()] : []), await wasm()];
 }
 
 async function ints(t: Tensor): Promise<number[]> {
@@ -251,4 +255,131 @@ Deno.test("sampleLogits argument errors", () => {
   throws(() => sampleLogits(x, { topK: -1 }), /topK must be a non-negative integer, got -1/);
   throws(() => sampleLogits(x, { topP: 0 }), /topP must be in \(0, 1\], got 0/);
   throws(() => sampleLogits(x, { topP: 1.5 }), /topP must be in \(0, 1\], got 1.5/);
+});
+
+Deno.test("topk on wasm equals cpu exactly at odd sizes, with ties, -0 and a transposed input", async () => {
+  const be = await wasm();
+  const [calls] = await countWasmCalls([topkRowsOp], async () => {
+    const cases: [number[], number, number][] = [
+      [[1, 1], 1, -1],
+      [[3, 17], 3, -1],
+      [[2, 65], 17, 1],
+      [[1, 129], 129, -1],
+      [[17, 3], 5, 0],
+      [[7, 1001], 33, -1],
+      [[65, 7], 7, -1],
+    ];
+    for (const threads of [2, 1]) {
+      be.ctx.threadLimit = threads;
+      for (const [shape, k, axis] of cases) {
+        const seed = freshSeed();
+        const v = Array.from(randnArray(shape[0] * shape[1], seed), (x) => Math.round(3 * x) / 2);
+        v[0] = -0; // ties with +0, ranked by index
+        const want = topk(t64(v, shape), k, axis);
+        const xw = t64(v, shape, be);
+        poisonPool(be, [k * shape[0] * 4, k * shape[1] * 4]);
+        const got = topk(xw, k, axis);
+        const msg = `topk ${shape} k=${k} axis ${axis} (seed ${seed}, ${threads} thread(s))`;
+        deepStrictEqual(await values(got.values), await values(want.values), msg);
+        deepStrictEqual(await ints(got.indices), await ints(want.indices), msg);
+      }
+    }
+    be.ctx.threadLimit = Infinity;
+    const x = t64(randnArray(5 * 7, 1), [5, 7]);
+    const want = topk(transpose(x), 2);
+    const got = topk(transpose(t64(await values(x), [5, 7], be)), 2);
+    deepStrictEqual(await ints(got.indices), await ints(want.indices));
+  });
+  ok(calls >= 2 * 7 + 1, `topk ran its wasm ${calls} times`);
+});
+
+Deno.test("multinomial on wasm draws exactly the cpu's draws for the same seed", async () => {
+  const be = await wasm();
+  const [calls] = await countWasmCalls([multinomialOp], async () => {
+    for (const threads of [2, 1]) {
+      be.ctx.threadLimit = threads;
+      for (
+        const [N, V, ns] of [[1, 1, 3], [2, 3, 17], [3, 17, 5], [1, 65, 40], [33, 129, 9], [
+          4,
+          1001,
+          3,
+        ]]
+      ) {
+        const seed = freshSeed();
+        const p = Array.from(
+          randnArray(N * V, seed),
+          (x, i) => (i % 5 === 0 ? -x * x : Math.exp(x)),
+        );
+        const want = await ints(
+          multinomial(t64(p, [N, V]), ns, { generator: new Generator(seed) }),
+        );
+        const pw = t64(p, [N, V], be);
+        poisonPool(be, N * ns * 4);
+        const got = await ints(multinomial(pw, ns, { generator: new Generator(seed) }));
+        deepStrictEqual(got, want, `multinomial [${N}, ${V}] x${ns} (seed ${seed}, ${threads})`);
+      }
+    }
+  }).finally(() => (be.ctx.threadLimit = Infinity));
+  ok(calls >= 12, `multinomial ran its wasm ${calls} times`);
+});
+
+Deno.test("sampleLogits on wasm draws the cpu's draws for the same seed (top-k, top-p, ties)", async () => {
+  const be = await wasm();
+  const configs = [
+    {},
+    { temperature: 0.7, topK: 5 },
+    { topP: 0.9 },
+    { temperature: 1.3, topK: 10, topP: 0.8 },
+    { topK: 1 },
+  ];
+  const shapes = [[1, 1], [3, 3], [2, 17], [5, 65], [4, 33, 1], [3, 129], [2, 4099], [9, 7, 1]];
+  const [calls] = await countWasmCalls([sampleLogitsOp], async () => {
+    for (const threads of [2, 1]) {
+      be.ctx.threadLimit = threads;
+      for (const [N, V, ties] of shapes) {
+        const seed = freshSeed();
+        const logits = Array.from(randnArray(N * V, seed), (x) => (ties ? Math.round(x) : 2 * x));
+        const xc = t64(logits, [N, V]);
+        const xw = t64(logits, [N, V], be);
+        for (const o of configs) {
+          const [gc, gw] = [new Generator(seed), new Generator(seed)];
+          const want: number[] = [];
+          const got: number[] = [];
+          for (let i = 0; i < 4; i++) {
+            want.push(...await ints(sampleLogits(xc, { ...o, generator: gc })));
+            poisonPool(be, N * 4);
+            got.push(...await ints(sampleLogits(xw, { ...o, generator: gw })));
+          }
+          const msg = `sampleLogits [${N}, ${V}] ${JSON.stringify(o)} (seed ${seed}, ${threads})`;
+          deepStrictEqual(got, want, msg);
+        }
+      }
+    }
+  }).finally(() => (be.ctx.threadLimit = Infinity));
+  ok(calls >= 2 * shapes.length * 5 * 4, `sample_logits ran its wasm ${calls} times`);
+});
+
+Deno.test("sampling's float64 exp on wasm is within 1 ulp of Math.exp", async () => {
+  const be = await wasm();
+  const mod = be.ctx.module(...sampleModule());
+  const n = 1 << 16;
+  const [xp, yp] = [be.heap.alloc(8 * n), be.heap.alloc(8 * n)];
+  const xs = be.heap.f64(xp, n);
+  for (let i = 0; i < n; i++) xs[i] = -745 + (745.5 * i) / (n - 1) + (i % 3) * 1e-9;
+  xs.set([0, -0, -1e-30, -Infinity, NaN, 1e-300, -745.2, 700], 0);
+  be.ctx.run(mod, "exp", [n, xp, yp], 1);
+  const [x, y] = [be.heap.f64(xp, n), be.heap.f64(yp, n)];
+  let equal = 0;
+  for (let i = 0; i < n; i++) {
+    const want = Math.exp(x[i]);
+    if (Object.is(y[i], want)) {
+      equal++;
+      continue;
+    }
+    const ulp = want === 0 ? 5e-324 : 2 ** (Math.floor(Math.log2(Math.abs(want))) - 52);
+    ok(Math.abs(y[i] - want) <= Math.max(ulp, 5e-324), `exp(${x[i]}) = ${y[i]}, Math.exp ${want}`);
+  }
+  ok(equal > 0.8 * n, `${equal} of ${n} equal to Math.exp`);
+  be.heap.free(xp);
+  be.heap.free(yp);
 });

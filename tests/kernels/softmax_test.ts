@@ -1,11 +1,24 @@
 // softmax / logSoftmax: closed-form values, float64 gradient checks (size-1 dims, views, other
-// axes) and WebGPU-vs-CPU parity in both row modes (workgroup per row, invocation per row) with
-// rows longer than one workgroup.
+// axes), WebGPU-vs-CPU parity in both row modes (workgroup per row, invocation per row) with
+// rows longer than one workgroup, and wasm-vs-CPU parity (odd sizes for the SIMD tails and
+// thread splits; one and two threads bit-identical) through the wasm kernels themselves.
 
-import { deepStrictEqual, throws } from "node:assert/strict";
+import { deepStrictEqual, ok, throws } from "node:assert/strict";
 import { logSoftmax, softmax, transpose } from "../../kernels/mod.ts";
-import { assertClose, cpu, gpu, gradCheck, hasWebGPU, t64, values } from "../util.ts";
-import { gpuParity, inEachRowMode, poisonPool } from "./gpu_helpers.ts";
+import { softmaxBackwardOp, softmaxOp } from "../../kernels/rows/softmax.ts";
+import {
+  assertClose,
+  cpu,
+  gpu,
+  gradCheck,
+  hasWebGPU,
+  randnArray,
+  t64,
+  values,
+  wasm,
+} from "../util.ts";
+import { gpuParity, inEachRowMode, poisonPool, wasmParity } from "./gpu_helpers.ts";
+import { countWasmCalls, ODD_SIZES } from "./wasm_helpers.ts";
 import { forceRowMode, rowMode } from "../../kernels/rows/rows.ts";
 
 Deno.test("softmax and logSoftmax of known vectors", async () => {
@@ -113,4 +126,38 @@ Deno.test({
       x.dispose();
     });
   },
+});
+
+Deno.test("softmax wasm matches cpu, 1 and 2 threads identical (odd rows and lengths, views)", async () => {
+  const [fwd, bwd] = await countWasmCalls([softmaxOp, softmaxBackwardOp], async () => {
+    for (const n of ODD_SIZES) {
+      for (const len of [1, 3, 7, 33, 65, 1001]) {
+        if (n * len > 70000) continue;
+        const shape = [n, len];
+        await wasmParity(`softmax [${shape}]`, (x) => softmax(x), [{ shape }]);
+        await wasmParity(`logSoftmax [${shape}]`, (x) => logSoftmax(x), [{ shape }]);
+      }
+    }
+    await wasmParity("softmax axis 0", (x) => softmax(x, 0), [{ shape: [70, 3] }]);
+    await wasmParity("logSoftmax transposed", (x) => logSoftmax(transpose(x)), [{
+      shape: [9, 4],
+    }]);
+    await wasmParity("softmax [3072, 64] (attention)", (x) => softmax(x), [{ shape: [3072, 64] }]);
+    await wasmParity("softmax wide logits", (x) => softmax(x), [{
+      shape: [5, 333],
+      values: randnArray(5 * 333, 3).map((v) => 30 * v),
+    }]);
+  });
+  ok(fwd >= 2 * 2 * 36 && bwd >= 2 * 2 * 36, `wasm kernels ran ${fwd} and ${bwd} times`);
+});
+
+Deno.test("softmax wasm: -inf masked scores give exactly 0, an all -inf row NaN", async () => {
+  const be = await wasm();
+  const v = [0.5, -Infinity, 2, -Infinity, -1, 3, 7, -Infinity, -Infinity, -Infinity];
+  const want = await values(softmax(t64(v, [2, 5], cpu)));
+  const y = await values(softmax(t64(v, [2, 5], be)));
+  assertClose(y, want);
+  deepStrictEqual([y[1], y[3], y[7], y[8], y[9]], [0, 0, 0, 0, 0]);
+  const nan = await values(softmax(t64([-Infinity, -Infinity, -Infinity], [1, 3], be)));
+  ok(nan.every(Number.isNaN), `${nan}`);
 });

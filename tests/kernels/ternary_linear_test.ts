@@ -1,5 +1,6 @@
 // PackedBitLinear: packBitLinear + forward (GEMV for one token, GEMM otherwise) against the
-// BitLinear training path (fake-quant) through nn's inference seam, on the CPU and WebGPU;
+// BitLinear training path (fake-quant) through nn's inference seam, on the CPU, WebGPU and wasm
+// (where the quantiser, the ternary product and the scaling all run their wasm kernels);
 // safetensors records round-trip through nn/safetensors.ts; GPU memory stays flat.
 
 import { deepStrictEqual, ok, strictEqual, throws } from "node:assert/strict";
@@ -15,7 +16,7 @@ import {
 } from "../../kernels/ternary/linear.ts";
 import { BitLinear } from "../../nn/bitlinear.ts";
 import { readSafetensors, writeSafetensors } from "../../nn/safetensors.ts";
-import { cpu, gpu, hasWebGPU, randnArray, settleGarbage } from "../util.ts";
+import { cpu, gpu, hasWebGPU, randnArray, settleGarbage, wasm } from "../util.ts";
 
 const [IN, OUT] = [100, 17];
 
@@ -52,12 +53,16 @@ function assertRows(a: ArrayLike<number>, b: ArrayLike<number>, N: number, msg: 
 
 // Fixed seeds: at a value within f32 rounding of a tie (k + 0.5) the f32 quantiser and the
 // float64 fake-quant may pick neighbouring integers; these seeds have none.
-for (const [name, useGpu] of [["cpu", false], ["webgpu", true]] as const) {
+for (const name of ["cpu", "webgpu", "wasm"] as const) {
   Deno.test({
     name: `PackedBitLinear on ${name} matches BitLinear's fake-quant forward via the seam`,
-    ignore: useGpu && !hasWebGPU,
+    ignore: name === "webgpu" && !hasWebGPU,
     async fn() {
-      const backend: Backend = useGpu ? await gpu() : cpu;
+      const backend: Backend = name === "webgpu"
+        ? await gpu()
+        : name === "wasm"
+        ? await wasm()
+        : cpu;
       const bl = bitLinear(11);
       const packed = await packBitLinear(bl.weight, bl.norm.weight, bl.bias, { backend });
       strictEqual(packed.outFeatures, OUT);

@@ -1,6 +1,7 @@
 // Packed ternary/int8 formats and the CPU references of kernels/ternary.ts: round trips, the
 // documented bit layout, absmean and absmax quantisers against independent float64 definitions,
-// and the activation quantiser kernel on WebGPU against the CPU (bytes and sums exact).
+// and the activation quantiser kernel on WebGPU and wasm against the CPU (bytes and sums exact;
+// on wasm the scales too, on 1 and 2 threads).
 
 import { deepStrictEqual, ok, strictEqual, throws } from "node:assert/strict";
 import { Generator } from "../../engine/random.ts";
@@ -18,7 +19,7 @@ import {
 } from "../../kernels/ternary/format.ts";
 import { roundHalfEven } from "../../kernels/elementwise/unary.ts";
 import { packActivations } from "../../kernels/ternary/quant.ts";
-import { assertClose, cpu, freshSeed, gpu, hasWebGPU, randnArray } from "../util.ts";
+import { assertClose, cpu, freshSeed, gpu, hasWebGPU, randnArray, wasm } from "../util.ts";
 
 /** Random values in {-1, 0, 1}. */
 function randomTernary(n: number, seed: number): Int8Array {
@@ -141,6 +142,31 @@ Deno.test({
       }
     }
   },
+});
+
+Deno.test("packActivations on wasm equals the CPU quantiser exactly (bytes, sums, scales)", async () => {
+  const be = await wasm();
+  const seed = freshSeed();
+  for (const threads of [2, 1]) {
+    be.ctx.threadLimit = threads;
+    try {
+      for (const [T, K] of [[1, 1], [1, 15], [3, 16], [2, 17], [5, 100], [2, 333], [1, 2048]]) {
+        const x = Float32Array.from(randnArray(T * K, seed + K), (v, i) => (i % 7 ? v : 3 * v));
+        const g = Float32Array.from(randnArray(K, seed + 2 * K + 1));
+        const ref = quantizeActivationsCpu(x, g, T, K);
+        const xa = packActivations(
+          fromArray(x, [T, K], { backend: be }),
+          fromArray(g, [K], { backend: be }),
+        );
+        const msg = `wasm [${T}, ${K}] seed ${seed}, ${threads} thread(s)`;
+        deepStrictEqual(await xa.data.data(), ref.packed, `${msg} bytes`);
+        deepStrictEqual(await xa.sum.data(), ref.sum, `${msg} sums`);
+        deepStrictEqual(await xa.scale.data(), ref.scale, `${msg} scales`);
+      }
+    } finally {
+      be.ctx.threadLimit = Infinity;
+    }
+  }
 });
 
 Deno.test("packActivations: shapes, leading dims and errors", async () => {

@@ -10,7 +10,16 @@ import { WasmBackend } from "../../engine/wasm/backend.ts";
 import type { WasmArg } from "../../engine/wasm/context.ts";
 import { KernelContext } from "../../engine/wasm/context.ts";
 import { matmulOp } from "../../kernels/matmul/matmul.ts";
-import { KC, type MatmulDims, matmulPlan, matmulWasm, MR, NR } from "../../kernels/matmul/wasm.ts";
+import {
+  forceMatmulModes,
+  KC,
+  type MatmulDims,
+  matmulPlan,
+  matmulWasm,
+  MODES,
+  MR,
+  NR,
+} from "../../kernels/matmul/wasm.ts";
 
 const be = await WasmBackend.create({ threads: 2, idleMs: Infinity });
 const seed = Date.now() % 100000;
@@ -127,7 +136,7 @@ Deno.test("wasm matmul: 1 and 2 threads give identical bytes, relaxed SIMD or no
   const shapes: [Layout, Layout, MatmulDims][] = [
     [{}, {}, { batch: 1, M: 255, N: 127, K: 300 }],
     [{ t: true }, { t: true }, { batch: 3, M: 65, N: 129, K: 65 }],
-    [{}, { t: true }, { batch: 1, M: 1, N: 3000, K: 64 }],
+    [{}, { t: true }, { batch: 1, M: 1, N: 5000, K: 64 }], // a matrix-vector product over 2^18
   ];
   const plain = new KernelContext(be.heap, be.pool, { ...be.ctx.features, relaxedSimd: false });
   for (const ctx of [be.ctx, plain]) {
@@ -141,6 +150,61 @@ Deno.test("wasm matmul: 1 and 2 threads give identical bytes, relaxed SIMD or no
     }
   }
   plain.dispose();
+});
+
+Deno.test("wasm matmul: every operand mode (packed or read in place) gives the same bytes", () => {
+  const shapes: MatmulDims[] = [
+    { batch: 1, M: 13, N: 21, K: 9 },
+    { batch: 3, M: 64, N: 32, K: 64 },
+    { batch: 2, M: 7, N: 64, K: KC + 3 },
+    { batch: 1, M: 1, N: 17, K: 5 },
+  ];
+  try {
+    for (const d of shapes) {
+      for (const ta of [false, true]) {
+        for (const tb of [false, true]) {
+          forceMatmulModes({ a: "packed", b: "packed" });
+          const want = new Uint32Array(check({ t: ta }, { t: tb }, d).buffer);
+          for (const [a, b] of MODES) {
+            // Modes the layout does not allow fall back to packing: every pair is valid.
+            forceMatmulModes({ a, b });
+            for (const threads of [1, 2]) {
+              be.ctx.threadLimit = threads;
+              const got = new Uint32Array(check({ t: ta }, { t: tb }, d).buffer);
+              deepStrictEqual(got, want, `${a}/${b} ${JSON.stringify(d)} ta ${ta} tb ${tb}`);
+            }
+          }
+        }
+      }
+    }
+  } finally {
+    forceMatmulModes({});
+    be.ctx.threadLimit = Infinity;
+  }
+});
+
+Deno.test("wasm matmul: matrix-vector products (M = 1), dot and axpy forms, tails, batches", () => {
+  try {
+    for (const K of [1, 3, 4, 7, 8, 9, 17, 255, 1000]) {
+      for (const N of [1, 3, 4, 5, 31, 32, 33, 70, 300]) {
+        for (const [ta, tb] of [[false, true], [false, false], [true, false]]) {
+          const d = { batch: 1, M: 1, N, K };
+          be.ctx.threadLimit = 1;
+          const one = check({ t: ta }, { t: tb }, d);
+          be.ctx.threadLimit = 2;
+          const two = check({ t: ta }, { t: tb }, d);
+          deepStrictEqual(new Uint32Array(two.buffer), new Uint32Array(one.buffer));
+        }
+      }
+    }
+    // Decode attention: 4 heads, q·Kᵀ over a cache of 37, then attention·V.
+    check({}, { t: true }, { batch: 4, M: 1, N: 37, K: 32 });
+    check({}, {}, { batch: 4, M: 1, N: 32, K: 37 });
+    check({ bcast: true }, { t: true, offset: 1 }, { batch: 3, M: 1, N: 65, K: 128 });
+    check({ offset: 2 }, { bcast: true }, { batch: 3, M: 1, N: 40, K: 9 });
+  } finally {
+    be.ctx.threadLimit = Infinity;
+  }
 });
 
 Deno.test({
