@@ -3,10 +3,21 @@
 // `step N: train loss X, val loss Y` lines, metrics.jsonl, loss.svg, atomic checkpoints (the
 // rolling last.safetensors at every evaluation, ckpt.safetensors when val loss improves),
 // Ctrl-C or SIGTERM → resumable checkpoint and exit 130, a stop on non-finite loss, and optional
-// W&B logging. The run directory and the memory a run needs are checked before any work.
+// W&B logging. The run directory and the memory a run needs are checked before any work. A
+// `.jsonl` dataset is instruction data (data/instructions.ts): its checkpoints record the chat
+// template, which `generate --chat` then uses; --init-from starts such a fine-tune from a model.
 
+import type { Backend } from "../engine/backend.ts";
 import { describeChoice, describeDevice } from "../engine/device.ts";
-import { checkVocabFits, loadDataset, type LoadedDataset } from "../data/batches.ts";
+import {
+  checkVocabFits,
+  loadDataset,
+  type LoadedDataset,
+  type LoadedInstructions,
+} from "../data/batches.ts";
+import { chatTemplateOf, withChatTemplate } from "../data/chat_template.ts";
+import { DataError } from "../data/errors.ts";
+import type { TruncatedRecord } from "../data/instruction_batches.ts";
 import type { Tokenizer } from "../data/tokenizer.ts";
 import { Generator } from "../engine/random.ts";
 import type { LoadedCheckpoint } from "../models/checkpoint.ts";
@@ -15,7 +26,14 @@ import { createModel } from "../models/model.ts";
 import type { GPTConfig } from "../models/config.ts";
 import { getPreset, PRESET_NAMES } from "../models/presets.ts";
 import { type EvalInfo, type StepInfo, train, type TrainResult } from "../models/train.ts";
-import { CKPT_FILE, LAST_FILE, RUN_CONFIG_FILE, sha256Hex } from "./checkpoints.ts";
+import {
+  checkpointTokenizer,
+  CKPT_FILE,
+  LAST_FILE,
+  type ReadCheckpoint,
+  RUN_CONFIG_FILE,
+  sha256Hex,
+} from "./checkpoints.ts";
 import { Interrupts } from "./interrupt.ts";
 import { checkTrainingMemory } from "./preflight.ts";
 import { describeTrainConfig, libTrainConfig, modelFlags, type TrainConfig } from "./flags.ts";
@@ -149,11 +167,75 @@ function terminalColumns(isTTY: boolean): number {
   }
 }
 
+/** A dataset of either kind: text windows or instruction records. */
+type RunData = LoadedDataset | LoadedInstructions;
+
 /** One line describing the loaded dataset. */
-function describeData(d: LoadedDataset): string {
+function describeData(d: RunData): string {
   const n = (x: number) => x.toLocaleString("en");
-  return `data: ${d.textPath}, ${d.tokenizer.kind} tokenizer (${d.tokenizer.vocabSize} tokens), ` +
+  const tok = `${d.tokenizer.kind} tokenizer (${d.tokenizer.vocabSize} tokens)`;
+  if ("records" in d) {
+    const { train, val } = d.records;
+    const replies = [...train, ...val].reduce((s, r) => s + r.mask.reduce((a, m) => a + m, 0), 0);
+    const share = (100 * replies / (d.train.length + d.val.length)).toFixed(0);
+    return `data: ${d.textPath}, ${tok}, chat template ${d.template.name}, ` +
+      `${n(train.length)} train / ${n(val.length)} val records (${n(d.train.length)} / ` +
+      `${n(d.val.length)} tokens, ${share}% of them replies, the only tokens trained on)`;
+  }
+  return `data: ${d.textPath}, ${tok}, ` +
     `${n(d.train.length)} train / ${n(d.val.length)} val tokens${d.fromCache ? " (cached)" : ""}`;
+}
+
+/** The note for instruction records cut at the front to fit the block. */
+function truncationNote(cut: TruncatedRecord[], blockSize: number): string {
+  const lines = cut.slice(0, 10).map((t) => t.line).join(", ") + (cut.length > 10 ? ", …" : "");
+  return `note: ${cut.length} record(s) longer than block_size + 1 = ${blockSize + 1} tokens ` +
+    `keep their last ${blockSize + 1}: the start of the prompt is dropped (line ${lines})`;
+}
+
+/**
+ * The run's data: the dataset, encoded with the vocabulary of the checkpoint continued or
+ * started from (a char vocabulary must hold every character the data needs).
+ */
+async function loadRunData(
+  c: TrainConfig,
+  resume: ReadCheckpoint | undefined,
+  init: { path: string; ckpt: ReadCheckpoint } | undefined,
+): Promise<RunData> {
+  const vocab = resume?.tokenizer
+    ? JSON.parse(resume.tokenizer)
+    : init
+    ? checkpointTokenizer(init.ckpt, init.path).toJSON()
+    : undefined;
+  try {
+    return await loadDataset({ dataset: c.dataset, tokenizer: c.tokenizer, charVocab: vocab });
+  } catch (e) {
+    if (!init || !(e instanceof DataError) || !/vocabulary/.test(e.message)) throw e;
+    throw new DataError(
+      `--init-from '${init.path}': ${e.message}; a char model is tuned only on text made of ` +
+        `its own characters (a model trained on a .jsonl dataset has the template's)`,
+    );
+  }
+}
+
+/**
+ * The tokenizer as the checkpoints record it: with the chat template for instruction data, or
+ * when the model continued or started from was tuned with it.
+ */
+function tokenizerRecord(data: RunData, base: ReadCheckpoint | undefined): string {
+  const json = data.tokenizer.toJSON();
+  const tuned = "records" in data ||
+    (base?.tokenizer ? chatTemplateOf(JSON.parse(base.tokenizer)) !== null : false);
+  return JSON.stringify(tuned ? withChatTemplate(json) : json);
+}
+
+/** The --init-from model, rebuilt when --dropout differs from the checkpoint's. */
+function initModel(ckpt: ReadCheckpoint, config: GPTConfig, backend: Backend): LanguageModel {
+  if (config.dropout === ckpt.config.dropout) return ckpt.model;
+  const model = createModel(ckpt.kind, config, { backend, skipInit: true });
+  model.loadStateDict(ckpt.model.stateDict());
+  ckpt.model.dispose();
+  return model;
 }
 
 /** Run `train` with its flags; returns the exit code. */
@@ -165,21 +247,26 @@ export async function runTrain(argv: readonly string[]): Promise<number> {
     console.log([run.help, "Presets (--preset NAME):", ...presets].join("\n"));
     return 0;
   }
-  const { config, backend, resume } = run;
-  let data: LoadedDataset;
+  const { config, backend, resume, init } = run;
+  let data: RunData;
   let mconfig: GPTConfig;
   try {
-    data = await loadDataset({
-      dataset: config.dataset,
-      tokenizer: config.tokenizer,
-      charVocab: resume?.tokenizer ? JSON.parse(resume.tokenizer) : undefined,
-    });
-    mconfig = resume ? resume.config : modelConfig(config, data.tokenizer);
+    data = await loadRunData(config, resume, init);
+    mconfig = resume
+      ? resume.config
+      : init
+      ? { ...init.ckpt.config, dropout: config.dropout }
+      : modelConfig(config, data.tokenizer);
     checkVocabFits(data.tokenizer, mconfig.vocabSize);
+    if ("records" in data) {
+      const cut = data.fit(mconfig.blockSize); // a reply that cannot fit is refused here
+      if (cut.length) console.error(truncationNote(cut, mconfig.blockSize));
+    }
     const memoryNote = checkTrainingMemory(config.model, mconfig, config.batchSize, backend);
     if (memoryNote) console.error(memoryNote);
   } catch (e) {
     resume?.model.dispose();
+    init?.ckpt.model.dispose();
     // Refused before writing anything: leave no empty directory behind (remove fails otherwise).
     if (run.createdDir) await Deno.remove(config.outDir).catch(() => {});
     throw e;
@@ -189,7 +276,7 @@ export async function runTrain(argv: readonly string[]): Promise<number> {
   const metricsPath = joinPath(config.outDir, "metrics.jsonl");
   const evalDone = resume?.metadata.eval_done === "1";
   const metrics = await MetricsLog.open(metricsPath, resume ? startIter : undefined, evalDone);
-  const model = resume?.model ??
+  const model = resume?.model ?? (init ? initModel(init.ckpt, mconfig, backend) : null) ??
     createModel(config.model, mconfig, { backend, generator: new Generator(config.seed) });
   banner(config, model.countParameters(), describeData(data), startIter);
   const isTTY = Deno.stderr.isTerminal();
@@ -213,15 +300,16 @@ export async function runTrain(argv: readonly string[]): Promise<number> {
     nonFinite: null,
   };
   watchKernels(backend, (line) => state.progress.log(line, stderr));
-  return await runLoop(state, resume, mconfig, data.tokenizer, data, startIter);
+  const tokenizer = tokenizerRecord(data, resume ?? init?.ckpt);
+  return await runLoop(state, resume, mconfig, tokenizer, data, startIter);
 }
 
 async function runLoop(
   s: RunState,
   resume: LoadedCheckpoint | undefined,
   mconfig: GPTConfig,
-  tok: Tokenizer,
-  data: LoadedDataset,
+  tokenizer: string,
+  data: RunData,
   startIter: number,
 ): Promise<number> {
   const c = s.config;
@@ -241,7 +329,7 @@ async function runLoop(
         train: lib,
         data,
         resume,
-        tokenizer: JSON.stringify(tok.toJSON()),
+        tokenizer,
         onStep: (i) => onStep(s, i),
         onEval: (i) => onEval(s, i),
         signal: AbortSignal.any([s.stop.signal, interrupts.signal]),
