@@ -12,6 +12,7 @@ import {
   checkCharsKnown,
   encodeRecords,
   instructionText,
+  isInstructionFile,
   parseInstructions,
   splitRecords,
 } from "./instructions.ts";
@@ -62,11 +63,6 @@ export interface LoadedInstructions extends InstructionSplits {
   fromCache: false;
 }
 
-/** True when `path` names instruction data: a `.jsonl` file. */
-export function isInstructionFile(path: string): boolean {
-  return /\.jsonl$/i.test(path);
-}
-
 /** The tokenizer of a dataset: the given vocabulary, else a fresh one (char: from `text`). */
 function datasetTokenizer(opts: LoadDatasetOptions, text: () => string): Tokenizer {
   const tokenizer = opts.charVocab === undefined
@@ -84,7 +80,7 @@ function datasetTokenizer(opts: LoadDatasetOptions, text: () => string): Tokeniz
  * Read, check, encode and split a JSONL instruction file (data/instructions.ts); a char
  * vocabulary is built from its text and the chat template's unless one is given.
  */
-export async function loadInstructions(opts: LoadDatasetOptions): Promise<LoadedInstructions> {
+async function loadInstructions(opts: LoadDatasetOptions): Promise<LoadedInstructions> {
   const textPath = await resolveDataset(opts.dataset, opts.resolve);
   const records = parseInstructions(await readDatasetText(textPath), textPath);
   const tokenizer = datasetTokenizer(opts, () => instructionText(records));
@@ -105,7 +101,7 @@ export async function loadInstructions(opts: LoadDatasetOptions): Promise<Loaded
 
 /**
  * Resolve, read, tokenize (cached) and split a dataset; a `.jsonl` file is instruction data
- * (`loadInstructions`).
+ * (checked, encoded with the chat template and split by record: `LoadedInstructions`).
  */
 export async function loadDataset(
   opts: LoadDatasetOptions,

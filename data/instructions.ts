@@ -82,6 +82,11 @@ function messagesOf(list: unknown, fail: (what: string) => never): ChatMessage[]
   return out;
 }
 
+/** True when `path` names instruction data: a `.jsonl` file. */
+export function isInstructionFile(path: string): boolean {
+  return /\.jsonl$/i.test(path);
+}
+
 /**
  * The records of a JSONL text; blank lines are skipped. `file` names the file in errors, each
  * one line: `'qa.jsonl' line 3: missing "response"`.
