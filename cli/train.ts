@@ -18,7 +18,7 @@ import {
 import { chatTemplateOf, withChatTemplate } from "../data/chat_template.ts";
 import { DataError } from "../data/errors.ts";
 import type { TruncatedRecord } from "../data/instruction_batches.ts";
-import type { Tokenizer } from "../data/tokenizer.ts";
+import { Gpt2Tokenizer, type Tokenizer } from "../data/tokenizer.ts";
 import { Generator } from "../engine/random.ts";
 import type { LoadedCheckpoint } from "../models/checkpoint.ts";
 import type { LanguageModel } from "../models/model.ts";
@@ -190,7 +190,17 @@ function describeData(d: RunData): string {
 function truncationNote(cut: TruncatedRecord[], blockSize: number): string {
   const lines = cut.slice(0, 10).map((t) => t.line).join(", ") + (cut.length > 10 ? ", …" : "");
   return `note: ${cut.length} record(s) longer than block_size + 1 = ${blockSize + 1} tokens ` +
-    `keep their last ${blockSize + 1}: the start of the prompt is dropped (line ${lines})`;
+    `keep their last ${blockSize + 1}, their replies whole: the start of the prompt is dropped ` +
+    `(line${cut.length > 1 ? "s" : ""} ${lines})`;
+}
+
+/**
+ * The tokenizer of the --init-from checkpoint; a file without one (nanoGPT, Hugging Face GPT-2)
+ * is GPT-2's, as many ids as the model has rows.
+ */
+function initTokenizer(ckpt: ReadCheckpoint, path: string): Tokenizer {
+  const tok = checkpointTokenizer(ckpt, path);
+  return ckpt.tokenizer === null ? new Gpt2Tokenizer(ckpt.config.vocabSize) : tok;
 }
 
 /**
@@ -205,7 +215,7 @@ async function loadRunData(
   const vocab = resume?.tokenizer
     ? JSON.parse(resume.tokenizer)
     : init
-    ? checkpointTokenizer(init.ckpt, init.path).toJSON()
+    ? initTokenizer(init.ckpt, init.path).toJSON()
     : undefined;
   try {
     return await loadDataset({ dataset: c.dataset, tokenizer: c.tokenizer, charVocab: vocab });

@@ -125,7 +125,9 @@ function initConfig(
         `the flag: a fine-tune keeps the architecture it starts from (only --dropout may change)`,
     );
   }
-  const c = { ...config, ...fromCkpt, dropout: explicit.dropout ?? ckpt.config.dropout };
+  // Only train's own keys (a Hugging Face file's config also says its activation).
+  const arch = Object.fromEntries(ARCH_KEYS.map((k) => [k, fromCkpt[k] ?? config[k]]));
+  const c = { ...config, ...arch, dropout: explicit.dropout ?? ckpt.config.dropout } as TrainConfig;
   c.vocabSize = ckpt.config.vocabSize;
   validateTrain(c);
   return c;
@@ -222,10 +224,9 @@ export async function setup(argv: readonly string[]) {
       if (dir.created) await Deno.remove(config.outDir).catch(() => {});
       throw e;
     }
-    console.log(
-      `initialising from ${init.path} (${init.ckpt.kind}, iteration ${init.ckpt.iteration} of ` +
-        `its run); a new run from iteration 0`,
-    );
+    const { kind, source, iteration } = init.ckpt;
+    const from = source === "bitgpt" ? `iteration ${iteration} of its run` : `a ${source} file`;
+    console.log(`initialising from ${init.path} (${kind}, ${from}); a new run from iteration 0`);
   }
   return { config, backend, resume, init, createdDir: dir.created } as const;
 }

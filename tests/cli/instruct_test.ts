@@ -3,10 +3,14 @@
 // briefly on it, a fine-tune from it with --init-from, (a) the loss the run reports is the mean
 // over reply tokens only (recomputed by hand from the same batches), (b) through `generate --chat`
 // the tuned model answers held-out questions right more often than the base; BitGPT fine-tunes
-// with another --dropout; and the one-line refusals of --init-from and of bad instruction data.
+// with another --dropout; a nanoGPT-named file (no tokenizer) fine-tunes with GPT-2's; and the
+// one-line refusals of --init-from and of bad instruction data.
 
 import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
-import { loadCheckpoint } from "../../models/checkpoint.ts";
+import { loadCheckpoint, saveCheckpoint } from "../../models/checkpoint.ts";
+import { makeConfig } from "../../models/config.ts";
+import { createModel } from "../../models/model.ts";
+import { readSafetensors, writeSafetensors } from "../../nn/safetensors.ts";
 import { loadDataset } from "../../data/batches.ts";
 import { CHAT_TEMPLATE_NAME } from "../../data/chat_template.ts";
 import { IGNORE_INDEX } from "../../data/instruction_batches.ts";
@@ -208,6 +212,35 @@ Deno.test("instruct: BitGPT fine-tunes from a BitGPT base with another --dropout
   strictEqual(ckpt.iteration, 4);
   strictEqual(ckpt.config.dropout, 0.1);
   strictEqual(JSON.parse(ckpt.tokenizer!).chatTemplate, CHAT_TEMPLATE_NAME);
+  ckpt.model.dispose();
+});
+
+Deno.test("instruct: --init-from a nanoGPT-named file fine-tunes with GPT-2's tokenizer and the template", async () => {
+  // Weights under nanoGPT's names and nothing else: no tokenizer, no head count.
+  const config = makeConfig({ vocabSize: 50257, blockSize: 24, nLayer: 1, nHead: 2, nEmbd: 8 });
+  const model = createModel("gpt", config, { backend: cpu, generator: new Generator(1) });
+  const { tensors } = readSafetensors(await saveCheckpoint(model));
+  model.dispose();
+  await Deno.mkdir(`${dir}/foreign`);
+  await Deno.writeFile(`${dir}/foreign/model.safetensors`, writeSafetensors(tensors, {}));
+  const r = await runCli([
+    ...["train", "--init-from", `${dir}/foreign/model.safetensors`, "--n-head", "2"],
+    ...["--out-dir", `${dir}/bpe`, "--dataset", DATASET, "--backend", "cpu", "--batch-size", "2"],
+    ...["--max-iters", "1", "--eval-iters", "1", "--decay-lr", "false"],
+  ]);
+  strictEqual(r.code, 0, r.stderr);
+  ok(r.stdout.includes("(gpt, a nanogpt file); a new run from iteration 0"), r.stdout);
+  ok(
+    /^data: .*, gpt2 tokenizer \(50257 tokens\), chat template bitgpt-chat-1/m.test(r.stdout),
+    r.stdout,
+  );
+  const ckpt = loadCheckpoint(await Deno.readFile(`${dir}/bpe/last.safetensors`));
+  deepStrictEqual(JSON.parse(ckpt.tokenizer!), {
+    kind: "gpt2",
+    encoding: "r50k_base",
+    vocabSize: 50257,
+    chatTemplate: CHAT_TEMPLATE_NAME,
+  });
   ckpt.model.dispose();
 });
 
