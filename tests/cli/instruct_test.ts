@@ -3,8 +3,9 @@
 // briefly on it, a fine-tune from it with --init-from, (a) the loss the run reports is the mean
 // over reply tokens only (recomputed by hand from the same batches), (b) through `generate --chat`
 // the tuned model answers held-out questions right more often than the base; BitGPT fine-tunes
-// with another --dropout; a nanoGPT-named file (no tokenizer) fine-tunes with GPT-2's; and the
-// one-line refusals of --init-from and of bad instruction data.
+// with another --dropout; --resume of an instruction run is exact; a nanoGPT-named file (no
+// tokenizer) fine-tunes with GPT-2's; and the one-line refusals of --init-from and of bad
+// instruction data.
 
 import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
 import { loadCheckpoint, saveCheckpoint } from "../../models/checkpoint.ts";
@@ -17,6 +18,7 @@ import { IGNORE_INDEX } from "../../data/instruction_batches.ts";
 import { Generator } from "../../engine/random.ts";
 import { fromArray } from "../../engine/creation.ts";
 import { noGrad } from "../../engine/autograd.ts";
+import { parseMetrics } from "../../cli/metrics.ts";
 import { evalLines, runCli } from "./cli_util.ts";
 import { cpu } from "../util.ts";
 
@@ -213,6 +215,28 @@ Deno.test("instruct: BitGPT fine-tunes from a BitGPT base with another --dropout
   strictEqual(ckpt.config.dropout, 0.1);
   strictEqual(JSON.parse(ckpt.tokenizer!).chatTemplate, CHAT_TEMPLATE_NAME);
   ckpt.model.dispose();
+});
+
+Deno.test("instruct: --resume of an instruction run is exact: the losses equal the uninterrupted run's", async () => {
+  const flags = (out: string, n: number) => [
+    ...["train", "--preset", "nano", "--model", "gpt", "--block-size", "64", "--tokenizer", "char"],
+    ...["--out-dir", `${dir}/${out}`, "--backend", "cpu", "--lr", "1e-2", "--warmup-iters", "5"],
+    ...["--dataset", DATASET, "--batch-size", "4", "--eval-iters", "2", "--eval-interval", "6"],
+    ...["--max-iters", `${n}`, "--lr-decay-iters", "16", "--log-interval", "1"],
+  ];
+  for (const args of [flags("full", 16), flags("legs", 9)]) {
+    const r = await runCli(args);
+    strictEqual(r.code, 0, r.stderr);
+  }
+  const r = await runCli(["train", "--resume", "--out-dir", `${dir}/legs`, "--max-iters", "16"]);
+  strictEqual(r.code, 0, r.stderr);
+  const losses = async (run: string) =>
+    parseMetrics(await Deno.readTextFile(`${dir}/${run}/metrics.jsonl`))
+      .filter((m) => m.iter >= 9)
+      .map((m) => (m.type === "eval" ? [m.iter, m.train, m.val] : [m.iter, m.loss]));
+  const want = await losses("full");
+  ok(want.length > 8, JSON.stringify(want));
+  deepStrictEqual(await losses("legs"), want);
 });
 
 Deno.test("instruct: --init-from a nanoGPT-named file fine-tunes with GPT-2's tokenizer and the template", async () => {
