@@ -65,7 +65,7 @@ async function savedFlags(outDir: string): Promise<Partial<TrainConfig>> {
   return saved as Partial<TrainConfig>;
 }
 
-/** A config key as its flag: learningRate -> --learning-rate. */
+/** An architecture key as its flag: nLayer -> --n-layer. */
 const flagOf = (k: string) => `--${k.replace(/[A-Z]/g, (m) => "-" + m.toLowerCase())}`;
 
 /** The architecture a checkpoint fixes, as train flags (a file without a tokenizer is gpt2's). */
