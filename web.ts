@@ -84,7 +84,10 @@ export * as nn from "./nn/mod.ts";
 export * from "./nn/mod.ts";
 export * from "./models/mod.ts";
 
-// Data without file access: tokenizers and batch sampling.
+// Data without file access: tokenizers, batch sampling, instruction data and the chat template.
 export * from "./data/errors.ts";
 export * from "./data/tokenizer.ts";
 export * from "./data/sampler.ts";
+export * from "./data/chat_template.ts";
+export * from "./data/instructions.ts";
+export * from "./data/instruction_batches.ts";

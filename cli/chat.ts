@@ -1,12 +1,16 @@
 // `generate --chat`: the original's TODO "chat style inference". Each input line is appended to
 // the conversation and the model's reply is streamed until a blank line, an end-of-text token
-// or --max-new-tokens. The conversation stays in the KV cache between turns (only the new
-// tokens are run), and is cropped to the block size when it grows too long; a line of any length
-// is taken (only its tail can matter). `/reset` clears it, `/exit` (or the end of input) quits;
-// piped input works and is echoed as `> line`.
+// or --max-new-tokens. A model tuned with the chat template (data/chat_template.ts) gets each
+// line as a user turn followed by the assistant header, --prompt as the system message, and its
+// reply ends at the template's end marker only (which closes the turn in the conversation, as
+// in training). The conversation stays in the KV cache between turns (only the new tokens are
+// run), and is cropped to the block size when it grows too long; a line of any length is taken
+// (only its tail can matter). `/reset` clears it, `/exit` (or the end of input) quits; piped
+// input works and is echoed as `> line`.
 
 import { Generator } from "../engine/random.ts";
-import { TokenizerError } from "../data/errors.ts";
+import type { ChatTemplate } from "../data/chat_template.ts";
+import { DataError } from "../data/errors.ts";
 import type { Tokenizer } from "../data/tokenizer.ts";
 import type { KVCache } from "../nn/attention.ts";
 import { fitContext, generateStream } from "../models/generate.ts";
@@ -71,13 +75,14 @@ export async function* readLinesCropped(
 class ReplyPrinter {
   #text = "";
   #heldNewlines = 0;
-  constructor(readonly out: Output) {}
-  /** Add decoded text; returns true when the reply just reached a blank line. */
+  /** `blankLineEnds`: a blank line ends the reply (a model without the chat template). */
+  constructor(readonly out: Output, readonly blankLineEnds = true) {}
+  /** Add decoded text; returns true when the reply just reached a blank line that ends it. */
   add(piece: string): boolean {
     for (const ch of piece) {
       if (ch === "\n") {
         if (this.#text === "") continue; // a newline before any text: not a blank line yet
-        if (++this.#heldNewlines >= 2) return true;
+        if (++this.#heldNewlines >= 2 && this.blankLineEnds) return true;
       } else {
         this.out.write("\n".repeat(this.#heldNewlines) + ch);
         this.#heldNewlines = 0;
@@ -92,7 +97,10 @@ class ReplyPrinter {
   }
 }
 
-/** Generate one reply after `context` (extended in place with the kept reply tokens). */
+/**
+ * Generate one reply after `context` (extended in place with the kept reply tokens, and with the
+ * template's end marker when there is a template).
+ */
 async function reply(
   model: LanguageModel,
   tok: Tokenizer,
@@ -101,8 +109,10 @@ async function reply(
   cache: KVCache,
   gen: Generator,
   out: Output,
+  template: ChatTemplate | null,
 ): Promise<void> {
-  const printer = new ReplyPrinter(out);
+  const printer = new ReplyPrinter(out, template === null);
+  const end = template?.endId ?? tok.eotToken;
   const dec = new StreamDecoder(tok);
   const stream = generateStream(model, context, {
     maxNewTokens: c.maxNewTokens,
@@ -111,7 +121,7 @@ async function reply(
   });
   outer: for await (const chunk of stream) {
     for (const id of chunk[0]) {
-      if (tok.eotToken !== undefined && id === tok.eotToken) break outer;
+      if (end !== undefined && id === end) break outer;
       context.push(id);
       if (printer.add(dec.push([id]))) break outer;
     }
@@ -120,9 +130,24 @@ async function reply(
   printer.end();
   // The device ran ahead of the stop by up to a chunk: drop those positions from the cache.
   cache.truncate(context.length);
+  if (template) context.push(template.endId); // the turn ends as every reply in training does
 }
 
-/** Run the chat loop on `input` (default stdin); returns the exit code. */
+/** The ids of an input line: as is, or as a user turn and the assistant header. */
+function lineIds(tok: Tokenizer, template: ChatTemplate | null, line: string): Int32Array {
+  if (!template) return tok.encode(line + "\n");
+  const turn = template.turn("user", line);
+  const header = template.assistantHeader();
+  const ids = new Int32Array(turn.length + header.length);
+  ids.set(turn);
+  ids.set(header, turn.length);
+  return ids;
+}
+
+/**
+ * Run the chat loop on `input` (default stdin); returns the exit code. With `template` (a model
+ * tuned with the chat template) lines are user turns and --prompt the system message.
+ */
 export async function runChat(
   model: LanguageModel,
   tok: Tokenizer,
@@ -130,14 +155,24 @@ export async function runChat(
   out: Output,
   input: ReadableStream<Uint8Array> = Deno.stdin.readable,
   interactive: boolean = Deno.stdin.isTerminal(),
+  template: ChatTemplate | null = null,
 ): Promise<number> {
   const { blockSize } = model.config;
   const reserve = Math.min(c.maxNewTokens, Math.floor(blockSize / 2));
   const gen = new Generator(c.seed);
   const cache = model.newCache();
-  const start = (): number[] => (c.prompt === "" ? [] : Array.from(tok.encode(c.prompt)));
+  const start = (): number[] =>
+    c.prompt === ""
+      ? []
+      : Array.from(template ? template.turn("system", c.prompt) : tok.encode(c.prompt));
   let context = start();
-  console.error("chat: type a line and press Enter; /reset clears the conversation, /exit quits");
+  console.error(
+    template
+      ? `chat: the model was tuned with the chat template ${template.name}: each line is a ` +
+        `user turn${c.prompt === "" ? "" : ", --prompt the system message"}; /reset clears ` +
+        `the conversation, /exit quits`
+      : "chat: type a line and press Enter; /reset clears the conversation, /exit quits",
+  );
   // Only the last blockSize tokens of a line can stay in the context: keep a generous tail of
   // characters (a character is at most 4 byte-level tokens; at least one).
   const lines = readLinesCropped(input, Math.max(4096, 4 * blockSize));
@@ -158,15 +193,15 @@ export async function runChat(
       if (dropped) out.write(`(a long line: its first ${dropped} characters were dropped)\n`);
       let ids: Int32Array;
       try {
-        ids = tok.encode(line + "\n");
+        ids = lineIds(tok, template, line);
       } catch (e) {
-        if (!(e instanceof TokenizerError)) throw e;
+        if (!(e instanceof DataError)) throw e; // a TokenizerError, or the char end marker
         out.write(`(cannot encode that line: ${e.message})\n`);
         continue;
       }
       for (const id of ids) context.push(id); // not push(...ids): a long line overflows the stack
       fitContext(context, blockSize, reserve, cache);
-      await reply(model, tok, c, context, cache, gen, out);
+      await reply(model, tok, c, context, cache, gen, out, template);
     }
   } finally {
     cache.reset();

@@ -45,7 +45,7 @@ export interface RunFlags {
   preset: string;
   /** Tokenizer: GPT-2 BPE or characters of the dataset. */
   tokenizer: "gpt2" | "char";
-  /** "shakespeare", "astro", or the path of a UTF-8 text file. */
+  /** "shakespeare", "astro", the path of a UTF-8 text file, or of a .jsonl instruction file. */
   dataset: string;
   /** Embedding rows; 0 = what the tokenizer needs (50304 for gpt2, the charset size for char). */
   vocabSize: number;
@@ -53,6 +53,11 @@ export interface RunFlags {
   outDir: string;
   /** Continue from the checkpoint in --out-dir (model, optimizer, iteration, RNG). */
   resume: boolean;
+  /**
+   * Start a new run from this checkpoint file or run directory: its weights, architecture and
+   * tokenizer, with a fresh optimizer at iteration 0 ("" = a new model).
+   */
+  initFrom: string;
   /** Replace an earlier run in --out-dir (only the files train wrote); refused otherwise. */
   overwrite: boolean;
   /** Compute backend: auto (a hardware GPU, else wasm), webgpu, wasm or cpu. */
@@ -78,6 +83,7 @@ const RUN_DEFAULTS: RunFlags = {
   vocabSize: 0,
   outDir: "out",
   resume: false,
+  initFrom: "",
   overwrite: false,
   backend: "auto",
   threads: 0,
@@ -139,7 +145,7 @@ const RUN_FLAGS: readonly FlagSpec<RunFlags>[] = [
     key: "dataset",
     name: "dataset",
     kind: { type: "string" },
-    help: "shakespeare, astro, or a text file path",
+    help: "shakespeare, astro, a text file path, or a .jsonl file of instruction records",
     tunable: true,
   },
   {
@@ -154,6 +160,13 @@ const RUN_FLAGS: readonly FlagSpec<RunFlags>[] = [
     name: "resume",
     kind: { type: "bool" },
     help: "continue from the checkpoint in --out-dir",
+  },
+  {
+    key: "initFrom",
+    name: "init-from",
+    kind: { type: "string" },
+    help: "fine-tune: a new run from this checkpoint or run directory's weights (iteration 0, " +
+      "fresh optimizer)",
   },
   {
     key: "overwrite",

@@ -2,14 +2,22 @@
 // original generate.py prints them (each sample is the prompt and its continuation, followed by
 // a line of dashes; an empty prompt starts from token 0), or chat with --chat. Status lines go
 // to stderr so that stdout holds only the text; on a terminal, control characters the
-// vocabulary may hold are printed as visible escapes.
+// vocabulary may hold are printed as visible escapes. A checkpoint tuned on instruction data
+// records the chat template in its tokenizer, and --chat then talks through it (cli/chat.ts).
 
 import { describeChoice, describeDevice, useBackend } from "../engine/device.ts";
 import { Generator } from "../engine/random.ts";
 import type { Tokenizer } from "../data/tokenizer.ts";
+import { ChatTemplate, chatTemplateOf } from "../data/chat_template.ts";
 import { generateStream } from "../models/generate.ts";
 import type { LanguageModel } from "../models/model.ts";
-import { checkpointTokenizer, generatePath, readCheckpoint } from "./checkpoints.ts";
+import {
+  checkpointTokenizer,
+  generatePath,
+  type ReadCheckpoint,
+  readCheckpoint,
+} from "./checkpoints.ts";
+import { CheckpointError } from "./errors.ts";
 import {
   describeGenerateConfig,
   type GenerateConfig,
@@ -113,6 +121,20 @@ async function runSamples(
   return 0;
 }
 
+/** The chat template the checkpoint was tuned with, bound to its tokenizer, or null. */
+function checkpointTemplate(
+  ckpt: ReadCheckpoint,
+  tok: Tokenizer,
+  path: string,
+): ChatTemplate | null {
+  try {
+    const name = ckpt.tokenizer === null ? null : chatTemplateOf(JSON.parse(ckpt.tokenizer));
+    return name === null ? null : new ChatTemplate(tok);
+  } catch (e) {
+    throw new CheckpointError(`'${path}': ${(e as Error).message}`);
+  }
+}
+
 /** Run `generate` with its flags; returns the exit code. */
 export async function runGenerate(argv: readonly string[]): Promise<number> {
   const parsed = parseGenerateArgs(argv);
@@ -133,14 +155,22 @@ export async function runGenerate(argv: readonly string[]): Promise<number> {
   const model = ckpt.model;
   try {
     const tok = checkpointTokenizer(ckpt, path);
+    const template = checkpointTemplate(ckpt, tok, path);
     if (c.prompt !== "") tok.encode(c.prompt); // a prompt outside the vocabulary fails here
     console.error(`device: ${describeDevice()} (${describeChoice()})`);
     const params = model.countParameters();
     console.error(
       `loaded ${path}: ${ckpt.kind}, ${(params / 1e6).toFixed(2)}M parameters, ${tok.kind} ` +
-        `tokenizer, iteration ${ckpt.iteration}` +
+        `tokenizer${template ? `, chat template ${template.name}` : ""}, iteration ` +
+        `${ckpt.iteration}` +
         (ckpt.bestValLoss !== null ? `, best val loss ${ckpt.bestValLoss.toFixed(4)}` : ""),
     );
+    if (template && !c.chat) {
+      console.error(
+        `note: this model was tuned with the chat template; --chat formats turns with it, ` +
+          `samples continue --prompt as plain text`,
+      );
+    }
     const inference = await prepareInference(model, {
       ternary: c.ternary,
       source: { iteration: ckpt.iteration, sha256: ckpt.sha256 },
@@ -157,7 +187,7 @@ export async function runGenerate(argv: readonly string[]): Promise<number> {
       const out = new Output();
       const profile = startCliProfile(c.profile);
       const code = c.chat
-        ? await runChat(model, tok, c, out)
+        ? await runChat(model, tok, c, out, undefined, undefined, template)
         : await runSamples(model, tok, c, out);
       await profile?.finish(c.outDir, (line) => console.error(line));
       return code;

@@ -17,7 +17,10 @@ const NON_NEG_INT = { type: "int", min: 0 } as const;
 
 /** Everything `generate` needs; defaults in `GENERATE_DEFAULTS`. */
 export interface GenerateConfig {
-  /** Text the samples continue; empty starts from token 0 as the original. */
+  /**
+   * Text the samples continue; empty starts from token 0 as the original. With --chat on a model
+   * tuned with the chat template, the system message.
+   */
   prompt: string;
   /** Independent samples. */
   numSamples: number;
@@ -77,7 +80,8 @@ export const GENERATE_FLAGS: readonly FlagSpec<GenerateConfig>[] = [
     key: "prompt",
     name: "prompt",
     kind: { type: "string" },
-    help: "text to continue ('' starts from token 0)",
+    help: "text to continue ('' starts from token 0); with --chat on a tuned model, the system " +
+      "message",
     tunable: true,
   },
   {

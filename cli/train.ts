@@ -3,10 +3,12 @@
 // `step N: train loss X, val loss Y` lines, metrics.jsonl, loss.svg, atomic checkpoints (the
 // rolling last.safetensors at every evaluation, ckpt.safetensors when val loss improves),
 // Ctrl-C or SIGTERM → resumable checkpoint and exit 130, a stop on non-finite loss, and optional
-// W&B logging. The run directory and the memory a run needs are checked before any work.
+// W&B logging. The run directory and the memory a run needs are checked before any work. A
+// `.jsonl` dataset is instruction data (data/instructions.ts): its checkpoints record the chat
+// template, which `generate --chat` then uses; --init-from starts such a fine-tune from a model.
 
 import { describeChoice, describeDevice } from "../engine/device.ts";
-import { checkVocabFits, loadDataset, type LoadedDataset } from "../data/batches.ts";
+import { checkVocabFits } from "../data/batches.ts";
 import type { Tokenizer } from "../data/tokenizer.ts";
 import { Generator } from "../engine/random.ts";
 import type { LoadedCheckpoint } from "../models/checkpoint.ts";
@@ -26,6 +28,14 @@ import { formatDuration, Progress, watchKernels } from "./progress.ts";
 import { openWandb, type RemoteLog } from "./wandb.ts";
 import { writeTernaryFile } from "./ternary_file.ts";
 import { setup } from "./train_setup.ts";
+import {
+  describeData,
+  initModel,
+  loadRunData,
+  type RunData,
+  tokenizerRecord,
+  truncationNote,
+} from "./train_data.ts";
 import { startCliProfile } from "./profile.ts";
 
 export { presetFlags } from "./train_setup.ts";
@@ -149,13 +159,6 @@ function terminalColumns(isTTY: boolean): number {
   }
 }
 
-/** One line describing the loaded dataset. */
-function describeData(d: LoadedDataset): string {
-  const n = (x: number) => x.toLocaleString("en");
-  return `data: ${d.textPath}, ${d.tokenizer.kind} tokenizer (${d.tokenizer.vocabSize} tokens), ` +
-    `${n(d.train.length)} train / ${n(d.val.length)} val tokens${d.fromCache ? " (cached)" : ""}`;
-}
-
 /** Run `train` with its flags; returns the exit code. */
 export async function runTrain(argv: readonly string[]): Promise<number> {
   const run = await setup(argv);
@@ -165,21 +168,26 @@ export async function runTrain(argv: readonly string[]): Promise<number> {
     console.log([run.help, "Presets (--preset NAME):", ...presets].join("\n"));
     return 0;
   }
-  const { config, backend, resume } = run;
-  let data: LoadedDataset;
+  const { config, backend, resume, init } = run;
+  let data: RunData;
   let mconfig: GPTConfig;
   try {
-    data = await loadDataset({
-      dataset: config.dataset,
-      tokenizer: config.tokenizer,
-      charVocab: resume?.tokenizer ? JSON.parse(resume.tokenizer) : undefined,
-    });
-    mconfig = resume ? resume.config : modelConfig(config, data.tokenizer);
+    data = await loadRunData(config, resume, init);
+    mconfig = resume
+      ? resume.config
+      : init
+      ? { ...init.ckpt.config, dropout: config.dropout }
+      : modelConfig(config, data.tokenizer);
     checkVocabFits(data.tokenizer, mconfig.vocabSize);
+    if ("records" in data) {
+      const cut = data.fit(mconfig.blockSize); // a reply that cannot fit is refused here
+      if (cut.length) console.error(truncationNote(cut, mconfig.blockSize));
+    }
     const memoryNote = checkTrainingMemory(config.model, mconfig, config.batchSize, backend);
     if (memoryNote) console.error(memoryNote);
   } catch (e) {
     resume?.model.dispose();
+    init?.ckpt.model.dispose();
     // Refused before writing anything: leave no empty directory behind (remove fails otherwise).
     if (run.createdDir) await Deno.remove(config.outDir).catch(() => {});
     throw e;
@@ -189,7 +197,7 @@ export async function runTrain(argv: readonly string[]): Promise<number> {
   const metricsPath = joinPath(config.outDir, "metrics.jsonl");
   const evalDone = resume?.metadata.eval_done === "1";
   const metrics = await MetricsLog.open(metricsPath, resume ? startIter : undefined, evalDone);
-  const model = resume?.model ??
+  const model = resume?.model ?? (init ? initModel(init.ckpt, mconfig, backend) : null) ??
     createModel(config.model, mconfig, { backend, generator: new Generator(config.seed) });
   banner(config, model.countParameters(), describeData(data), startIter);
   const isTTY = Deno.stderr.isTerminal();
@@ -213,15 +221,16 @@ export async function runTrain(argv: readonly string[]): Promise<number> {
     nonFinite: null,
   };
   watchKernels(backend, (line) => state.progress.log(line, stderr));
-  return await runLoop(state, resume, mconfig, data.tokenizer, data, startIter);
+  const tokenizer = tokenizerRecord(data, resume ?? init?.ckpt);
+  return await runLoop(state, resume, mconfig, tokenizer, data, startIter);
 }
 
 async function runLoop(
   s: RunState,
   resume: LoadedCheckpoint | undefined,
   mconfig: GPTConfig,
-  tok: Tokenizer,
-  data: LoadedDataset,
+  tokenizer: string,
+  data: RunData,
   startIter: number,
 ): Promise<number> {
   const c = s.config;
@@ -241,7 +250,7 @@ async function runLoop(
         train: lib,
         data,
         resume,
-        tokenizer: JSON.stringify(tok.toJSON()),
+        tokenizer,
         onStep: (i) => onStep(s, i),
         onEval: (i) => onEval(s, i),
         signal: AbortSignal.any([s.stop.signal, interrupts.signal]),

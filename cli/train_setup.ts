@@ -1,13 +1,15 @@
 // The start of `train`, before any work: the flags (a preset's values, then explicit ones; on
-// --resume the run's saved config.json and the checkpoint's architecture under them), the run
-// directory checked and prepared (cli/run_dir.ts), the backend, and the checkpoint to continue:
-// the newest that loads.
+// --resume the run's saved config.json and the checkpoint's architecture under them; with
+// --init-from the architecture of the checkpoint a new run starts from), the run directory
+// checked and prepared (cli/run_dir.ts), the backend, and the checkpoint to continue (the newest
+// that loads) or to start from.
 
 import type { Backend } from "../engine/backend.ts";
 import { useBackend } from "../engine/device.ts";
 import type { LoadedCheckpoint } from "../models/checkpoint.ts";
 import { getPreset, PRESET_NAMES } from "../models/presets.ts";
 import {
+  generatePath,
   type ReadCheckpoint,
   readCheckpoint,
   resumePaths,
@@ -63,6 +65,17 @@ async function savedFlags(outDir: string): Promise<Partial<TrainConfig>> {
   return saved as Partial<TrainConfig>;
 }
 
+/** An architecture key as its flag: nLayer -> --n-layer. */
+const flagOf = (k: string) => `--${k.replace(/[A-Z]/g, (m) => "-" + m.toLowerCase())}`;
+
+/** The architecture a checkpoint fixes, as train flags (a file without a tokenizer is gpt2's). */
+function checkpointFlags(ckpt: LoadedCheckpoint): Partial<TrainConfig> {
+  const fromCkpt: Partial<TrainConfig> = { model: ckpt.kind, ...ckpt.config };
+  const tokKind = ckpt.tokenizer ? JSON.parse(ckpt.tokenizer).kind : undefined;
+  if (tokKind) fromCkpt.tokenizer = tokKind;
+  return fromCkpt;
+}
+
 /** The flags a resumed run uses: its config.json, the checkpoint's architecture, explicit flags. */
 function resumeConfig(
   outDir: string,
@@ -70,16 +83,14 @@ function resumeConfig(
   explicit: Partial<TrainConfig>,
   ckpt: LoadedCheckpoint,
 ): TrainConfig {
-  const fromCkpt: Partial<TrainConfig> = { model: ckpt.kind, ...ckpt.config };
-  const tokKind = ckpt.tokenizer ? JSON.parse(ckpt.tokenizer).kind : undefined;
-  if (tokKind) fromCkpt.tokenizer = tokKind;
+  const fromCkpt = checkpointFlags(ckpt);
   for (const k of ARCH_KEYS) {
     const want = explicit[k];
     const have = fromCkpt[k];
     if (want !== undefined && have !== undefined && want !== have && k !== "vocabSize") {
       throw new FlagError(
-        `--${k.replace(/[A-Z]/g, (m) => "-" + m.toLowerCase())} ${want} does not match the ` +
-          `checkpoint in '${outDir}' (${have}); drop the flag to resume, or use a new --out-dir`,
+        `${flagOf(k)} ${want} does not match the checkpoint in '${outDir}' (${have}); drop the ` +
+          `flag to resume, or use a new --out-dir`,
       );
     }
   }
@@ -92,13 +103,87 @@ function resumeConfig(
 }
 
 /**
- * The flags of this run (merged with the saved run's on --resume) and its checkpoint, after
- * checking the run directory.
+ * The flags of a run started from a checkpoint (--init-from): the checkpoint's architecture and
+ * tokenizer under the flags; an explicit flag that contradicts them is refused, but --dropout,
+ * which fine-tuning may change (as nanoGPT's init_from allows).
+ */
+function initConfig(
+  path: string,
+  config: TrainConfig,
+  explicit: Partial<TrainConfig>,
+  ckpt: LoadedCheckpoint,
+): TrainConfig {
+  const fromCkpt = checkpointFlags(ckpt);
+  fromCkpt.tokenizer ??= "gpt2";
+  for (const k of ARCH_KEYS) {
+    const want = explicit[k];
+    const have = fromCkpt[k];
+    if (k === "dropout" || want === undefined || have === undefined || want === have) continue;
+    if (k === "vocabSize" && want === 0) continue; // 0: what the tokenizer needs
+    throw new FlagError(
+      `${flagOf(k)} ${want} does not match the --init-from checkpoint '${path}' (${have}); drop ` +
+        `the flag: a fine-tune keeps the architecture it starts from (only --dropout may change)`,
+    );
+  }
+  // Only train's own keys (a Hugging Face file's config also says its activation).
+  const arch = Object.fromEntries(ARCH_KEYS.map((k) => [k, fromCkpt[k] ?? config[k]]));
+  const c = { ...config, ...arch, dropout: explicit.dropout ?? ckpt.config.dropout } as TrainConfig;
+  c.vocabSize = ckpt.config.vocabSize;
+  validateTrain(c);
+  return c;
+}
+
+/** The checkpoint --init-from names: a file, or a run directory's ckpt (else last) file. */
+async function initPath(initFrom: string): Promise<string> {
+  let st: Deno.FileInfo;
+  try {
+    st = await Deno.stat(initFrom);
+  } catch (e) {
+    throw new CheckpointError(
+      `--init-from '${initFrom}': ${(e as Error).message.split(":")[0]}; give a checkpoint ` +
+        `file or the --out-dir of a run`,
+    );
+  }
+  return st.isDirectory ? await generatePath(initFrom) : initFrom;
+}
+
+/** Where a path is on disk, or null when it does not exist. */
+async function realPathOrNull(path: string): Promise<string | null> {
+  try {
+    return await Deno.realPath(path);
+  } catch {
+    return null;
+  }
+}
+
+/** --init-from must not be, or be inside, the new run's --out-dir (its files would be replaced). */
+async function checkInitOutside(initFrom: string, outDir: string): Promise<void> {
+  const [from, out] = [await realPathOrNull(initFrom), await realPathOrNull(outDir)];
+  if (from === null || out === null) return;
+  const dirOf = (await Deno.stat(from)).isDirectory ? from : from.replace(/[\\/][^\\/]*$/, "");
+  if (dirOf === out) {
+    throw new FlagError(
+      `--init-from '${initFrom}' is in --out-dir '${outDir}': a fine-tune is a new run and ` +
+        `needs its own --out-dir`,
+    );
+  }
+}
+
+/**
+ * The flags of this run (merged with the saved run's on --resume, or with the architecture of
+ * the --init-from checkpoint) and the checkpoint it continues or starts from, after checking
+ * the run directory.
  */
 export async function setup(argv: readonly string[]) {
   const parsed = parseTrainArgs(argv, presetFlags);
   if (parsed.help) return { help: parsed.text } as const;
   let config = parsed.config;
+  if (config.resume && config.initFrom !== "") {
+    throw new FlagError(
+      `--init-from starts a new run and --resume continues the one in --out-dir; give one of them`,
+    );
+  }
+  if (config.initFrom !== "") await checkInitOutside(config.initFrom, config.outDir);
   const dir = await prepareRunDir(config.outDir, {
     resume: config.resume,
     overwrite: config.overwrite,
@@ -121,13 +206,29 @@ export async function setup(argv: readonly string[]) {
     threads: config.threads || undefined,
   });
   let resume: ReadCheckpoint | undefined;
+  let init: { path: string; ckpt: ReadCheckpoint } | undefined;
   if (config.resume) {
     const { path, ckpt } = await newestCheckpoint(config.outDir, backend);
     resume = ckpt;
     config = resumeConfig(config.outDir, saved, parsed.explicit, resume);
     console.log(`resuming from ${path}`);
+  } else if (config.initFrom !== "") {
+    try {
+      const path = await initPath(config.initFrom);
+      const nHead = parsed.explicit.nHead;
+      const ckpt = await readCheckpoint(path, backend, { config: nHead ? { nHead } : undefined });
+      init = { path, ckpt };
+      config = initConfig(path, config, parsed.explicit, ckpt);
+    } catch (e) {
+      init?.ckpt.model.dispose();
+      if (dir.created) await Deno.remove(config.outDir).catch(() => {});
+      throw e;
+    }
+    const { kind, source, iteration } = init.ckpt;
+    const from = source === "bitgpt" ? `iteration ${iteration} of its run` : `a ${source} file`;
+    console.log(`initialising from ${init.path} (${kind}, ${from}); a new run from iteration 0`);
   }
-  return { config, backend, resume, createdDir: dir.created } as const;
+  return { config, backend, resume, init, createdDir: dir.created } as const;
 }
 
 /** The newest checkpoint of a run that loads; an unusable newer one is skipped, saying why. */

@@ -108,7 +108,7 @@ Deno.test("train: every flag parses to its typed value", () => {
     ...["--out-dir", "o", "--resume", "--backend", "cpu", "--grad-clip", "0", "--bias", "false"],
     ...["--overwrite"],
     ...["--pos", "rope", "--beta1", "0.8", "--beta2", "0.99", "--schedule", "bitnet"],
-    ...["--profile", "--threads", "3"],
+    ...["--profile", "--threads", "3", "--init-from", "base/ckpt.safetensors"],
   ];
   const c = train(argv);
   deepStrictEqual(c, {
@@ -139,6 +139,7 @@ Deno.test("train: every flag parses to its typed value", () => {
     vocabSize: 70,
     outDir: "o",
     resume: true,
+    initFrom: "base/ckpt.safetensors",
     overwrite: true,
     backend: "cpu",
     gradClip: 0,
