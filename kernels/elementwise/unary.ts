@@ -1,11 +1,18 @@
 // Unary elementwise ops: y = f(x), same shape, one invocation per element (elementwise.ts).
 // Each op's backward sits under its forward as a one-line derivative. round is half-to-even on
-// both backends (WGSL's round); sign and round pass no gradient.
+// every backend (WGSL's round, wasm's f32x4.nearest); sign and round pass no gradient.
+// wasm: each op's f32x4 code in the strided SIMD loop of wasm.ts (memory-bound except exp, log,
+// tanh, sigmoid and fractional pow, whose vector polynomials of wasm_math.ts make them compute-
+// bound; their cost sends smaller launches to both threads). pow bakes an integer exponent
+// (|p| ≤ 64) into its module as repeated squaring (p < 0: one division), 1/2 as sqrt; other p
+// use exp(p·log x).
 
 import type { Tensor } from "../../engine/tensor.ts";
+import type { Local } from "../../engine/wasm/builder.ts";
 import { apply, type KernelOp } from "../../engine/op.ts";
 import { elementwiseOp } from "./elementwise.ts";
 import { div, mul, sub } from "./binary.ts";
+import { type EwBody, type EwEmit, vexpr } from "./wasm.ts";
 
 /** Scalar parameters of the unary kernels (`u.f.x`, `u.f.y` in WGSL); unused ones are 0. */
 export type UnaryScalars = { a: number; b: number };
@@ -14,6 +21,7 @@ const NONE: UnaryScalars = { a: 0, b: 0 };
 function unary(
   name: string,
   wgsl: string,
+  wasm: EwBody | ((p: UnaryScalars) => EwBody),
   cpu: (x: ArrayLike<number>, y: { [i: number]: number; length: number }, p: UnaryScalars) => void,
   backward?: (dy: Tensor, x: Tensor, y: Tensor, p: UnaryScalars) => Tensor | null,
   helpers = "",
@@ -21,11 +29,57 @@ function unary(
   return elementwiseOp<UnaryScalars>({
     name,
     wgsl,
+    wasm,
     helpers,
     cpu: ([x], y, p) => cpu(x, y, p),
     scalars: (p) => [p.a, p.b],
     backward: backward && ((dy, { inputs: [x], out, params }) => [backward(dy, x, out, params)]),
   });
+}
+
+/** y = op(x) for a one-operand f32x4 instruction. */
+const vop = (op: "neg" | "abs" | "sqrt" | "nearest"): EwBody =>
+  vexpr(({ f }, x) => (f.get(x), f.f32x4[op]()));
+
+/** Push x^k for an integer k ≥ 1 by repeated squaring (the exponent is baked in). */
+function powInt({ f }: EwEmit, x: Local, k: number): void {
+  const base = f.local("v128");
+  const acc = f.local("v128");
+  f.get(x);
+  f.set(base);
+  let have = false;
+  for (let bit = k; bit > 0; bit >>= 1) {
+    if (bit & 1) {
+      if (have) (f.get(acc), f.get(base), f.f32x4.mul());
+      else f.get(base);
+      f.set(acc);
+      have = true;
+    }
+    if (bit > 1) (f.get(base), f.get(base), f.f32x4.mul(), f.set(base));
+  }
+  f.get(acc);
+}
+
+/**
+ * pow's wasm body for exponent p: 1 for p = 0, repeated squaring for integers up to 64 (then
+ * 1/r for p < 0), sqrt for 1/2, else exp(p·log x) with Math.pow's −∞ base (∞ or 0).
+ */
+function powBody({ a: p }: UnaryScalars): EwBody {
+  if (p === 0) return vexpr(({ m }) => m.k(1)(), { variant: "zero" });
+  const k = Math.abs(p);
+  if (Number.isInteger(k) && k <= 64) {
+    return vexpr((e, x) => {
+      if (p > 0) return powInt(e, x, k);
+      e.m.bin("div", e.m.k(1), () => powInt(e, x, k));
+    }, { variant: `int${p}`, cost: 2 });
+  }
+  if (p === 0.5) return vop("sqrt");
+  return vexpr(({ f, m, scalars: [ps] }, x) => {
+    const lx = m.let(() => m.log(x));
+    const y = m.let(() => m.exp(m.let(() => m.bin("mul", m.get(lx), m.get(ps)))));
+    const negInf = () => (f.get(x), m.k(-Infinity)(), f.f32x4.eq());
+    m.select(negInf, m.k(p > 0 ? Infinity : 0), m.get(y));
+  }, { variant: `real${p > 0 ? "+" : "-"}`, cost: 20 });
 }
 
 /** Round half to even, as WGSL's round() does. */
@@ -35,34 +89,60 @@ export function roundHalfEven(v: number): number {
 }
 
 /** The kernel of `neg`: y = -x. */
-export const negOp: KernelOp<UnaryScalars> = unary("neg", "-a", (x, y) => {
+export const negOp: KernelOp<UnaryScalars> = unary("neg", "-a", vop("neg"), (x, y) => {
   for (let i = 0; i < y.length; i++) y[i] = -x[i];
 }, (dy) => neg(dy)); // d(-x) = -1
 
 /** The kernel of `exp`: y = e^x. */
-export const expOp: KernelOp<UnaryScalars> = unary("exp", "exp(a)", (x, y) => {
-  for (let i = 0; i < y.length; i++) y[i] = Math.exp(x[i]);
-}, (dy, _x, y) => mul(dy, y)); // d exp(x) = exp(x)
+export const expOp: KernelOp<UnaryScalars> = unary(
+  "exp",
+  "exp(a)",
+  vexpr(({ m }, x) => m.exp(x), {
+    cost: 8,
+  }),
+  (x, y) => {
+    for (let i = 0; i < y.length; i++) y[i] = Math.exp(x[i]);
+  },
+  (dy, _x, y) => mul(dy, y),
+); // d exp(x) = exp(x)
 
 /** The kernel of `log`: y = ln x. */
-export const logOp: KernelOp<UnaryScalars> = unary("log", "log(a)", (x, y) => {
-  for (let i = 0; i < y.length; i++) y[i] = Math.log(x[i]);
-}, (dy, x) => div(dy, x)); // d log(x) = 1/x
+export const logOp: KernelOp<UnaryScalars> = unary(
+  "log",
+  "log(a)",
+  vexpr(({ m }, x) => m.log(x), {
+    cost: 10,
+  }),
+  (x, y) => {
+    for (let i = 0; i < y.length; i++) y[i] = Math.log(x[i]);
+  },
+  (dy, x) => div(dy, x),
+); // d log(x) = 1/x
 
 /** The kernel of `sqrt`: y = sqrt(x). */
-export const sqrtOp: KernelOp<UnaryScalars> = unary("sqrt", "sqrt(a)", (x, y) => {
+export const sqrtOp: KernelOp<UnaryScalars> = unary("sqrt", "sqrt(a)", vop("sqrt"), (x, y) => {
   for (let i = 0; i < y.length; i++) y[i] = Math.sqrt(x[i]);
 }, (dy, _x, y) => div(scale(dy, 0.5), y)); // d sqrt(x) = 1/(2 sqrt(x))
 
 /** The kernel of `rsqrt`: y = 1 / sqrt(x). */
-export const rsqrtOp: KernelOp<UnaryScalars> = unary("rsqrt", "inverseSqrt(a)", (x, y) => {
-  for (let i = 0; i < y.length; i++) y[i] = 1 / Math.sqrt(x[i]);
-}, (dy, _x, y) => mul(dy, scale(pow(y, 3), -0.5))); // d x^-1/2 = -x^-3/2 / 2
+export const rsqrtOp: KernelOp<UnaryScalars> = unary(
+  "rsqrt",
+  "inverseSqrt(a)",
+  vexpr(
+    ({ f, m }, x) => m.bin("div", m.k(1), () => (f.get(x), f.f32x4.sqrt())),
+    { cost: 2 },
+  ),
+  (x, y) => {
+    for (let i = 0; i < y.length; i++) y[i] = 1 / Math.sqrt(x[i]);
+  },
+  (dy, _x, y) => mul(dy, scale(pow(y, 3), -0.5)),
+); // d x^-1/2 = -x^-3/2 / 2
 
 /** The kernel of `pow`: y = x^p for the scalar p (`a`). */
 export const powOp: KernelOp<UnaryScalars> = unary(
   "pow",
   "pow_s(a, u.f.x)",
+  powBody,
   (x, y, { a: p }) => {
     for (let i = 0; i < y.length; i++) y[i] = Math.pow(x[i], p);
   },
@@ -79,24 +159,41 @@ export const powOp: KernelOp<UnaryScalars> = unary(
 );
 
 /** The kernel of `abs`: y = |x|. */
-export const absOp: KernelOp<UnaryScalars> = unary("abs", "abs(a)", (x, y) => {
+export const absOp: KernelOp<UnaryScalars> = unary("abs", "abs(a)", vop("abs"), (x, y) => {
   for (let i = 0; i < y.length; i++) y[i] = Math.abs(x[i]);
 }, (dy, x) => mul(dy, sign(x))); // d|x| = sign(x)
 
 /** The kernel of `sign`: y = -1, 0 or 1 (no gradient). */
-export const signOp: KernelOp<UnaryScalars> = unary("sign", "sign(a)", (x, y) => {
-  for (let i = 0; i < y.length; i++) y[i] = Math.sign(x[i]);
-});
+export const signOp: KernelOp<UnaryScalars> = unary(
+  "sign",
+  "sign(a)",
+  vexpr(({ f, m }, x) => {
+    // 1 above 0, −1 below, else x itself (±0 and NaN, as Math.sign)
+    const below = () => m.select(() => (f.get(x), m.k(0)(), f.f32x4.lt()), m.k(-1), m.get(x));
+    m.select(() => (f.get(x), m.k(0)(), f.f32x4.gt()), m.k(1), below);
+  }),
+  (x, y) => {
+    for (let i = 0; i < y.length; i++) y[i] = Math.sign(x[i]);
+  },
+);
 
 /** The kernel of `round`: half to even (no gradient). */
-export const roundOp: KernelOp<UnaryScalars> = unary("round", "round(a)", (x, y) => {
-  for (let i = 0; i < y.length; i++) y[i] = roundHalfEven(x[i]);
-});
+export const roundOp: KernelOp<UnaryScalars> = unary(
+  "round",
+  "round(a)",
+  vop("nearest"),
+  (x, y) => {
+    for (let i = 0; i < y.length; i++) y[i] = roundHalfEven(x[i]);
+  },
+);
 
 /** The kernel of `clamp`: y = min(max(x, lo), hi) with lo = `a`, hi = `b`. */
 export const clampOp: KernelOp<UnaryScalars> = unary(
   "clamp",
   "clamp(a, u.f.x, u.f.y)",
+  vexpr(({ m, scalars: [lo, hi] }, x) =>
+    m.bin("min", () => m.bin("max", m.get(x), m.get(lo)), m.get(hi))
+  ),
   (x, y, { a: lo, b: hi }) => {
     for (let i = 0; i < y.length; i++) y[i] = Math.min(Math.max(x[i], lo), hi);
   },
@@ -107,6 +204,13 @@ export const clampOp: KernelOp<UnaryScalars> = unary(
 const clampBackwardOp: KernelOp<UnaryScalars> = elementwiseOp<UnaryScalars>({
   name: "clamp_backward",
   wgsl: "select(0.0, a, b >= u.f.x && b <= u.f.y)",
+  wasm: vexpr(({ f, scalars: [lo, hi] }, dy, x) => {
+    f.get(dy);
+    (f.get(x), f.get(lo), f.f32x4.ge());
+    (f.get(x), f.get(hi), f.f32x4.le());
+    f.v128.and();
+    f.v128.and();
+  }),
   scalars: (p) => [p.a, p.b],
   cpu([dy, x], y, { a: lo, b: hi }) {
     for (let i = 0; i < y.length; i++) y[i] = x[i] >= lo && x[i] <= hi ? dy[i] : 0;
@@ -114,14 +218,24 @@ const clampBackwardOp: KernelOp<UnaryScalars> = elementwiseOp<UnaryScalars>({
 });
 
 /** The kernel of `relu`: y = max(x, 0). */
-export const reluOp: KernelOp<UnaryScalars> = unary("relu", "max(a, 0.0)", (x, y) => {
-  for (let i = 0; i < y.length; i++) y[i] = x[i] > 0 ? x[i] : 0;
-}, (dy, x) => apply(reluBackwardOp, [dy, x], NONE)); // 1 where x > 0
+export const reluOp: KernelOp<UnaryScalars> = unary(
+  "relu",
+  "max(a, 0.0)",
+  vexpr(({ f, m }, x) => {
+    // x where x > 0, else +0 (NaN and −0 included, as the CPU loop)
+    (f.get(x), f.get(x), m.k(0)(), f.f32x4.gt(), f.v128.and());
+  }),
+  (x, y) => {
+    for (let i = 0; i < y.length; i++) y[i] = x[i] > 0 ? x[i] : 0;
+  },
+  (dy, x) => apply(reluBackwardOp, [dy, x], NONE),
+); // 1 where x > 0
 
 /** dx = dy where x > 0, else 0. */
 const reluBackwardOp: KernelOp<UnaryScalars> = elementwiseOp<UnaryScalars>({
   name: "relu_backward",
   wgsl: "select(0.0, a, b > 0.0)",
+  wasm: vexpr(({ f, m }, dy, x) => (f.get(dy), f.get(x), m.k(0)(), f.f32x4.gt(), f.v128.and())),
   cpu([dy, x], y) {
     for (let i = 0; i < y.length; i++) y[i] = x[i] > 0 ? dy[i] : 0;
   },
@@ -131,6 +245,7 @@ const reluBackwardOp: KernelOp<UnaryScalars> = elementwiseOp<UnaryScalars>({
 export const tanhOp: KernelOp<UnaryScalars> = unary(
   "tanh",
   "tanh(clamp(a, -15.0, 15.0))",
+  vexpr(({ m }, x) => m.tanh(x), { cost: 8 }),
   (x, y) => {
     for (let i = 0; i < y.length; i++) y[i] = Math.tanh(x[i]);
   },
@@ -141,6 +256,7 @@ export const tanhOp: KernelOp<UnaryScalars> = unary(
 export const sigmoidOp: KernelOp<UnaryScalars> = unary(
   "sigmoid",
   "1.0 / (1.0 + exp(-a))",
+  vexpr(({ m }, x) => m.sigmoid(x), { cost: 8 }),
   (x, y) => {
     for (let i = 0; i < y.length; i++) y[i] = 1 / (1 + Math.exp(-x[i]));
   },
@@ -151,6 +267,7 @@ export const sigmoidOp: KernelOp<UnaryScalars> = unary(
 export const affineOp: KernelOp<UnaryScalars> = unary(
   "affine",
   "a * u.f.x + u.f.y",
+  vexpr(({ m, scalars: [a, b] }, x) => m.madd(m.get(x), m.get(a), m.get(b))),
   (x, y, { a, b }) => {
     for (let i = 0; i < y.length; i++) y[i] = a * x[i] + b;
   },
