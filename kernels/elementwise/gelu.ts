@@ -5,11 +5,18 @@
 // for negative x keeps its relative accuracy instead of cancelling in 1 + erf.
 // CPU (float64): erf by its everywhere-positive series below 1.5, erfc by its continued fraction
 // above (relative error ≤ ~1e-14 for both). WGSL (float32): Numerical Recipes' erfc Chebyshev
-// fit (erfcc; fractional error < 1.2e-7 for all z ≥ 0).
+// fit (erfcc; fractional error < 1.2e-7 for all z ≥ 0). wasm (float32): the same erfcc on f32x4
+// vectors (wasm_math.ts: its exp is vectorised too) in the strided loop of wasm.ts; compute-bound
+// (one division and one exp per vector forward, two exps backward), so launches of a few thousand
+// elements already go to both threads. Measured against this file's float64 reference: see
+// wasm_math.ts.
 
 import type { Tensor } from "../../engine/tensor.ts";
 import { apply, type KernelOp } from "../../engine/op.ts";
 import { elementwiseOp } from "./elementwise.ts";
+import type { Local } from "../../engine/wasm/builder.ts";
+import type { VecMath } from "./wasm_math.ts";
+import { vexpr } from "./wasm.ts";
 
 const TWO_OVER_SQRT_PI = 1.1283791670955126;
 const INV_SQRT_PI = 0.5641895835477563;
@@ -73,11 +80,21 @@ fn gelu_grad(x: f32) -> f32 {
   return normal_cdf(x) + x * ${INV_SQRT_2PI} * exp(-0.5 * x * x);
 }`;
 
+/** Push Φ(x) (f32x4): 0.5·erfc(|x|/√2), or 1 minus it for x > 0. */
+function normalCdf4(m: VecMath, x: Local): void {
+  const f = m.f;
+  const z = m.let(() => (f.get(x), f.f32x4.abs(), m.k(INV_SQRT2)(), f.f32x4.mul()));
+  const e = m.let(() => m.bin("mul", () => m.erfcPos(z), m.k(0.5)));
+  const positive = () => (f.get(x), m.k(0)(), f.f32x4.gt());
+  m.select(positive, () => m.bin("sub", m.k(1), m.get(e)), m.get(e));
+}
+
 /** y = x·Φ(x). */
 export const geluOp: KernelOp<void> = elementwiseOp<void>({
   name: "gelu",
   wgsl: "a * normal_cdf(a)",
   helpers: GELU_WGSL,
+  wasm: vexpr(({ m }, x) => m.bin("mul", m.get(x), () => normalCdf4(m, x)), { cost: 12 }),
   cpu([x], y) {
     for (let i = 0; i < y.length; i++) y[i] = x[i] * normalCdf(x[i]);
   },
@@ -89,6 +106,13 @@ export const geluBackwardOp: KernelOp<void> = elementwiseOp<void>({
   name: "gelu_backward",
   wgsl: "a * gelu_grad(b)",
   helpers: GELU_WGSL,
+  wasm: vexpr(({ m }, dy, x) => {
+    // dy·(Φ(x) + x·φ(x)), φ(x) = e^(−x²/2)/√(2π)
+    const arg = m.let(() => m.bin("mul", () => m.bin("mul", m.get(x), m.get(x)), m.k(-0.5)));
+    const pdf = m.let(() => m.bin("mul", () => m.exp(arg), m.k(INV_SQRT_2PI)));
+    const grad = () => m.madd(m.get(x), m.get(pdf), () => normalCdf4(m, x));
+    m.bin("mul", m.get(dy), grad);
+  }, { cost: 20 }),
   cpu([dy, x], dx) {
     for (let i = 0; i < dx.length; i++) {
       const v = x[i];
