@@ -18,7 +18,8 @@
 // work (elements × the body's cost) is under PARALLEL_WORK run on the calling thread alone.
 //
 // Launch parameters go through a descriptor in kernel scratch (i32 words): N, L, the outer dims,
-// then per operand its base address, inner and outer byte strides, then the f32 scalars.
+// then per operand its base address, inner and outer byte strides, then the scalars (f32 values,
+// or raw 32-bit words when given as a Uint32Array).
 
 import type { CpuArg, Kernel } from "../../engine/backend.ts";
 import { ARRAY_TYPES, type DType, type TypedArray } from "../../engine/dtype.ts";
@@ -52,7 +53,7 @@ export interface EwEmit {
   ins: Local[];
   /** One v128 local per written operand, in operand order: the code must set each. */
   outs: Local[];
-  /** The f32 scalars, splat into v128 locals. */
+  /** The scalars, splat into v128 locals (f32, or i32 words when given as a Uint32Array). */
   scalars: Local[];
   /** The lanes' flat output indices (i32x4), when the body asked for them. */
   index: Local | null;
@@ -376,7 +377,8 @@ function odometer(
 }
 
 /**
- * Run an elementwise body over operands of one shape (the launch's), with f32 `scalars`.
+ * Run an elementwise body over operands of one shape (the launch's), with `scalars` (numbers as
+ * f32, or a Uint32Array of raw words).
  * `name` keys the module (with the body's variant, dtypes and layout classes).
  */
 export function runElementwise(
@@ -384,7 +386,7 @@ export function runElementwise(
   name: string,
   operands: EwOperand[],
   body: EwBody,
-  scalars: readonly number[] = [],
+  scalars: readonly number[] | Uint32Array = [],
 ): void {
   const shape = operands[0].arg.shape;
   const n = shape.reduce((a, b) => a * b, 1);
@@ -416,7 +418,8 @@ export function runElementwise(
     w[k++] = 4 * strides[i][R];
     for (let d = 0; d < R; d++) w[k++] = 4 * strides[i][d];
   });
-  new Float32Array(w.buffer, w.byteOffset + 4 * k, scalars.length).set(scalars);
+  if (scalars instanceof Uint32Array) w.set(scalars, k);
+  else new Float32Array(w.buffer, w.byteOffset + 4 * k, scalars.length).set(scalars);
   const parallel = n * (body.cost ?? 1) >= PARALLEL_WORK ? ctx.threads : 1;
   ctx.run(mod, "ew", [desc], parallel);
 }
