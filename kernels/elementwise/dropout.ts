@@ -5,6 +5,10 @@
 // integers as (word >> 8) ≥ ceil(p·2^24) so float rounding of p cannot make the backends differ.
 // Each call reserves x.size counters of the generator. Backward regenerates the same mask from
 // (key, offset) instead of saving it: dx = dy·mask/(1 − p). p = 1 drops everything (y = 0).
+// wasm: Threefry-2x32-20 on i32x4 lanes (four counters per vector: the lanes' flat indices from
+// the elementwise loop of wasm.ts, with the carry into the high word), so the mask is the CPU's
+// bit for bit; kept values are x·f32(scale) in f32, as on WebGPU. Compute-bound (~100 integer
+// vector ops per 4 elements), split over the threads by ranges of elements.
 
 import type { Tensor } from "../../engine/tensor.ts";
 import { isFloat, wgslType } from "../../engine/dtype.ts";
@@ -13,6 +17,8 @@ import { defaultGenerator, type Generator, THREEFRY_WGSL, wordAt } from "../../e
 import { sizeOf } from "../../engine/shape.ts";
 import { splitRows } from "../../engine/split.ts";
 import { grid1d, linearIndex, WORKGROUP_SIZE } from "../../engine/webgpu/codegen.ts";
+import type { Local } from "../../engine/wasm/builder.ts";
+import { type EwBody, runElementwise } from "./wasm.ts";
 
 /** Parameters of `dropoutOp`: where its random words sit in the stream, keep rule, scale. */
 export interface DropoutParams {
@@ -35,6 +41,72 @@ function uniforms(n: number, p: DropoutParams): Uint32Array {
   new Float32Array(u.buffer).set([p.scale], 6);
   return u;
 }
+
+/** Threefry rotations, four per round group; odd groups use the first four. */
+const ROT = [13, 15, 26, 6, 17, 29, 16, 24];
+const PARITY = 0x1bd11bda;
+
+/**
+ * The wasm scalars: counter (lo, hi), threshold, f32 scale bits, key, then the key injection
+ * after each of the five round groups g (x0 += ks[g % 3], x1 += ks[(g + 1) % 3] + g).
+ */
+function dropoutWords(p: DropoutParams): Uint32Array {
+  const [k0, k1] = p.key;
+  const ks = [k0, k1, (k0 ^ k1 ^ PARITY) >>> 0];
+  const w = new Uint32Array(16);
+  w.set([p.offset % TWO_32, Math.floor(p.offset / TWO_32), p.threshold, 0, k0, k1]);
+  new Float32Array(w.buffer).set([p.scale], 3);
+  for (let g = 1; g <= 5; g++) w.set([ks[g % 3], ks[(g + 1) % 3] + g], 4 + 2 * g);
+  return w;
+}
+
+/** y = x·scale where word 0 of Threefry(key, offset + i) keeps lane i (see the header). */
+const DROPOUT_WASM: EwBody = {
+  index: true,
+  cost: 10,
+  emit({ f, m, ins: [x], outs: [y], index, scalars: s }) {
+    const [lo, hi, threshold, scale, k0, k1] = s;
+    const add = (a: Local, b: Local) => (f.get(a), f.get(b), f.i32x4.add());
+    // Counter: lo + i, and hi plus the carry (lanes where lo + i wrapped below lo).
+    const c0 = m.let(() => add(lo, index!));
+    const x0 = m.let(() => add(c0, k0));
+    const x1 = m.let(() => {
+      f.get(hi);
+      f.get(c0);
+      f.get(lo);
+      f.i32x4.ltU();
+      f.i32x4.sub(); // the compare's -1 lanes add one
+      f.get(k1);
+      f.i32x4.add();
+    });
+    for (let g = 1; g <= 5; g++) {
+      for (const r of ROT.slice(g % 2 ? 0 : 4, g % 2 ? 4 : 8)) {
+        f.set(x0, () => add(x0, x1));
+        f.get(x1);
+        f.i32.const(r);
+        f.i32x4.shl();
+        f.get(x1);
+        f.i32.const(32 - r);
+        f.i32x4.shrU();
+        f.v128.or();
+        f.get(x0);
+        f.v128.xor();
+        f.set(x1);
+      }
+      f.set(x0, () => add(x0, s[4 + 2 * g]));
+      if (g < 5) f.set(x1, () => add(x1, s[5 + 2 * g]));
+    }
+    // keep ⇔ (word >> 8) ≥ threshold (both below 2^25: a signed compare is exact)
+    m.bin("mul", m.get(x), m.get(scale));
+    f.get(x0);
+    f.i32.const(8);
+    f.i32x4.shrU();
+    f.get(threshold);
+    f.i32x4.geS();
+    f.v128.and();
+    f.set(y);
+  },
+};
 
 /** y = x·scale where the stream keeps element i, else 0. */
 export const dropoutOp: KernelOp<DropoutParams> = defineOp<DropoutParams>({
@@ -65,6 +137,10 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
       grid: grid1d(n),
       uniforms: uniforms(n, p),
     };
+  },
+  wasm([x], [y], p, ctx) {
+    const operands = [{ arg: x, role: "in" as const }, { arg: y, role: "out" as const }];
+    runElementwise(ctx, "dropout", operands, DROPOUT_WASM, dropoutWords(p));
   },
   // Rows of x and y; a piece's counters start at its first element.
   split: (inputs, outputs, p, limits) =>
