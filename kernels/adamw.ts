@@ -34,16 +34,14 @@ import { type EwBody, runElementwise } from "./elementwise/wasm.ts";
 /** The update on f32x4 lanes; scalars: β1, 1 − β1, β2, 1 − β2, 1 − lr·wd, lr/bc1, √bc2, eps. */
 const ADAMW_WASM: EwBody = {
   cost: 3,
-  emit({ f, m, ins: [g, s, p, mo, vo], outs: [pn, mn, vn], scalars }) {
+  emit({ m, ins: [g, s, p, mo, vo], scalars }) {
     const [b1, c1, b2, c2, decay, stepSize, sbc2, eps] = scalars;
-    const gi = m.let(() => m.bin("mul", m.get(g), m.get(s)));
-    f.set(mn, () => m.madd(m.get(b1), m.get(mo), () => m.bin("mul", m.get(c1), m.get(gi))));
-    const g2 = () => m.bin("mul", () => m.bin("mul", m.get(c2), m.get(gi)), m.get(gi));
-    f.set(vn, () => m.madd(m.get(b2), m.get(vo), g2));
-    const denom = () =>
-      m.bin("add", () => m.bin("div", () => (f.get(vn), f.f32x4.sqrt()), m.get(sbc2)), m.get(eps));
-    const update = () => m.bin("div", () => m.bin("mul", m.get(stepSize), m.get(mn)), denom);
-    f.set(pn, () => m.bin("sub", () => m.bin("mul", m.get(p), m.get(decay)), update));
+    const gi = m.op("mul", g, s);
+    const mn = m.madd(b1, mo, m.op("mul", c1, gi));
+    const vn = m.madd(b2, vo, m.op("mul", m.op("mul", c2, gi), gi));
+    const denom = m.op("add", m.op("div", m.un("sqrt", vn), sbc2), eps);
+    const pn = m.op("sub", m.op("mul", p, decay), m.op("div", m.op("mul", stepSize, mn), denom));
+    return [pn, mn, vn];
   },
 };
 

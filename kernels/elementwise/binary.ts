@@ -17,11 +17,11 @@ type Binary = (dy: Tensor, a: Tensor, b: Tensor) => [Tensor | null, Tensor | nul
 
 /** y = a op b for a binary f32x4 instruction. */
 const vbin = (op: "add" | "sub" | "mul" | "div" | "max"): EwBody =>
-  vexpr(({ f }, a, b) => (f.get(a), f.get(b), f.f32x4[op]()));
+  vexpr(({ m }, a, b) => m.op(op, a, b));
 
 /** 1.0 where the f32x4 comparison holds, else 0. */
 const vcmp = (op: "ge" | "eq"): EwBody =>
-  vexpr(({ f, m }, a, b) => (f.get(a), f.get(b), f.f32x4[op](), m.k(1)(), f.v128.and()));
+  vexpr(({ m }, a, b) => m.bit("and", m.op(op, a, b), m.k(1)));
 
 function binary(
   name: string,

@@ -17,7 +17,6 @@ import { defaultGenerator, type Generator, THREEFRY_WGSL, wordAt } from "../../e
 import { sizeOf } from "../../engine/shape.ts";
 import { splitRows } from "../../engine/split.ts";
 import { grid1d, linearIndex, WORKGROUP_SIZE } from "../../engine/webgpu/codegen.ts";
-import type { Local } from "../../engine/wasm/builder.ts";
 import { type EwBody, runElementwise } from "./wasm.ts";
 
 /** Parameters of `dropoutOp`: where its random words sit in the stream, keep rule, scale. */
@@ -64,47 +63,25 @@ function dropoutWords(p: DropoutParams): Uint32Array {
 const DROPOUT_WASM: EwBody = {
   index: true,
   cost: 10,
-  emit({ f, m, ins: [x], outs: [y], index, scalars: s }) {
-    const [lo, hi, threshold, scale, k0, k1] = s;
-    const add = (a: Local, b: Local) => (f.get(a), f.get(b), f.i32x4.add());
-    // Counter: lo + i, and hi plus the carry (lanes where lo + i wrapped below lo).
-    const c0 = m.let(() => add(lo, index!));
-    const x0 = m.let(() => add(c0, k0));
-    const x1 = m.let(() => {
-      f.get(hi);
-      f.get(c0);
-      f.get(lo);
-      f.i32x4.ltU();
-      f.i32x4.sub(); // the compare's -1 lanes add one
-      f.get(k1);
-      f.i32x4.add();
-    });
+  width: 8,
+  emit({ m, ins: [x], index, scalars: w }) {
+    const [lo, hi, threshold, scale, k0, k1] = w;
+    // Counter: lo + i, and hi plus the carry (lanes where lo + i wrapped below lo: the
+    // compare's −1 lanes, subtracted).
+    const c0 = m.iop("add", lo, index!);
+    let x0 = m.iop("add", c0, k0);
+    let x1 = m.iop("add", m.iop("sub", hi, m.iop("ltU", c0, lo)), k1);
     for (let g = 1; g <= 5; g++) {
       for (const r of ROT.slice(g % 2 ? 0 : 4, g % 2 ? 4 : 8)) {
-        f.set(x0, () => add(x0, x1));
-        f.get(x1);
-        f.i32.const(r);
-        f.i32x4.shl();
-        f.get(x1);
-        f.i32.const(32 - r);
-        f.i32x4.shrU();
-        f.v128.or();
-        f.get(x0);
-        f.v128.xor();
-        f.set(x1);
+        x0 = m.iop("add", x0, x1);
+        x1 = m.bit("xor", m.bit("or", m.shift("shl", x1, r), m.shift("shrU", x1, 32 - r)), x0);
       }
-      f.set(x0, () => add(x0, s[4 + 2 * g]));
-      if (g < 5) f.set(x1, () => add(x1, s[5 + 2 * g]));
+      x0 = m.iop("add", x0, w[4 + 2 * g]);
+      if (g < 5) x1 = m.iop("add", x1, w[5 + 2 * g]);
     }
     // keep ⇔ (word >> 8) ≥ threshold (both below 2^25: a signed compare is exact)
-    m.bin("mul", m.get(x), m.get(scale));
-    f.get(x0);
-    f.i32.const(8);
-    f.i32x4.shrU();
-    f.get(threshold);
-    f.i32x4.geS();
-    f.v128.and();
-    f.set(y);
+    const keep = m.iop("geS", m.shift("shrU", x0, 8), threshold);
+    return [m.bit("and", m.op("mul", x, scale), keep)];
   },
 };
 

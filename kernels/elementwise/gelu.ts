@@ -14,8 +14,7 @@
 import type { Tensor } from "../../engine/tensor.ts";
 import { apply, type KernelOp } from "../../engine/op.ts";
 import { elementwiseOp } from "./elementwise.ts";
-import type { Local } from "../../engine/wasm/builder.ts";
-import type { VecMath } from "./wasm_math.ts";
+import type { V, VecMath } from "./wasm_math.ts";
 import { vexpr } from "./wasm.ts";
 
 const TWO_OVER_SQRT_PI = 1.1283791670955126;
@@ -80,13 +79,10 @@ fn gelu_grad(x: f32) -> f32 {
   return normal_cdf(x) + x * ${INV_SQRT_2PI} * exp(-0.5 * x * x);
 }`;
 
-/** Push Φ(x) (f32x4): 0.5·erfc(|x|/√2), or 1 minus it for x > 0. */
-function normalCdf4(m: VecMath, x: Local): void {
-  const f = m.f;
-  const z = m.let(() => (f.get(x), f.f32x4.abs(), m.k(INV_SQRT2)(), f.f32x4.mul()));
-  const e = m.let(() => m.bin("mul", () => m.erfcPos(z), m.k(0.5)));
-  const positive = () => (f.get(x), m.k(0)(), f.f32x4.gt());
-  m.select(positive, () => m.bin("sub", m.k(1), m.get(e)), m.get(e));
+/** Φ(x) on f32x4 lanes: 0.5·erfc(|x|/√2), or 1 minus it for x > 0. */
+function normalCdf4(m: VecMath, x: V): V {
+  const e = m.op("mul", m.erfcPos(m.op("mul", m.un("abs", x), m.k(INV_SQRT2))), m.k(0.5));
+  return m.select(m.op("gt", x, m.k(0)), m.op("sub", m.k(1), e), e);
 }
 
 /** y = x·Φ(x). */
@@ -94,7 +90,7 @@ export const geluOp: KernelOp<void> = elementwiseOp<void>({
   name: "gelu",
   wgsl: "a * normal_cdf(a)",
   helpers: GELU_WGSL,
-  wasm: vexpr(({ m }, x) => m.bin("mul", m.get(x), () => normalCdf4(m, x)), { cost: 12 }),
+  wasm: vexpr(({ m }, x) => m.op("mul", x, normalCdf4(m, x)), { cost: 12, width: 8 }),
   cpu([x], y) {
     for (let i = 0; i < y.length; i++) y[i] = x[i] * normalCdf(x[i]);
   },
@@ -108,11 +104,9 @@ export const geluBackwardOp: KernelOp<void> = elementwiseOp<void>({
   helpers: GELU_WGSL,
   wasm: vexpr(({ m }, dy, x) => {
     // dy·(Φ(x) + x·φ(x)), φ(x) = e^(−x²/2)/√(2π)
-    const arg = m.let(() => m.bin("mul", () => m.bin("mul", m.get(x), m.get(x)), m.k(-0.5)));
-    const pdf = m.let(() => m.bin("mul", () => m.exp(arg), m.k(INV_SQRT_2PI)));
-    const grad = () => m.madd(m.get(x), m.get(pdf), () => normalCdf4(m, x));
-    m.bin("mul", m.get(dy), grad);
-  }, { cost: 20 }),
+    const pdf = m.op("mul", m.exp(m.op("mul", m.op("mul", x, x), m.k(-0.5))), m.k(INV_SQRT_2PI));
+    return m.op("mul", dy, m.madd(x, pdf, normalCdf4(m, x)));
+  }, { cost: 20, width: 8 }),
   cpu([dy, x], dx) {
     for (let i = 0; i < dx.length; i++) {
       const v = x[i];

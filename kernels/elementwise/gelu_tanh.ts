@@ -13,8 +13,7 @@
 import type { Tensor } from "../../engine/tensor.ts";
 import { apply, type KernelOp } from "../../engine/op.ts";
 import { elementwiseOp } from "./elementwise.ts";
-import type { Local } from "../../engine/wasm/builder.ts";
-import type { VecMath } from "./wasm_math.ts";
+import type { V, VecMath } from "./wasm_math.ts";
 import { vexpr } from "./wasm.ts";
 
 const SQRT_2_OVER_PI = 0.7978845608028654;
@@ -49,15 +48,12 @@ fn gelu_tanh_grad(x: f32) -> f32 {
   return s + x * s * (1.0 - s) * 2.0 * ${SQRT_2_OVER_PI} * (1.0 + ${3 * CUBIC} * x * x);
 }`;
 
-/** Push σ(2u) (f32x4), as the WGSL's sigmoid_2u; x2 = x². */
-function sigmoid2u4(m: VecMath, x: Local, x2: Local): void {
-  const f = m.f;
-  const inner = () => m.madd(() => m.bin("mul", m.get(x), m.get(x2)), m.k(CUBIC), m.get(x));
-  const z = m.let(() => m.bin("mul", inner, m.k(2 * SQRT_2_OVER_PI)));
-  const nz = m.let(() => (f.get(z), f.f32x4.abs(), f.f32x4.neg()));
-  const e = m.let(() => m.exp(nz));
-  const num = () => m.select(() => (f.get(z), m.k(0)(), f.f32x4.ge()), m.k(1), m.get(e));
-  m.bin("div", num, () => m.bin("add", m.k(1), m.get(e)));
+/** σ(2u) on f32x4 lanes, as the WGSL's sigmoid_2u; x2 = x². */
+function sigmoid2u4(m: VecMath, x: V, x2: V): V {
+  const z = m.op("mul", m.madd(m.op("mul", x, x2), m.k(CUBIC), x), m.k(2 * SQRT_2_OVER_PI));
+  const e = m.exp(m.un("neg", m.un("abs", z)));
+  const num = m.select(m.op("ge", z, m.k(0)), m.k(1), e);
+  return m.op("div", num, m.op("add", m.k(1), e));
 }
 
 /** y = 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))). */
@@ -65,10 +61,10 @@ export const geluTanhOp: KernelOp<void> = elementwiseOp<void>({
   name: "gelu_tanh",
   wgsl: "a * sigmoid_2u(a)",
   helpers: GELU_TANH_WGSL,
-  wasm: vexpr(({ m }, x) => {
-    const x2 = m.let(() => m.bin("mul", m.get(x), m.get(x)));
-    m.bin("mul", m.get(x), () => sigmoid2u4(m, x, x2));
-  }, { cost: 10 }),
+  wasm: vexpr(({ m }, x) => m.op("mul", x, sigmoid2u4(m, x, m.op("mul", x, x))), {
+    cost: 10,
+    width: 8,
+  }),
   cpu([x], y) {
     for (let i = 0; i < y.length; i++) y[i] = geluTanh64(x[i]);
   },
@@ -82,14 +78,12 @@ export const geluTanhBackwardOp: KernelOp<void> = elementwiseOp<void>({
   helpers: GELU_TANH_WGSL,
   wasm: vexpr(({ m }, dy, x) => {
     // dy·(s + x·s·(1 − s)·2u'), 2u' = 2·√(2/π)·(1 + 3·0.044715·x²)
-    const x2 = m.let(() => m.bin("mul", m.get(x), m.get(x)));
-    const s = m.let(() => sigmoid2u4(m, x, x2));
-    const du2 = () =>
-      m.bin("mul", () => m.madd(m.get(x2), m.k(3 * CUBIC), m.k(1)), m.k(2 * SQRT_2_OVER_PI));
-    const xs1s = () =>
-      m.bin("mul", () => m.bin("mul", m.get(x), m.get(s)), () => m.bin("sub", m.k(1), m.get(s)));
-    m.bin("mul", m.get(dy), () => m.madd(xs1s, du2, m.get(s)));
-  }, { cost: 12 }),
+    const x2 = m.op("mul", x, x);
+    const s = sigmoid2u4(m, x, x2);
+    const du2 = m.op("mul", m.madd(x2, m.k(3 * CUBIC), m.k(1)), m.k(2 * SQRT_2_OVER_PI));
+    const xs1s = m.op("mul", m.op("mul", x, s), m.op("sub", m.k(1), s));
+    return m.op("mul", dy, m.madd(xs1s, du2, s));
+  }, { cost: 12, width: 8 }),
   cpu([dy, x], dx) {
     for (let i = 0; i < dx.length; i++) dx[i] = dy[i] * geluTanhGrad64(x[i]);
   },

@@ -8,11 +8,11 @@
 // use exp(p·log x).
 
 import type { Tensor } from "../../engine/tensor.ts";
-import type { Local } from "../../engine/wasm/builder.ts";
+import type { V, VecMath } from "./wasm_math.ts";
 import { apply, type KernelOp } from "../../engine/op.ts";
 import { elementwiseOp } from "./elementwise.ts";
 import { div, mul, sub } from "./binary.ts";
-import { type EwBody, type EwEmit, vexpr } from "./wasm.ts";
+import { type EwBody, vexpr } from "./wasm.ts";
 
 /** Scalar parameters of the unary kernels (`u.f.x`, `u.f.y` in WGSL); unused ones are 0. */
 export type UnaryScalars = { a: number; b: number };
@@ -38,26 +38,17 @@ function unary(
 }
 
 /** y = op(x) for a one-operand f32x4 instruction. */
-const vop = (op: "neg" | "abs" | "sqrt" | "nearest"): EwBody =>
-  vexpr(({ f }, x) => (f.get(x), f.f32x4[op]()));
+const vop = (op: "neg" | "abs" | "sqrt" | "nearest"): EwBody => vexpr(({ m }, x) => m.un(op, x));
 
-/** Push x^k for an integer k ≥ 1 by repeated squaring (the exponent is baked in). */
-function powInt({ f }: EwEmit, x: Local, k: number): void {
-  const base = f.local("v128");
-  const acc = f.local("v128");
-  f.get(x);
-  f.set(base);
-  let have = false;
+/** x^k for an integer k ≥ 1 by repeated squaring (the exponent is baked in). */
+function powInt(m: VecMath, x: V, k: number): V {
+  let base = x;
+  let acc: V | null = null;
   for (let bit = k; bit > 0; bit >>= 1) {
-    if (bit & 1) {
-      if (have) (f.get(acc), f.get(base), f.f32x4.mul());
-      else f.get(base);
-      f.set(acc);
-      have = true;
-    }
-    if (bit > 1) (f.get(base), f.get(base), f.f32x4.mul(), f.set(base));
+    if (bit & 1) acc = acc ? m.op("mul", acc, base) : base;
+    if (bit > 1) base = m.op("mul", base, base);
   }
-  f.get(acc);
+  return acc!;
 }
 
 /**
@@ -65,21 +56,19 @@ function powInt({ f }: EwEmit, x: Local, k: number): void {
  * 1/r for p < 0), sqrt for 1/2, else exp(p·log x) with Math.pow's −∞ base (∞ or 0).
  */
 function powBody({ a: p }: UnaryScalars): EwBody {
-  if (p === 0) return vexpr(({ m }) => m.k(1)(), { variant: "zero" });
+  if (p === 0) return vexpr(({ m }) => m.k(1), { variant: "zero" });
   const k = Math.abs(p);
   if (Number.isInteger(k) && k <= 64) {
-    return vexpr((e, x) => {
-      if (p > 0) return powInt(e, x, k);
-      e.m.bin("div", e.m.k(1), () => powInt(e, x, k));
+    return vexpr(({ m }, x) => {
+      const r = powInt(m, x, k);
+      return p > 0 ? r : m.op("div", m.k(1), r);
     }, { variant: `int${p}`, cost: 2 });
   }
   if (p === 0.5) return vop("sqrt");
-  return vexpr(({ f, m, scalars: [ps] }, x) => {
-    const lx = m.let(() => m.log(x));
-    const y = m.let(() => m.exp(m.let(() => m.bin("mul", m.get(lx), m.get(ps)))));
-    const negInf = () => (f.get(x), m.k(-Infinity)(), f.f32x4.eq());
-    m.select(negInf, m.k(p > 0 ? Infinity : 0), m.get(y));
-  }, { variant: `real${p > 0 ? "+" : "-"}`, cost: 20 });
+  return vexpr(({ m, scalars: [ps] }, x) => {
+    const y = m.exp(m.op("mul", m.log(x), ps));
+    return m.select(m.op("eq", x, m.k(-Infinity)), m.k(p > 0 ? Infinity : 0), y);
+  }, { variant: `real${p > 0 ? "+" : "-"}`, cost: 20, width: 8 });
 }
 
 /** Round half to even, as WGSL's round() does. */
@@ -97,9 +86,7 @@ export const negOp: KernelOp<UnaryScalars> = unary("neg", "-a", vop("neg"), (x, 
 export const expOp: KernelOp<UnaryScalars> = unary(
   "exp",
   "exp(a)",
-  vexpr(({ m }, x) => m.exp(x), {
-    cost: 8,
-  }),
+  vexpr(({ m }, x) => m.exp(x), { cost: 8, width: 8 }),
   (x, y) => {
     for (let i = 0; i < y.length; i++) y[i] = Math.exp(x[i]);
   },
@@ -110,9 +97,7 @@ export const expOp: KernelOp<UnaryScalars> = unary(
 export const logOp: KernelOp<UnaryScalars> = unary(
   "log",
   "log(a)",
-  vexpr(({ m }, x) => m.log(x), {
-    cost: 10,
-  }),
+  vexpr(({ m }, x) => m.log(x), { cost: 10, width: 8 }),
   (x, y) => {
     for (let i = 0; i < y.length; i++) y[i] = Math.log(x[i]);
   },
@@ -129,7 +114,7 @@ export const rsqrtOp: KernelOp<UnaryScalars> = unary(
   "rsqrt",
   "inverseSqrt(a)",
   vexpr(
-    ({ f, m }, x) => m.bin("div", m.k(1), () => (f.get(x), f.f32x4.sqrt())),
+    ({ m }, x) => m.op("div", m.k(1), m.un("sqrt", x)),
     { cost: 2 },
   ),
   (x, y) => {
@@ -167,10 +152,10 @@ export const absOp: KernelOp<UnaryScalars> = unary("abs", "abs(a)", vop("abs"), 
 export const signOp: KernelOp<UnaryScalars> = unary(
   "sign",
   "sign(a)",
-  vexpr(({ f, m }, x) => {
+  vexpr(({ m }, x) => {
     // 1 above 0, −1 below, else x itself (±0 and NaN, as Math.sign)
-    const below = () => m.select(() => (f.get(x), m.k(0)(), f.f32x4.lt()), m.k(-1), m.get(x));
-    m.select(() => (f.get(x), m.k(0)(), f.f32x4.gt()), m.k(1), below);
+    const below = m.select(m.op("lt", x, m.k(0)), m.k(-1), x);
+    return m.select(m.op("gt", x, m.k(0)), m.k(1), below);
   }),
   (x, y) => {
     for (let i = 0; i < y.length; i++) y[i] = Math.sign(x[i]);
@@ -191,9 +176,7 @@ export const roundOp: KernelOp<UnaryScalars> = unary(
 export const clampOp: KernelOp<UnaryScalars> = unary(
   "clamp",
   "clamp(a, u.f.x, u.f.y)",
-  vexpr(({ m, scalars: [lo, hi] }, x) =>
-    m.bin("min", () => m.bin("max", m.get(x), m.get(lo)), m.get(hi))
-  ),
+  vexpr(({ m, scalars: [lo, hi] }, x) => m.op("min", m.op("max", x, lo), hi)),
   (x, y, { a: lo, b: hi }) => {
     for (let i = 0; i < y.length; i++) y[i] = Math.min(Math.max(x[i], lo), hi);
   },
@@ -204,13 +187,9 @@ export const clampOp: KernelOp<UnaryScalars> = unary(
 const clampBackwardOp: KernelOp<UnaryScalars> = elementwiseOp<UnaryScalars>({
   name: "clamp_backward",
   wgsl: "select(0.0, a, b >= u.f.x && b <= u.f.y)",
-  wasm: vexpr(({ f, scalars: [lo, hi] }, dy, x) => {
-    f.get(dy);
-    (f.get(x), f.get(lo), f.f32x4.ge());
-    (f.get(x), f.get(hi), f.f32x4.le());
-    f.v128.and();
-    f.v128.and();
-  }),
+  wasm: vexpr(({ m, scalars: [lo, hi] }, dy, x) =>
+    m.bit("and", dy, m.bit("and", m.op("ge", x, lo), m.op("le", x, hi)))
+  ),
   scalars: (p) => [p.a, p.b],
   cpu([dy, x], y, { a: lo, b: hi }) {
     for (let i = 0; i < y.length; i++) y[i] = x[i] >= lo && x[i] <= hi ? dy[i] : 0;
@@ -221,10 +200,8 @@ const clampBackwardOp: KernelOp<UnaryScalars> = elementwiseOp<UnaryScalars>({
 export const reluOp: KernelOp<UnaryScalars> = unary(
   "relu",
   "max(a, 0.0)",
-  vexpr(({ f, m }, x) => {
-    // x where x > 0, else +0 (NaN and −0 included, as the CPU loop)
-    (f.get(x), f.get(x), m.k(0)(), f.f32x4.gt(), f.v128.and());
-  }),
+  // x where x > 0, else +0 (NaN and −0 included, as the CPU loop)
+  vexpr(({ m }, x) => m.bit("and", x, m.op("gt", x, m.k(0)))),
   (x, y) => {
     for (let i = 0; i < y.length; i++) y[i] = x[i] > 0 ? x[i] : 0;
   },
@@ -235,7 +212,7 @@ export const reluOp: KernelOp<UnaryScalars> = unary(
 const reluBackwardOp: KernelOp<UnaryScalars> = elementwiseOp<UnaryScalars>({
   name: "relu_backward",
   wgsl: "select(0.0, a, b > 0.0)",
-  wasm: vexpr(({ f, m }, dy, x) => (f.get(dy), f.get(x), m.k(0)(), f.f32x4.gt(), f.v128.and())),
+  wasm: vexpr(({ m }, dy, x) => m.bit("and", dy, m.op("gt", x, m.k(0)))),
   cpu([dy, x], y) {
     for (let i = 0; i < y.length; i++) y[i] = x[i] > 0 ? dy[i] : 0;
   },
@@ -245,7 +222,7 @@ const reluBackwardOp: KernelOp<UnaryScalars> = elementwiseOp<UnaryScalars>({
 export const tanhOp: KernelOp<UnaryScalars> = unary(
   "tanh",
   "tanh(clamp(a, -15.0, 15.0))",
-  vexpr(({ m }, x) => m.tanh(x), { cost: 8 }),
+  vexpr(({ m }, x) => m.tanh(x), { cost: 8, width: 8 }),
   (x, y) => {
     for (let i = 0; i < y.length; i++) y[i] = Math.tanh(x[i]);
   },
@@ -256,7 +233,7 @@ export const tanhOp: KernelOp<UnaryScalars> = unary(
 export const sigmoidOp: KernelOp<UnaryScalars> = unary(
   "sigmoid",
   "1.0 / (1.0 + exp(-a))",
-  vexpr(({ m }, x) => m.sigmoid(x), { cost: 8 }),
+  vexpr(({ m }, x) => m.sigmoid(x), { cost: 8, width: 8 }),
   (x, y) => {
     for (let i = 0; i < y.length; i++) y[i] = 1 / (1 + Math.exp(-x[i]));
   },
@@ -267,7 +244,7 @@ export const sigmoidOp: KernelOp<UnaryScalars> = unary(
 export const affineOp: KernelOp<UnaryScalars> = unary(
   "affine",
   "a * u.f.x + u.f.y",
-  vexpr(({ m, scalars: [a, b] }, x) => m.madd(m.get(x), m.get(a), m.get(b))),
+  vexpr(({ m, scalars: [a, b] }, x) => m.madd(x, a, b)),
   (x, y, { a, b }) => {
     for (let i = 0; i < y.length; i++) y[i] = a * x[i] + b;
   },

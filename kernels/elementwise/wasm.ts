@@ -6,16 +6,19 @@
 // Each operand's inner stride puts it in a class: contiguous (v128 loads and stores), broadcast
 // (one splat per run) or strided (four scalar loads into lanes, four lane stores). One module is
 // built per (kernel, variant, dtypes, classes, R, fused multiply-add) and cached under that key;
-// the kernel supplies only its per-vector code (EwBody.emit, over f32x4 locals).
+// the kernel supplies only its per-vector code (EwBody.emit over VecMath values, wasm_math.ts).
 //
 // Work split: the N output elements are cut into T contiguous ranges on 16-element boundaries,
 // one per thread (results never depend on T: each element is computed alone, by the same code,
 // whatever its position). A thread walks its range run by run: the run's start address per
-// operand comes from an odometer over the R outer dims. In a run, whole vectors go through the
-// SIMD loop; the last 1-3 elements through the same vector code, their lanes loaded from clamped
-// addresses (lanes past the end repeat the last element) and stored highest lane first, so each
-// element ends up with its own lane's value and nothing past the run is touched. Launches whose
-// work (elements × the body's cost) is under PARALLEL_WORK run on the calling thread alone.
+// operand comes from an odometer over the R outer dims. In a run, groups of `width` vectors go
+// through the body emitted `width` times interleaved (compute-bound bodies ask for 2-4), the
+// remaining whole vectors one at a time, and the last 1-3 elements through the same one-vector
+// code, their lanes loaded from clamped addresses (lanes past the end repeat the last element)
+// and stored highest lane first, so each element ends up with its own lane's value and nothing
+// past the run is touched. Launches whose work (elements × the body's cost) is under
+// PARALLEL_WORK run on the calling thread alone (a fork/join costs 1-2 µs with spinning workers,
+// 30-50 µs from parked ones).
 //
 // Launch parameters go through a descriptor in kernel scratch (i32 words): N, L, the outer dims,
 // then per operand its base address, inner and outer byte strides, then the scalars (f32 values,
@@ -30,7 +33,7 @@ import {
   type ModuleBuilder,
   type ValType,
 } from "../../engine/wasm/builder.ts";
-import { ConstPool, VecMath } from "./wasm_math.ts";
+import { ConstPool, type V, VecMath } from "./wasm_math.ts";
 
 /** How the per-vector code uses an operand. */
 export type Role = "in" | "out" | "inout";
@@ -47,16 +50,14 @@ export interface EwOperand {
 export interface EwEmit {
   /** The function being built. */
   f: FunctionBuilder;
-  /** Vector math helpers (transcendentals, multiply-add). */
+  /** Vector math of this emission's width (one local per interleaved vector in each V). */
   m: VecMath;
-  /** One v128 local per read operand ("in" and "inout"), in operand order. */
-  ins: Local[];
-  /** One v128 local per written operand, in operand order: the code must set each. */
-  outs: Local[];
-  /** The scalars, splat into v128 locals (f32, or i32 words when given as a Uint32Array). */
-  scalars: Local[];
+  /** The read operands ("in" and "inout") in operand order. */
+  ins: V[];
+  /** The scalars (f32, or i32 words when given as a Uint32Array), splat. */
+  scalars: V[];
   /** The lanes' flat output indices (i32x4), when the body asked for them. */
-  index: Local | null;
+  index: V | null;
   /** Each operand's dtype, in operand order. */
   dtypes: DType[];
 }
@@ -67,27 +68,20 @@ export interface EwBody {
   variant?: string;
   /** Work per element relative to a copy (1); transcendentals are ~10. Picks single-thread. */
   cost?: number;
+  /** Vectors interleaved per step (default 1; long dependency chains want 2-4). */
+  width?: number;
   /** Provide `index`: each lane's flat position in the launch (row-major over its shape). */
   index?: boolean;
-  /** Emit code that sets every `outs` local from `ins`, `scalars` and `index`. */
-  emit(e: EwEmit): void;
+  /** Emit the code; returns the written operands' new values, in operand order. */
+  emit(e: EwEmit): V[];
 }
 
-/**
- * A body of one output: `push` leaves it (an f32x4) on the stack, from the read operands'
- * vectors in order.
- */
+/** A body of one output computed from the read operands' values, in order. */
 export function vexpr(
-  push: (e: EwEmit, ...x: Local[]) => void,
+  value: (e: EwEmit, ...x: V[]) => V,
   opts: Omit<EwBody, "emit"> = {},
 ): EwBody {
-  return {
-    ...opts,
-    emit(e) {
-      push(e, ...e.ins);
-      e.f.set(e.outs[0]);
-    },
-  };
+  return { ...opts, emit: (e) => [value(e, ...e.ins)] };
 }
 
 /** Element-cost units under which a launch stays on the calling thread (see the bench). */
@@ -111,13 +105,12 @@ export function collapse(
   shape: readonly number[],
   strides: readonly (readonly number[])[],
 ): Collapsed {
-  const keep = shape.map((_, d) => d).filter((d) => shape[d] !== 1);
   const dims: number[] = [];
   const st: number[][] = strides.map(() => []);
-  for (const d of keep) {
+  for (let d = 0; d < shape.length; d++) {
+    if (shape[d] === 1) continue;
     const last = dims.length - 1;
-    const merge = last >= 0 && strides.every((s, o) => st[o][last] === s[d] * shape[d]);
-    if (merge) {
+    if (last >= 0 && strides.every((s, o) => st[o][last] === s[d] * shape[d])) {
       dims[last] *= shape[d];
       strides.forEach((s, o) => (st[o][last] = s[d]));
     } else {
@@ -142,44 +135,47 @@ interface EwPlan {
   body: EwBody;
 }
 
-/** Emit the load of operand vectors at clamped lane addresses (tail) or whole (main loop). */
-function loadOperand(
-  f: FunctionBuilder,
-  cls: Cls,
-  p: Local,
-  lanes: Local[] | null,
-  splat: Local | null,
-): void {
-  if (cls === "b") return f.get(splat!);
-  if (lanes === null && cls === "c") {
-    f.get(p);
-    f.v128.load(0, 0);
-    return;
-  }
-  // Four scalar loads: lane j at p + off[j] (off from `lanes`, or j·stride in the main loop).
-  f.get(p);
-  f.v128.load32Zero(0, 0);
-  for (let j = 1; j < 4; j++) {
-    f.add(p, lanes![j]);
-    f.i32.load(0, 0);
-    f.i32x4.replaceLane(j);
-  }
+/** The per-operand locals of one function. */
+interface OpLocals {
+  /** Current address (bytes). */
+  p: Local;
+  /** Inner stride (bytes) and 4 · it. */
+  inner: Local;
+  step: Local;
+  /** Lane byte offsets: j · inner (main loops) and min(j, t − 1) · inner (tail). */
+  lanes: Local[];
+  tails: Local[];
+  /** The splat of a broadcast operand's element in the current run. */
+  splat: Local | null;
 }
 
-/** Emit the store of a vector to an operand, highest lane first (see the header). */
-function storeOperand(f: FunctionBuilder, cls: Cls, p: Local, lanes: Local[] | null, v: Local) {
-  if (lanes === null && cls === "c") {
-    f.get(p);
-    f.get(v);
-    f.v128.store(0, 0);
-    return;
-  }
-  for (let j = 3; j >= 0; j--) {
-    if (j === 0) f.get(p);
-    else f.add(p, lanes![j]);
-    f.get(v);
-    f.i32x4.extractLane(j);
-    f.i32.store(0, 0);
+/** Load vector j (of a group) of an operand: whole, gathered lane by lane, or the run's splat. */
+function load(f: FunctionBuilder, cls: Cls, o: OpLocals, j: number, tail: boolean, tmp: Local) {
+  if (cls === "b") return f.get(o.splat!);
+  if (cls === "c" && !tail) return (f.get(o.p), f.v128.load(16 * j, 0));
+  const lanes = tail ? o.tails : o.lanes;
+  f.set(tmp, () => f.add(o.p, () => f.mul(o.step, j)));
+  (f.get(tmp), f.v128.load32Zero(0, 0));
+  for (let l = 1; l < 4; l++) (f.add(tmp, lanes[l]), f.i32.load(0, 0), f.i32x4.replaceLane(l));
+}
+
+/** Store vector j of a group to an operand, lane by lane highest first when not contiguous. */
+function store(
+  f: FunctionBuilder,
+  cls: Cls,
+  o: OpLocals,
+  j: number,
+  tail: boolean,
+  v: Local,
+  tmp: Local,
+) {
+  if (cls === "c" && !tail) return (f.get(o.p), f.get(v), f.v128.store(16 * j, 0));
+  const lanes = tail ? o.tails : o.lanes;
+  f.set(tmp, () => f.add(o.p, () => f.mul(o.step, j)));
+  for (let l = 3; l >= 0; l--) {
+    if (l === 0) f.get(tmp);
+    else f.add(tmp, lanes[l]);
+    (f.get(v), f.i32x4.extractLane(l), f.i32.store(0, 0));
   }
 }
 
@@ -191,185 +187,147 @@ const EW_PARAMS: ValType[] = ["i32", "i32", "i32"];
  */
 function buildEw(b: ModuleBuilder, plan: EwPlan): void {
   const consts = new ConstPool();
-  emitEw(
-    new FunctionBuilder({ index: 0, name: "probe", params: EW_PARAMS, results: [] }),
-    plan,
-    consts,
-  );
+  const probe = new FunctionBuilder({ index: 0, name: "probe", params: EW_PARAMS, results: [] });
+  emitEw(probe, plan, consts);
   b.export("ew", EW_PARAMS, [], (f) => emitEw(f, plan, consts));
 }
 
 /** The body of `ew` (see the header). */
 function emitEw(f: FunctionBuilder, plan: EwPlan, consts: ConstPool): void {
   const { roles, classes, outer: R, body } = plan;
-  const nOps = roles.length;
-  {
-    const [tid, nth, desc] = f.params;
-    const i32 = () => f.local("i32");
-    const [N, L, s, e, r, col, seg, cnt, t, flat] = Array.from({ length: 10 }, i32);
-    const D = Array.from({ length: R }, i32);
-    const idx = Array.from({ length: R }, i32);
-    const base = roles.map(i32);
-    const inner = roles.map(i32);
-    const st = roles.map(() => Array.from({ length: R }, i32));
-    const row = roles.map(i32);
-    const p = roles.map(i32);
-    const step = roles.map(i32); // 4 · inner stride (bytes)
-    const lanes = roles.map(() => [i32(), i32(), i32(), i32()]); // strided: j · inner stride
-    const tails = roles.map(() => [i32(), i32(), i32(), i32()]); // tail: min(j, t − 1) · stride
-    const word = (k: number) => (f.get(desc), f.i32.load(4 * k));
-    let w = 0;
-    f.set(N, () => word(w++));
-    f.set(L, () => word(w++));
-    D.forEach((d) => f.set(d, () => word(w++)));
-    for (let o = 0; o < nOps; o++) {
-      f.set(base[o], () => word(w++));
-      f.set(inner[o], () => word(w++));
-      st[o].forEach((x) => f.set(x, () => word(w++)));
-      f.set(step[o], () => f.mul(inner[o], 4));
-    }
-    const scalars = Array.from({ length: plan.scalars }, (_, k) => {
-      const l = f.local("v128");
-      f.get(desc);
-      f.v128.load32Splat(4 * (w + k));
-      f.set(l);
-      return l;
-    });
-    // This thread's range [s, e), on 16-element boundaries.
-    const blocks = () => (f.add(N, 15), f.i32.const(4), f.i32.shrU());
-    f.set(s, () => f.mul(() => f.mulDiv(blocks, tid, nth), 16));
-    f.set(e, () => f.min(N, () => f.mul(() => f.mulDiv(blocks, () => f.add(tid, 1), nth), 16)));
-    f.get(s);
-    f.get(e);
-    f.i32.geS();
-    f.if();
-    f.return();
-    f.end();
-    // Row r = s / L and its outer index; each operand's row start.
-    f.set(r, () => (f.get(s), f.get(L), f.i32.divU()));
-    f.set(col, () => f.sub(s, () => f.mul(r, L)));
-    for (let d = R - 1; d >= 0; d--) {
-      f.set(idx[d], () => (f.get(r), f.get(D[d]), f.i32.remU()));
-      f.set(r, () => (f.get(r), f.get(D[d]), f.i32.divU()));
-    }
-    for (let o = 0; o < nOps; o++) {
-      f.set(row[o], base[o]);
-      for (let d = 0; d < R; d++) f.inc(row[o], () => f.mul(idx[d], st[o][d]));
-    }
-    const vin = roles.map((ro) => (ro === "out" ? null : f.local("v128")));
-    const vout = roles.map((ro) => (ro === "in" ? null : f.local("v128")));
-    const splat = classes.map((c, o) => (c === "b" && roles[o] !== "out" ? f.local("v128") : null));
-    const index = body.index ? f.local("v128") : null;
-    const m = new VecMath(f, plan.fused, consts);
-    consts.hoist(f);
-    const iota = m.let(() => f.i32x4.const([0, 1, 2, 3]));
-    const emit = () =>
-      body.emit({
-        f,
-        m,
-        ins: vin.filter((v): v is Local => v !== null),
-        outs: vout.filter((v): v is Local => v !== null),
-        scalars,
-        index,
-        dtypes: plan.dtypes,
-      });
-    const vector = (tail: boolean) => {
-      if (index) {
-        f.get(flat);
-        f.i32x4.splat();
-        f.get(iota);
-        f.i32x4.add();
-        f.set(index);
-      }
-      for (let o = 0; o < nOps; o++) {
-        if (vin[o] === null) continue;
-        loadOperand(
-          f,
-          classes[o],
-          p[o],
-          tail ? tails[o] : classes[o] === "s" ? lanes[o] : null,
-          splat[o],
-        );
-        f.set(vin[o]!);
-      }
-      emit();
-      for (let o = 0; o < nOps; o++) {
-        if (vout[o] === null) continue;
-        storeOperand(
-          f,
-          classes[o],
-          p[o],
-          tail ? tails[o] : classes[o] === "s" ? lanes[o] : null,
-          vout[o]!,
-        );
-      }
-    };
-    // Strided operands: lane offsets j·stride for the main loop.
-    for (let o = 0; o < nOps; o++) {
-      if (classes[o] !== "s") continue;
-      for (let j = 1; j < 4; j++) f.set(lanes[o][j], () => f.mul(inner[o], j));
-    }
-    const runs = f.block();
-    const next = f.loop();
-    f.set(seg, () => f.min(() => f.sub(L, col), () => f.sub(e, s)));
-    for (let o = 0; o < nOps; o++) {
-      f.set(p[o], () => f.add(row[o], () => f.mul(col, inner[o])));
-      if (splat[o]) {
-        f.get(p[o]);
-        f.v128.load32Splat(0, 0);
-        f.set(splat[o]!);
-      }
-    }
-    if (index) f.set(flat, s);
-    f.set(cnt, () => (f.get(seg), f.i32.const(2), f.i32.shrU()));
-    f.repeat(cnt, () => {
-      vector(false);
-      for (let o = 0; o < nOps; o++) if (classes[o] !== "b") f.inc(p[o], step[o]);
-      if (index) f.inc(flat, 4);
-    });
-    // Tail of 1-3 elements: lane j at min(j, t − 1) · stride.
-    f.set(t, () => (f.get(seg), f.i32.const(3), f.i32.and()));
-    f.get(t);
-    f.if();
-    for (let o = 0; o < nOps; o++) {
-      if (classes[o] === "b") continue;
-      for (let j = 1; j < 4; j++) {
-        f.set(tails[o][j], () => f.mul(() => f.min(j, () => f.sub(t, 1)), inner[o]));
-      }
-    }
-    vector(true);
-    f.end();
-    f.inc(s, seg);
-    f.get(s);
-    f.get(e);
-    f.i32.geS();
-    f.brIf(runs);
-    f.set(col, 0);
-    odometer(f, R, idx, D, row, st);
-    f.br(next);
-    f.end();
-    f.end();
+  const W = body.width ?? 1;
+  const [tid, nth, desc] = f.params;
+  const i32 = () => f.local("i32");
+  const [N, L, s, e, r, col, seg, t, flat, tmp] = Array.from({ length: 10 }, i32);
+  const D = Array.from({ length: R }, i32);
+  const idx = Array.from({ length: R }, i32);
+  const ops: OpLocals[] = roles.map((_, o) => ({
+    p: i32(),
+    inner: i32(),
+    step: i32(),
+    lanes: [i32(), i32(), i32(), i32()],
+    tails: [i32(), i32(), i32(), i32()],
+    splat: classes[o] === "b" && roles[o] !== "out" ? f.local("v128") : null,
+  }));
+  const base = roles.map(i32);
+  const row = roles.map(i32);
+  const st = roles.map(() => Array.from({ length: R }, i32));
+  let w = 0;
+  const word = () => (f.get(desc), f.i32.load(4 * w++));
+  f.set(N, word);
+  f.set(L, word);
+  D.forEach((d) => f.set(d, word));
+  ops.forEach((o, k) => {
+    f.set(base[k], word);
+    f.set(o.inner, word);
+    st[k].forEach((x) => f.set(x, word));
+    f.set(o.step, () => f.mul(o.inner, 4));
+    for (let l = 1; l < 4; l++) f.set(o.lanes[l], () => f.mul(o.inner, l));
+  });
+  const scalars = Array.from({ length: plan.scalars }, (_, k) => {
+    const l = f.local("v128");
+    (f.get(desc), f.v128.load32Splat(4 * (w + k)), f.set(l));
+    return l;
+  });
+  consts.hoist(f);
+  // This thread's range [s, e), on 16-element boundaries.
+  const blocks = () => (f.add(N, 15), f.i32.const(4), f.i32.shrU());
+  f.set(s, () => f.mul(() => f.mulDiv(blocks, tid, nth), 16));
+  f.set(e, () => f.min(N, () => f.mul(() => f.mulDiv(blocks, () => f.add(tid, 1), nth), 16)));
+  (f.get(s), f.get(e), f.i32.geS(), f.if(), f.return(), f.end());
+  // Row r = s / L and its outer index; each operand's row start.
+  f.set(r, () => (f.get(s), f.get(L), f.i32.divU()));
+  f.set(col, () => f.sub(s, () => f.mul(r, L)));
+  for (let d = R - 1; d >= 0; d--) {
+    f.set(idx[d], () => (f.get(r), f.get(D[d]), f.i32.remU()));
+    f.set(r, () => (f.get(r), f.get(D[d]), f.i32.divU()));
   }
+  row.forEach((x, k) => {
+    f.set(x, base[k]);
+    for (let d = 0; d < R; d++) f.inc(x, () => f.mul(idx[d], st[k][d]));
+  });
+  const iota = f.local("v128");
+  (f.i32x4.const([0, 1, 2, 3]), f.set(iota));
+  // One step of `width` vectors (tail: one vector of 1-3 elements).
+  const vectors = (width: number, tail: boolean) => {
+    const m = new VecMath(f, plan.fused, width, consts);
+    const all = (l: Local) => m.all(l);
+    const index = body.index
+      ? m.map((
+        j,
+      ) => (f.get(flat),
+        f.i32.const(4 * j),
+        f.i32.add(),
+        f.i32x4.splat(),
+        f.get(iota),
+        f.i32x4.add())
+      )
+      : null;
+    const ins = ops.flatMap((o, k) =>
+      roles[k] === "out" ? [] : [m.map((j) => load(f, classes[k], o, j, tail, tmp))]
+    );
+    const outs = body.emit({ f, m, ins, scalars: scalars.map(all), index, dtypes: plan.dtypes });
+    let n = 0;
+    ops.forEach((o, k) => {
+      if (roles[k] === "in") return;
+      const v = outs[n++];
+      for (let j = 0; j < width; j++) store(f, classes[k], o, j, tail, v[j], tmp);
+    });
+  };
+  const advance = (vecs: number) => {
+    ops.forEach((o, k) => classes[k] !== "b" && f.inc(o.p, () => f.mul(o.step, vecs)));
+    if (body.index) f.inc(flat, 4 * vecs);
+  };
+  const runs = f.block();
+  const next = f.loop();
+  f.set(seg, () => f.min(() => f.sub(L, col), () => f.sub(e, s)));
+  ops.forEach((o, k) => {
+    f.set(o.p, () => f.add(row[k], () => f.mul(col, o.inner)));
+    if (o.splat) (f.get(o.p), f.v128.load32Splat(0, 0), f.set(o.splat));
+  });
+  if (body.index) f.set(flat, s);
+  f.repeat(() => (f.get(seg), f.i32.const(2 + Math.log2(W)), f.i32.shrU()), () => {
+    vectors(W, false);
+    advance(W);
+  });
+  if (W > 1) {
+    f.repeat(
+      () => (f.get(seg), f.i32.const(2), f.i32.shrU(), f.i32.const(W - 1), f.i32.and()),
+      () => {
+        vectors(1, false);
+        advance(1);
+      },
+    );
+  }
+  // Tail of 1-3 elements: lane j at min(j, t − 1) · stride.
+  f.set(t, () => (f.get(seg), f.i32.const(3), f.i32.and()));
+  f.get(t);
+  f.if();
+  ops.forEach((o, k) => {
+    if (classes[k] === "b") return;
+    for (let l = 1; l < 4; l++) {
+      f.set(o.tails[l], () => f.mul(() => f.min(l, () => f.sub(t, 1)), o.inner));
+    }
+  });
+  vectors(1, true);
+  f.end();
+  f.inc(s, seg);
+  (f.get(s), f.get(e), f.i32.geS(), f.brIf(runs));
+  f.set(col, 0);
+  odometer(f, idx, D, row, st);
+  f.br(next);
+  f.end();
+  f.end();
 }
 
 /** Advance the outer index by one row, carrying into outer dims, and each operand's row start. */
-function odometer(
-  f: FunctionBuilder,
-  R: number,
-  idx: Local[],
-  D: Local[],
-  row: Local[],
-  st: Local[][],
-) {
-  if (R === 0) return;
+function odometer(f: FunctionBuilder, idx: Local[], D: Local[], row: Local[], st: Local[][]) {
+  if (idx.length === 0) return;
   const done = f.block();
-  for (let d = R - 1; d >= 0; d--) {
+  for (let d = idx.length - 1; d >= 0; d--) {
     f.inc(idx[d]);
     row.forEach((x, o) => f.inc(x, st[o][d]));
-    f.get(idx[d]);
-    f.get(D[d]);
-    f.i32.ltS();
-    f.brIf(done);
+    (f.get(idx[d]), f.get(D[d]), f.i32.ltS(), f.brIf(done));
     f.set(idx[d], 0);
     row.forEach((x, o) => f.set(x, () => f.sub(x, () => f.mul(D[d], st[o][d]))));
   }
@@ -378,8 +336,8 @@ function odometer(
 
 /**
  * Run an elementwise body over operands of one shape (the launch's), with `scalars` (numbers as
- * f32, or a Uint32Array of raw words).
- * `name` keys the module (with the body's variant, dtypes and layout classes).
+ * f32, or a Uint32Array of raw words). `name` keys the module (with the body's variant, dtypes
+ * and layout classes).
  */
 export function runElementwise(
   ctx: WasmContext,
@@ -395,15 +353,14 @@ export function runElementwise(
   const R = dims.length - 1;
   const classes = strides.map((s) => classOf(s[R]));
   operands.forEach((o, k) => {
-    if (o.role !== "in" && classes[k] === "b" && dims[R] > 1) {
+    if (o.role !== "in" && classes[k] === "b") {
       throw new Error(`${name} (wasm): output ${k} has stride 0 (a broadcast view)`);
     }
   });
   const dtypes = operands.map((o) => o.arg.dtype);
   const fused = ctx.features.relaxedSimd;
-  const key = `ew|${name}|${body.variant ?? ""}|${dtypes.join(",")}|${
-    operands.map((o, k) => `${o.role}:${classes[k]}`).join(",")
-  }|r${R}|${fused ? "fma" : "simd"}|${body.index ? "idx" : ""}`;
+  const layout = operands.map((o, k) => `${o.role}:${o.arg.dtype}:${classes[k]}`).join(",");
+  const key = `ew|${name}|${body.variant ?? ""}|${layout}|r${R}|${fused ? "fma" : "simd"}`;
   const plan = { roles: operands.map((o) => o.role), classes, dtypes, outer: R, fused, body };
   const mod = ctx.module(key, (b) => buildEw(b, { ...plan, scalars: scalars.length }));
   const words = 2 + R + operands.length * (2 + R) + scalars.length;
@@ -434,11 +391,8 @@ export function heapCpuArg(ctx: WasmContext, a: WasmArg): CpuArg {
     if (span < 0) lo += span;
     else hi += span;
   });
-  const data = new ARRAY_TYPES[a.dtype](
-    ctx.heap.buffer as ArrayBuffer,
-    a.ptr + 4 * lo,
-    hi - lo + 1,
-  );
+  const buffer = ctx.heap.buffer as ArrayBuffer;
+  const data = new ARRAY_TYPES[a.dtype](buffer, a.ptr + 4 * lo, hi - lo + 1);
   return { ...a, data, offset: a.offset - lo };
 }
 

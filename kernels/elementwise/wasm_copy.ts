@@ -18,7 +18,7 @@ import { collapse, PARALLEL_WORK, runElementwise, vexpr } from "./wasm.ts";
 const ROWS = 16;
 
 /** y = x, bit for bit (any 4-byte dtype). */
-const IDENTITY = vexpr(({ f }, x) => f.get(x));
+const IDENTITY = vexpr((_e, x) => x);
 
 /** Byte shuffles of the 4×4 transpose: interleave low/high lanes, then halves. */
 const LO32 = [0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23];

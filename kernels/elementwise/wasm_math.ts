@@ -1,24 +1,32 @@
-// Vectorised float32 transcendentals for the wasm kernels, emitted inline into a function (no
-// Math.* round-trips, no calls): exp, log, tanh, sigmoid, and erfc on z ≥ 0 for the exact GELU.
-// Each helper reads f32x4 locals and pushes one f32x4. Algorithms (single-precision Cephes,
-// http://www.netlib.org/cephes/, and Numerical Recipes' erfcc, the WGSL kernels' erfc):
-//   exp:  n = round(x·log2 e), r = x − n·ln 2 (two-part ln 2), e^r by a degree-6 polynomial,
-//         times 2^n built in the exponent bits as 2^⌊n/2⌋·2^⌈n/2⌉ (so denormal results and
-//         overflow to ∞ come out right); x is clamped to [−104, 89] first.
+// Vectorised float32 math for the wasm kernels, emitted inline (no Math.* round-trips, no calls):
+// exp, log, tanh, sigmoid, and erfc on z ≥ 0 for the exact GELU. Values are `V`s: one v128 local
+// per interleaved vector. A VecMath of width k emits every operation k times in a row, for k
+// independent vectors, so a long dependency chain (erfc: a division, a degree-9 polynomial, an
+// exp) of one vector overlaps with the others': the scheduler window, not the FP pipes, limited
+// the one-vector code (GELU: 1.37 ms for 768×512 alone, 0.71 ms interleaved eight ways, the best
+// of 1-16 on this Zen 5; tests/bench/wasm_elementwise_bench.ts).
+// Algorithms (single-precision Cephes, http://www.netlib.org/cephes/, and Numerical Recipes'
+// erfcc, the WGSL kernels' erfc):
+//   exp:  n = round(x·log2 e) by adding 1.5·2^23, r = x − n·ln 2 (two-part ln 2), e^r by a
+//         degree-7 polynomial, times 2^n built in the exponent bits as 2^⌊n/2⌋·2^⌈n/2⌉ (so
+//         denormal results and overflow to ∞ come out right); x is clamped to [−104, 89] first.
 //   log:  x = m·2^e, m in [√½, √2), log(m) by a degree-9 polynomial in m − 1; denormals are
 //         scaled by 2^23 first; 0 → −∞, x < 0 → NaN, ∞ → ∞, NaN → NaN.
 //   tanh: |x| < 0.625: x + x³·P(x²); else sign(x)·(1 − 2/(e^{2|x|} + 1)).
+//   sigmoid: e/(1 + e) below 0, 1/(1 + e) above, e = e^−|x| (no overflow, tail keeps accuracy).
 //   erfc: t = 1/(1 + z/2), erfc(z) = t·exp(−z² + P(t)) (fractional error < 1.2e-7 for z ≥ 0).
-// Measured against the float64 references (tests/kernels/unary_test.ts prints nothing; the
-// figures are from a dense sweep, see tests/bench/wasm_elementwise_bench.ts --accuracy):
-//   exp on [−87, 88]: ≤ 1.5 ulp (max relative error 1.8e-7); log on (0, 3.4e38]: ≤ 1 ulp
-//   (max absolute error 1.2e-7 near 1, relative 8.9e-8 elsewhere); tanh: max relative error
-//   1.8e-7; sigmoid: 2.4e-7; GELU (erf): max absolute error 2.4e-7 on [−10, 10], relative
-//   1.9e-6 in the negative tail; GELU backward: absolute 3.6e-7.
+// Max errors against float64, measured over 2^20 points per range (results in the normal f32
+// range; tests/bench/wasm_elementwise_bench.ts --accuracy prints them): exp on [−87, 88]
+// 0.97 ulp (relative 8.0e-8); log on [1e−30, 1e30] and [0.5, 2] 0.82 ulp (7.8e-8); tanh on
+// [−10, 10] 1.3 ulp (1.4e-7); sigmoid on [−20, 20] 2.4 ulp (1.8e-7); erfc relative 4.2e-7 on
+// [0, 1], 7.8e-6 on [0, 10] (from −z², exact to 2^-24·z²). GELU and its backward: see gelu.ts.
 // Multiply-adds use f32x4.relaxed_madd where the runtime has relaxed SIMD (fused on FMA
 // hardware), else mul + add; a kernel's key says which, and results stay deterministic.
 
 import type { FunctionBuilder, Local } from "../../engine/wasm/builder.ts";
+
+/** A value: one v128 local per interleaved vector. */
+export type V = readonly Local[];
 
 const LOG2E = 1.4426950408889634;
 /** 1.5·2^23: adding it rounds a float of magnitude < 2^22 to an integer in the low bits. */
@@ -66,9 +74,6 @@ const ERFC_P = [
   -1.26551223,
 ];
 
-/** Code that pushes one v128. */
-export type Push = () => void;
-
 /**
  * Splat constants of a function: V8 materialises each v128.const with several instructions at
  * every use (inside a loop: every iteration), so a kernel emits its code once to collect them
@@ -89,245 +94,206 @@ export class ConstPool {
     }
   }
 
-  /** Push the splat of a lane pattern: its local once hoisted, else a v128.const. */
-  push(f: FunctionBuilder, bits: number): void {
-    const l = this.#locals.get(bits);
-    if (l) return f.get(l);
+  /** The local holding a lane pattern: the hoisted one, else a new one set here. */
+  local(f: FunctionBuilder, bits: number): Local {
+    const have = this.#locals.get(bits);
+    if (have) return have;
     this.wanted.add(bits);
+    const l = f.local("v128");
     f.i32x4.const([bits, bits, bits, bits]);
+    f.set(l);
+    return l;
   }
 }
 
 const F32_BITS = new Uint32Array(1);
 const F32_VIEW = new Float32Array(F32_BITS.buffer);
 
-/** Emits vector math into `f`; `fused`: multiply-adds use f32x4.relaxed_madd. */
+type F32Op =
+  | "add"
+  | "sub"
+  | "mul"
+  | "div"
+  | "min"
+  | "max"
+  | "eq"
+  | "ne"
+  | "lt"
+  | "gt"
+  | "le"
+  | "ge";
+type F32Un = "neg" | "abs" | "sqrt" | "nearest" | "floor" | "ceil" | "trunc";
+type I32Op = "add" | "sub" | "eq" | "ne" | "ltS" | "ltU" | "gtS" | "geS";
+type BitOp = "and" | "or" | "xor" | "andnot";
+
+/**
+ * Emits vector math into `f`, each operation `width` times over independent vectors; `fused`:
+ * multiply-adds use f32x4.relaxed_madd.
+ */
 export class VecMath {
   constructor(
     readonly f: FunctionBuilder,
     readonly fused: boolean,
+    readonly width = 1,
     readonly consts: ConstPool = new ConstPool(),
   ) {}
 
-  /** A fresh v128 local. */
-  tmp(): Local {
-    return this.f.local("v128");
+  /** A value whose vector j is what `emit(j)` pushes. */
+  map(emit: (j: number) => void): V {
+    return Array.from({ length: this.width }, (_, j) => {
+      emit(j);
+      const l = this.f.local("v128");
+      this.f.set(l);
+      return l;
+    });
   }
 
-  /** Push a local. */
-  get(x: Local): Push {
-    return () => this.f.get(x);
+  /** The same local in every vector (a splat held in a local). */
+  all(l: Local): V {
+    return Array.from({ length: this.width }, () => l);
   }
 
-  /** Push the splat of an f32 constant. */
-  k(c: number): Push {
+  /** The splat of an f32 constant. */
+  k(c: number): V {
     F32_VIEW[0] = c;
-    const bits = F32_BITS[0] | 0;
-    return () => this.consts.push(this.f, bits);
+    return this.all(this.consts.local(this.f, F32_BITS[0] | 0));
   }
 
-  /** Push the splat of an i32 constant. */
-  ki(c: number): Push {
-    return () => this.consts.push(this.f, c | 0);
+  /** The splat of an i32 constant. */
+  ki(c: number): V {
+    return this.all(this.consts.local(this.f, c | 0));
   }
 
-  /** Evaluate `x` into a new local. */
-  let(x: Push): Local {
-    const l = this.tmp();
-    x();
-    this.f.set(l);
-    return l;
+  /** a op b, lane-wise f32 (comparisons give all-ones or zero lanes). */
+  op(op: F32Op, a: V, b: V): V {
+    return this.map((j) => (this.f.get(a[j]), this.f.get(b[j]), this.f.f32x4[op]()));
   }
 
-  /** Push a·b + c. */
-  madd(a: Push, b: Push, c: Push): void {
-    a();
-    b();
-    if (this.fused) {
-      c();
-      this.f.f32x4.relaxedMadd();
-    } else {
-      this.f.f32x4.mul();
-      c();
-      this.f.f32x4.add();
-    }
+  /** op a, lane-wise f32. */
+  un(op: F32Un, a: V): V {
+    return this.map((j) => (this.f.get(a[j]), this.f.f32x4[op]()));
   }
 
-  /** Push a op b for a binary f32x4 instruction. */
-  bin(op: "add" | "sub" | "mul" | "div" | "min" | "max", a: Push, b: Push): void {
-    a();
-    b();
-    this.f.f32x4[op]();
+  /** a op b, lane-wise i32. */
+  iop(op: I32Op, a: V, b: V): V {
+    return this.map((j) => (this.f.get(a[j]), this.f.get(b[j]), this.f.i32x4[op]()));
   }
 
-  /** Push Σ c[i]·x^(n−1−i) by Horner's rule (coefficients highest degree first). */
-  poly(x: Local, coeffs: readonly number[]): void {
-    const acc = this.let(this.k(coeffs[0]));
-    for (const c of coeffs.slice(1)) {
-      this.madd(this.get(acc), this.get(x), this.k(c));
-      this.f.set(acc);
-    }
-    this.f.get(acc);
+  /** a op b, bitwise (andnot: a & ~b). */
+  bit(op: BitOp, a: V, b: V): V {
+    return this.map((j) => (this.f.get(a[j]), this.f.get(b[j]), this.f.v128[op]()));
   }
 
-  /** Push mask ? a : b (mask all-ones or all-zeros per lane). */
-  select(mask: Push, a: Push, b: Push): void {
-    a();
-    b();
-    mask();
-    this.f.v128.bitselect();
+  /** Lane-wise i32 shift by a constant. */
+  shift(op: "shl" | "shrS" | "shrU", a: V, by: number): V {
+    return this.map((j) => (this.f.get(a[j]), this.f.i32.const(by), this.f.i32x4[op]()));
   }
 
-  /** Push e^x. */
-  exp(x: Local): void {
-    const f = this.f;
-    const xc = this.let(() =>
-      this.bin("min", () => this.bin("max", this.get(x), this.k(-104)), this.k(89))
-    );
+  /** i32 lanes to f32. */
+  toF32(a: V): V {
+    return this.map((j) => (this.f.get(a[j]), this.f.f32x4.convertI32x4S()));
+  }
+
+  /** a·b + c. */
+  madd(a: V, b: V, c: V): V {
+    return this.map((j) => {
+      this.f.get(a[j]);
+      this.f.get(b[j]);
+      if (this.fused) {
+        this.f.get(c[j]);
+        this.f.f32x4.relaxedMadd();
+      } else {
+        this.f.f32x4.mul();
+        this.f.get(c[j]);
+        this.f.f32x4.add();
+      }
+    });
+  }
+
+  /** mask ? a : b, lane by lane (mask lanes all-ones or zero). */
+  select(mask: V, a: V, b: V): V {
+    return this.map((
+      j,
+    ) => (this.f.get(a[j]), this.f.get(b[j]), this.f.get(mask[j]), this.f.v128.bitselect()));
+  }
+
+  /** Σ c[i]·x^(n−1−i) by Horner's rule (coefficients highest degree first). */
+  poly(x: V, coeffs: readonly number[]): V {
+    let acc = this.k(coeffs[0]);
+    for (const c of coeffs.slice(1)) acc = this.madd(acc, x, this.k(c));
+    return acc;
+  }
+
+  /** e^x. */
+  exp(x: V): V {
+    const xc = this.op("min", this.op("max", x, this.k(-104)), this.k(89));
     // t = x·log2 e + 1.5·2^23 rounds n = round(x·log2 e) into t's low mantissa bits, so
     // n = t − 1.5·2^23 exactly, and the integer n is bits(t) − bits(1.5·2^23).
-    const t = this.let(() => this.madd(this.get(xc), this.k(LOG2E), this.k(ROUND_MAGIC)));
-    const n = this.let(() => this.bin("sub", this.get(t), this.k(ROUND_MAGIC)));
+    const t = this.madd(xc, this.k(LOG2E), this.k(ROUND_MAGIC));
+    const n = this.op("sub", t, this.k(ROUND_MAGIC));
     // r = x − n·ln2_hi − n·ln2_lo (n·ln2_hi is exact: n has at most 8 bits)
-    const r1 = this.let(() => this.madd(this.get(n), this.k(-LN2_HI), this.get(xc)));
-    const r2 = this.let(() => this.madd(this.get(n), this.k(-LN2_LO), this.get(r1)));
-    const rr = this.let(() => this.bin("mul", this.get(r2), this.get(r2)));
+    const r = this.madd(n, this.k(-LN2_LO), this.madd(n, this.k(-LN2_HI), xc));
     // e^r = 1 + r + r²·P(r)
-    const p = this.let(() => {
-      this.madd(() => this.poly(r2, EXP_P), this.get(rr), this.get(r2));
-      this.k(1)();
-      f.f32x4.add();
-    });
-    const ni = this.let(() => (f.get(t), this.ki(ROUND_MAGIC_BITS)(), f.i32x4.sub()));
-    const n1 = this.let(() => (f.get(ni), f.i32.const(1), f.i32x4.shrS()));
-    const pow2 = (e: Push) => () => {
-      e();
-      this.ki(127)();
-      f.i32x4.add();
-      f.i32.const(23);
-      f.i32x4.shl();
-    };
-    this.bin(
-      "mul",
-      () => this.bin("mul", this.get(p), pow2(this.get(n1))),
-      pow2(() => (f.get(ni), f.get(n1), f.i32x4.sub())),
-    );
+    const p = this.madd(this.poly(r, EXP_P), this.op("mul", r, r), r);
+    const er = this.op("add", p, this.k(1));
+    const ni = this.iop("sub", t, this.ki(ROUND_MAGIC_BITS));
+    const n1 = this.shift("shrS", ni, 1);
+    const pow2 = (e: V) => this.shift("shl", this.iop("add", e, this.ki(127)), 23);
+    return this.op("mul", this.op("mul", er, pow2(n1)), pow2(this.iop("sub", ni, n1)));
   }
 
-  /** Push ln x. */
-  log(x: Local): void {
-    const f = this.f;
+  /** ln x. */
+  log(x: V): V {
     // Denormals: scale into the normal range first.
-    const tiny = this.let(() => (f.get(x), this.k(1.17549435e-38)(), f.f32x4.lt()));
-    const xs = this.let(() =>
-      this.select(this.get(tiny), () => this.bin("mul", this.get(x), this.k(8388608)), this.get(x))
+    const tiny = this.op("lt", x, this.k(1.17549435e-38));
+    const xs = this.select(tiny, this.op("mul", x, this.k(8388608)), x);
+    // e = exponent − 126 (− 23 for scaled denormals), m in [0.5, 1)
+    const e0 = this.iop(
+      "sub",
+      this.iop("sub", this.shift("shrU", xs, 23), this.ki(126)),
+      this.bit("and", tiny, this.ki(23)),
     );
-    // e = exponent − 126, m in [0.5, 1)
-    const e0 = this.let(() => {
-      f.get(xs);
-      f.i32.const(23);
-      f.i32x4.shrU();
-      this.ki(126)();
-      f.i32x4.sub();
-      f.get(tiny);
-      this.ki(23)();
-      f.v128.and();
-      f.i32x4.sub();
-    });
-    const m0 = this.let(() => {
-      f.get(xs);
-      this.ki(0x807fffff)();
-      f.v128.and();
-      this.ki(0x3f000000)();
-      f.v128.or();
-    });
+    const m0 = this.bit("or", this.bit("and", xs, this.ki(0x807fffff)), this.ki(0x3f000000));
     // m < √½: e −= 1, m = 2m − 1; else m = m − 1
-    const small = this.let(() => (f.get(m0), this.k(0.707106781186547524)(), f.f32x4.lt()));
-    const e = this.let(() => {
-      f.get(e0);
-      f.get(small); // −1 where small
-      f.i32x4.add();
-      f.f32x4.convertI32x4S();
-    });
-    const m = this.let(() => {
-      this.bin("add", this.get(m0), () => (f.get(m0), f.get(small), f.v128.and()));
-      this.k(1)();
-      f.f32x4.sub();
-    });
-    const z = this.let(() => this.bin("mul", this.get(m), this.get(m)));
+    const small = this.op("lt", m0, this.k(0.707106781186547524));
+    const e = this.toF32(this.iop("add", e0, small)); // small lanes are −1
+    const m = this.op("sub", this.op("add", m0, this.bit("and", m0, small)), this.k(1));
+    const z = this.op("mul", m, m);
     // y = m·z·P(m) + e·ln2_lo − z/2; log = m + y + e·ln2_hi
-    const y = this.let(() => {
-      this.bin("mul", () => this.bin("mul", this.get(m), this.get(z)), () => this.poly(m, LOG_P));
-    });
-    const y1 = this.let(() => this.madd(this.get(e), this.k(LN2_LO), this.get(y)));
-    const r = this.let(() => this.madd(this.get(z), this.k(-0.5), this.get(y1)));
-    const out = this.let(() => {
-      this.madd(this.get(e), this.k(LN2_HI), () => this.bin("add", this.get(m), this.get(r)));
-    });
+    const y = this.op("mul", this.op("mul", m, z), this.poly(m, LOG_P));
+    const r = this.madd(z, this.k(-0.5), this.madd(e, this.k(LN2_LO), y));
+    let out = this.madd(e, this.k(LN2_HI), this.op("add", m, r));
     // Specials: 0 → −∞, negative → NaN, +∞ → +∞, NaN → NaN.
-    const special = (mask: Push, value: Push, acc: Local) => {
-      this.select(mask, value, this.get(acc));
-      f.set(acc);
-    };
-    special(() => (f.get(x), this.k(0)(), f.f32x4.eq()), this.k(-Infinity), out);
-    special(() => (f.get(x), this.k(0)(), f.f32x4.lt()), this.k(NaN), out);
-    special(() => (f.get(x), this.k(Infinity)(), f.f32x4.eq()), this.k(Infinity), out);
-    special(() => (f.get(x), f.get(x), f.f32x4.ne()), this.get(x), out);
-    f.get(out);
+    out = this.select(this.op("eq", x, this.k(0)), this.k(-Infinity), out);
+    out = this.select(this.op("lt", x, this.k(0)), this.k(NaN), out);
+    out = this.select(this.op("eq", x, this.k(Infinity)), this.k(Infinity), out);
+    return this.select(this.op("ne", x, x), x, out);
   }
 
-  /** Push tanh x. */
-  tanh(x: Local): void {
-    const f = this.f;
-    const ax = this.let(() => (f.get(x), f.f32x4.abs()));
-    const x2 = this.let(() => this.bin("mul", this.get(x), this.get(x)));
+  /** tanh x. */
+  tanh(x: V): V {
+    const ax = this.un("abs", x);
+    const x2 = this.op("mul", x, x);
     // small: x + x·x²·P(x²)
-    const small = this.let(() =>
-      this.madd(
-        () => this.bin("mul", this.get(x), this.get(x2)),
-        () => this.poly(x2, TANH_P),
-        this.get(x),
-      )
-    );
+    const small = this.madd(this.op("mul", x, x2), this.poly(x2, TANH_P), x);
     // large: 1 − 2/(e^{2|x|} + 1), with x's sign
-    const e2 = this.let(() => this.bin("add", this.get(ax), this.get(ax)));
-    const ex = this.let(() => this.exp(e2));
-    const large = this.let(() => {
-      this.k(1)();
-      this.bin("div", this.k(2), () => this.bin("add", this.get(ex), this.k(1)));
-      f.f32x4.sub();
-      f.get(x);
-      this.ki(0x80000000)();
-      f.v128.and();
-      f.v128.or();
-    });
-    this.select(() => (f.get(ax), this.k(0.625)(), f.f32x4.lt()), this.get(small), this.get(large));
+    const ex = this.exp(this.op("add", ax, ax));
+    const mag = this.op("sub", this.k(1), this.op("div", this.k(2), this.op("add", ex, this.k(1))));
+    const large = this.bit("or", mag, this.bit("and", x, this.ki(0x80000000)));
+    return this.select(this.op("lt", ax, this.k(0.625)), small, large);
   }
 
-  /**
-   * Push 1 / (1 + e^−x), as e/(1 + e) with e = e^−|x| below 0 (no overflow, and the negative
-   * tail keeps its relative accuracy down to the denormals).
-   */
-  sigmoid(x: Local): void {
-    const f = this.f;
-    const nax = this.let(() => (f.get(x), f.f32x4.abs(), f.f32x4.neg()));
-    const e = this.let(() => this.exp(nax));
-    const num = () =>
-      this.select(() => (f.get(x), this.k(0)(), f.f32x4.lt()), this.get(e), this.k(1));
-    this.bin("div", num, () => this.bin("add", this.k(1), this.get(e)));
+  /** 1 / (1 + e^−x), as e/(1 + e) below 0 with e = e^−|x|. */
+  sigmoid(x: V): V {
+    const e = this.exp(this.un("neg", this.un("abs", x)));
+    const num = this.select(this.op("lt", x, this.k(0)), e, this.k(1));
+    return this.op("div", num, this.op("add", this.k(1), e));
   }
 
-  /** Push erfc(z) for z ≥ 0 (Numerical Recipes' erfcc). */
-  erfcPos(z: Local): void {
-    const t = this.let(() =>
-      this.bin("div", this.k(1), () => this.madd(this.get(z), this.k(0.5), this.k(1)))
-    );
-    const arg = this.let(() => {
-      this.poly(t, ERFC_P);
-      this.bin("mul", this.get(z), this.get(z));
-      this.f.f32x4.sub();
-    });
-    const e = this.let(() => this.exp(arg));
-    this.bin("mul", this.get(t), this.get(e));
+  /** erfc(z) for z ≥ 0 (Numerical Recipes' erfcc). */
+  erfcPos(z: V): V {
+    const t = this.op("div", this.k(1), this.madd(z, this.k(0.5), this.k(1)));
+    const arg = this.op("sub", this.poly(t, ERFC_P), this.op("mul", z, z));
+    return this.op("mul", t, this.exp(arg));
   }
 }

@@ -17,17 +17,12 @@ import { broadcastShapes, sameShape } from "../../engine/shape.ts";
 import { elementwiseOp } from "./elementwise.ts";
 import { expand } from "../shape/view.ts";
 import type { DType } from "../../engine/dtype.ts";
-import type { Local } from "../../engine/wasm/builder.ts";
-import type { VecMath } from "./wasm_math.ts";
+import type { V, VecMath } from "./wasm_math.ts";
 import { vexpr } from "./wasm.ts";
 
-/** Push the lane mask of x ≠ 0 (NaN counts as nonzero, −0 as zero) for x's dtype. */
-function nonzero(m: VecMath, x: Local, dtype: DType): void {
-  const f = m.f;
-  f.get(x);
-  m.ki(0)();
-  if (dtype === "f32") f.f32x4.ne();
-  else f.i32x4.ne();
+/** The lane mask of x ≠ 0 (NaN counts as nonzero, −0 as zero) for x's dtype. */
+function nonzero(m: VecMath, x: V, dtype: DType): V {
+  return dtype === "f32" ? m.op("ne", x, m.k(0)) : m.iop("ne", x, m.ki(0));
 }
 
 const anyDtype = () => true;
@@ -37,9 +32,7 @@ const floatFirst = (dtypes: DType[]) => dtypes[0] === "f32" && dtypes.at(-1) ===
 export const whereOp: KernelOp<void> = elementwiseOp<void>({
   name: "where",
   wgsl: "select(c, b, a != 0)",
-  wasm: vexpr(({ m, dtypes }, cond, a, b) =>
-    m.select(() => nonzero(m, cond, dtypes[0]), m.get(a), m.get(b))
-  ),
+  wasm: vexpr(({ m, dtypes }, cond, a, b) => m.select(nonzero(m, cond, dtypes[0]), a, b)),
   wasmDtypes: anyDtype,
   dtype: (inputs) => inputs[1].dtype,
   cpu([cond, a, b], y) {
@@ -54,12 +47,11 @@ const maskGradOp = elementwiseOp<{ keepNonzero: boolean }>({
   name: "mask_grad",
   wgsl: "select(0.0, a, (b != 0) == (u.f.x != 0.0))",
   wasm: ({ keepNonzero }) =>
-    vexpr(({ f, m, dtypes }, dy, mask) => {
-      f.get(dy);
-      nonzero(m, mask, dtypes[1]);
-      if (keepNonzero) f.v128.and();
-      else f.v128.andnot();
-    }, { variant: keepNonzero ? "keep-nonzero" : "keep-zero" }),
+    vexpr(
+      ({ m, dtypes }, dy, mask) =>
+        m.bit(keepNonzero ? "and" : "andnot", dy, nonzero(m, mask, dtypes[1])),
+      { variant: keepNonzero ? "keep-nonzero" : "keep-zero" },
+    ),
   wasmDtypes: floatFirst,
   scalars: ({ keepNonzero }) => [keepNonzero ? 1 : 0],
   cpu([dy, mask], y, { keepNonzero }) {
@@ -76,7 +68,7 @@ export const maskedFillOp: KernelOp<{ value: number }> = elementwiseOp<{ value: 
   name: "masked_fill",
   wgsl: "select(a, u.f.x, b != 0)",
   wasm: vexpr(({ m, dtypes, scalars: [value] }, x, mask) =>
-    m.select(() => nonzero(m, mask, dtypes[1]), m.get(value), m.get(x))
+    m.select(nonzero(m, mask, dtypes[1]), value, x)
   ),
   wasmDtypes: floatFirst,
   scalars: ({ value }) => [value],

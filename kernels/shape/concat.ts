@@ -29,7 +29,7 @@ import { runElementwise, vexpr } from "../elementwise/wasm.ts";
 import { runCopy } from "../elementwise/wasm_copy.ts";
 
 /** y = 0 (zero bits: any dtype). */
-const ZERO = vexpr(({ m }) => m.ki(0)());
+const ZERO = vexpr(({ m }) => m.ki(0));
 
 /** outer/len/inner split of a shape around `axis`. */
 function around(shape: readonly number[], axis: number): [number, number, number] {
