@@ -48,12 +48,17 @@ fn gelu_tanh_grad(x: f32) -> f32 {
   return s + x * s * (1.0 - s) * 2.0 * ${SQRT_2_OVER_PI} * (1.0 + ${3 * CUBIC} * x * x);
 }`;
 
-/** σ(2u) on f32x4 lanes, as the WGSL's sigmoid_2u; x2 = x². */
-function sigmoid2u4(m: VecMath, x: V, x2: V): V {
+/**
+ * σ(2u) and 1 − σ(2u) on f32x4 lanes (the WGSL's sigmoid_2u): with e = e^−|2u|, one is 1/(1 + e)
+ * and the other e/(1 + e), so neither cancels; x2 = x².
+ */
+function sigmoid2u4(m: VecMath, x: V, x2: V): [V, V] {
   const z = m.op("mul", m.madd(m.op("mul", x, x2), m.k(CUBIC), x), m.k(2 * SQRT_2_OVER_PI));
   const e = m.exp(m.un("neg", m.un("abs", z)));
-  const num = m.select(m.op("ge", z, m.k(0)), m.k(1), e);
-  return m.op("div", num, m.op("add", m.k(1), e));
+  const r = m.op("div", m.k(1), m.op("add", m.k(1), e));
+  const er = m.op("mul", e, r);
+  const positive = m.op("ge", z, m.k(0));
+  return [m.select(positive, r, er), m.select(positive, er, r)];
 }
 
 /** y = 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))). */
@@ -61,7 +66,7 @@ export const geluTanhOp: KernelOp<void> = elementwiseOp<void>({
   name: "gelu_tanh",
   wgsl: "a * sigmoid_2u(a)",
   helpers: GELU_TANH_WGSL,
-  wasm: vexpr(({ m }, x) => m.op("mul", x, sigmoid2u4(m, x, m.op("mul", x, x))), {
+  wasm: vexpr(({ m }, x) => m.op("mul", x, sigmoid2u4(m, x, m.op("mul", x, x))[0]), {
     cost: 10,
     width: 8,
   }),
@@ -79,9 +84,9 @@ export const geluTanhBackwardOp: KernelOp<void> = elementwiseOp<void>({
   wasm: vexpr(({ m }, dy, x) => {
     // dy·(s + x·s·(1 − s)·2u'), 2u' = 2·√(2/π)·(1 + 3·0.044715·x²)
     const x2 = m.op("mul", x, x);
-    const s = sigmoid2u4(m, x, x2);
+    const [s, sc] = sigmoid2u4(m, x, x2);
     const du2 = m.op("mul", m.madd(x2, m.k(3 * CUBIC), m.k(1)), m.k(2 * SQRT_2_OVER_PI));
-    const xs1s = m.op("mul", m.op("mul", x, s), m.op("sub", m.k(1), s));
+    const xs1s = m.op("mul", m.op("mul", x, s), sc);
     return m.op("mul", dy, m.madd(xs1s, du2, s));
   }, { cost: 12, width: 8 }),
   cpu([dy, x], dx) {
