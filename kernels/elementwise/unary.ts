@@ -5,7 +5,7 @@
 // tanh, sigmoid and fractional pow, whose vector polynomials of wasm_math.ts make them compute-
 // bound; their cost sends smaller launches to both threads). pow bakes an integer exponent
 // (|p| ≤ 64) into its module as repeated squaring (p < 0: one division), 1/2 as sqrt; other p
-// use exp(p·log x).
+// use exp(p·log x) (relative error about (1 + |p·ln x|)·1.2e-7: 4.4e-7 for x^1.5 at x = 88.5).
 
 import type { Tensor } from "../../engine/tensor.ts";
 import type { V, VecMath } from "./wasm_math.ts";
