@@ -78,10 +78,9 @@ Deno.test({
 });
 
 Deno.test("causalFill wasm matches cpu (T, S odd, KV-cache offsets, negative offsets, threads)", async () => {
+  // [48, 64, 64]: the scores of 12 sequences × 4 heads, split over both threads.
   const shapes = [[1, 1, 1], [2, 3, 3], [1, 7, 7], [2, 1, 65], [1, 5, 129], [3, 33, 33]];
-  for (
-    const [b, t, s] of [...shapes, [12, 4, 64, 64]].map((d) => d.length === 3 ? d : [48, 64, 64])
-  ) {
+  for (const [b, t, s] of [...shapes, [48, 64, 64]]) {
     await wasmParity(`causalFill [${b}, ${t}, ${s}]`, (x) => causalFill(x, -3), [{
       shape: [b, t, s],
     }]);
