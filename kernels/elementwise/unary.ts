@@ -184,7 +184,7 @@ export const clampOp: KernelOp<UnaryScalars> = unary(
 );
 
 /** dx = dy where lo <= x <= hi, else 0. */
-const clampBackwardOp: KernelOp<UnaryScalars> = elementwiseOp<UnaryScalars>({
+export const clampBackwardOp: KernelOp<UnaryScalars> = elementwiseOp<UnaryScalars>({
   name: "clamp_backward",
   wgsl: "select(0.0, a, b >= u.f.x && b <= u.f.y)",
   wasm: vexpr(({ m, scalars: [lo, hi] }, dy, x) =>
@@ -209,7 +209,7 @@ export const reluOp: KernelOp<UnaryScalars> = unary(
 ); // 1 where x > 0
 
 /** dx = dy where x > 0, else 0. */
-const reluBackwardOp: KernelOp<UnaryScalars> = elementwiseOp<UnaryScalars>({
+export const reluBackwardOp: KernelOp<UnaryScalars> = elementwiseOp<UnaryScalars>({
   name: "relu_backward",
   wgsl: "select(0.0, a, b > 0.0)",
   wasm: vexpr(({ m }, dy, x) => m.bit("and", dy, m.op("gt", x, m.k(0)))),

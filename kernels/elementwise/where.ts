@@ -43,7 +43,9 @@ export const whereOp: KernelOp<void> = elementwiseOp<void>({
 });
 
 /** dy where (mask ≠ 0) equals `keepNonzero`, else 0. */
-const maskGradOp = elementwiseOp<{ keepNonzero: boolean }>({
+export const maskGradOp: KernelOp<{ keepNonzero: boolean }> = elementwiseOp<
+  { keepNonzero: boolean }
+>({
   name: "mask_grad",
   wgsl: "select(0.0, a, (b != 0) == (u.f.x != 0.0))",
   wasm: ({ keepNonzero }) =>
