@@ -347,22 +347,34 @@ export function runElementwise(
   scalars: readonly number[] | Uint32Array = [],
 ): void {
   const shape = operands[0].arg.shape;
-  const n = shape.reduce((a, b) => a * b, 1);
+  let n = 1;
+  for (const d of shape) n *= d;
   if (n === 0) return;
   const { dims, strides } = collapse(shape, operands.map((o) => o.arg.strides));
   const R = dims.length - 1;
-  const classes = strides.map((s) => classOf(s[R]));
-  operands.forEach((o, k) => {
-    if (o.role !== "in" && classes[k] === "b") {
+  const fused = ctx.features.relaxedSimd;
+  // The key, built in one pass (this runs for every launch: ~1 µs of JS in all).
+  let key = `ew|${name}|${body.variant ?? ""}|r${R}|${fused ? "fma" : "simd"}`;
+  const classes: Cls[] = [];
+  for (let k = 0; k < operands.length; k++) {
+    const o = operands[k];
+    const c = classOf(strides[k][R]);
+    if (o.role !== "in" && c === "b") {
       throw new Error(`${name} (wasm): output ${k} has stride 0 (a broadcast view)`);
     }
-  });
-  const dtypes = operands.map((o) => o.arg.dtype);
-  const fused = ctx.features.relaxedSimd;
-  const layout = operands.map((o, k) => `${o.role}:${o.arg.dtype}:${classes[k]}`).join(",");
-  const key = `ew|${name}|${body.variant ?? ""}|${layout}|r${R}|${fused ? "fma" : "simd"}`;
-  const plan = { roles: operands.map((o) => o.role), classes, dtypes, outer: R, fused, body };
-  const mod = ctx.module(key, (b) => buildEw(b, { ...plan, scalars: scalars.length }));
+    classes.push(c);
+    key += `|${o.role}:${o.arg.dtype}:${c}`;
+  }
+  const mod = ctx.module(key, (b) =>
+    buildEw(b, {
+      roles: operands.map((o) => o.role),
+      classes,
+      dtypes: operands.map((o) => o.arg.dtype),
+      outer: R,
+      fused,
+      body,
+      scalars: scalars.length,
+    }));
   const words = 2 + R + operands.length * (2 + R) + scalars.length;
   const desc = ctx.scratch(4 * words);
   const w = ctx.heap.i32(desc, words);
@@ -370,16 +382,25 @@ export function runElementwise(
   w[k++] = n;
   w[k++] = dims[R];
   for (let d = 0; d < R; d++) w[k++] = dims[d];
-  operands.forEach((o, i) => {
-    w[k++] = o.arg.ptr + 4 * o.arg.offset;
+  for (let i = 0; i < operands.length; i++) {
+    const a = operands[i].arg;
+    w[k++] = a.ptr + 4 * a.offset;
     w[k++] = 4 * strides[i][R];
     for (let d = 0; d < R; d++) w[k++] = 4 * strides[i][d];
-  });
+  }
   if (scalars instanceof Uint32Array) w.set(scalars, k);
-  else new Float32Array(w.buffer, w.byteOffset + 4 * k, scalars.length).set(scalars);
+  else {
+    for (const v of scalars) {
+      F32[0] = v;
+      w[k++] = F32_WORD[0];
+    }
+  }
   const parallel = n * (body.cost ?? 1) >= PARALLEL_WORK ? ctx.threads : 1;
   ctx.run(mod, "ew", [desc], parallel);
 }
+
+const F32 = new Float32Array(1);
+const F32_WORD = new Int32Array(F32.buffer);
 
 /** A CPU argument over the heap: the elements `a` spans, seen from the first of them. */
 export function heapCpuArg(ctx: WasmContext, a: WasmArg): CpuArg {
