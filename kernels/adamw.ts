@@ -10,7 +10,8 @@
 // wasm: one pass of the elementwise loop (elementwise/wasm.ts) over five operands: grad (read
 // through its strides), the scale (a stride-0 splat), and p, m, v read and written in place;
 // f32 arithmetic in the reference's order, scalars in the launch's descriptor. Memory-bound
-// (five streams); parameters under PARALLEL_WORK elements stay on one thread.
+// (five streams); a launch of under PARALLEL_WORK units (elements × 3, × 4 more when the
+// gradient is a strided view read lane by lane) stays on one thread.
 
 import type { Kernel } from "../engine/backend.ts";
 import { wgslType } from "../engine/dtype.ts";

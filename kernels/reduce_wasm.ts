@@ -11,11 +11,11 @@
 // values stays), then lanes are merged with ties to the lower index, then the tail in order: the
 // CPU reference's result bit for bit (a row of only −∞ or NaN gives −∞ at index 0).
 // Limits: memory for sum (the four accumulators hide the add latency), the compare-select chain
-// for max; launches of fewer than PARALLEL_WORK elements stay on one thread.
+// for max; launches of fewer than PARALLEL_WORK elements (elementwise/wasm.ts) stay on one thread.
 
 import type { WasmArg, WasmContext } from "../engine/wasm/context.ts";
 import type { FunctionBuilder, Local, ModuleBuilder } from "../engine/wasm/builder.ts";
-import { PARALLEL_WORK } from "./elementwise/wasm.ts";
+import { threadsFor } from "./elementwise/wasm.ts";
 
 /** The reductions of reduce_rows. */
 export type WasmReduceKind = "sum" | "max" | "argmax";
@@ -196,10 +196,10 @@ export function reduceRowsWasm(
   if (R === 0) return;
   const mod = ctx.module(`reduce_rows|${kind}`, (b) => buildReduce(b, kind));
   const [xp, yp] = [x.ptr + 4 * x.offset, y.ptr + 4 * y.offset];
-  const threads = R * L >= PARALLEL_WORK ? ctx.threads : 1;
+  const threads = threadsFor(ctx, R * L);
   if (L <= CHUNK) return ctx.run(mod, "rows", [xp, yp, R, L], threads);
   const chunks = Math.ceil(L / CHUNK);
   const part = ctx.scratch(8 * R * chunks);
   ctx.run(mod, "partials", [xp, part, R, L, chunks], threads);
-  ctx.run(mod, "combine", [part, yp, R, chunks], R >= PARALLEL_WORK / 16 ? ctx.threads : 1);
+  ctx.run(mod, "combine", [part, yp, R, chunks], threadsFor(ctx, R * chunks));
 }

@@ -7,7 +7,7 @@
 // growing cache reuses one pipeline. Backward: dx = dy where visible, else 0 (causalFill of dy
 // with value 0).
 // wasm: one module; the score rows (batch · T of them) are split into contiguous ranges, one per
-// thread (fewer than PARALLEL_WORK scores: one thread); a row copies its visible prefix and fills
+// thread (fewer than PARALLEL_WORK scores of elementwise/wasm.ts: one thread); a row copies its visible prefix and fills
 // the rest with `value`, both as v128 loops with a scalar remainder. Memory-bound.
 
 import type { Tensor } from "../../engine/tensor.ts";
@@ -19,7 +19,7 @@ import { sizeOf } from "../../engine/shape.ts";
 import { splitRows } from "../../engine/split.ts";
 import { grid1d, linearIndex, WORKGROUP_SIZE } from "../../engine/webgpu/codegen.ts";
 import type { FunctionBuilder, Local, ModuleBuilder } from "../../engine/wasm/builder.ts";
-import { PARALLEL_WORK } from "./wasm.ts";
+import { threadsFor } from "./wasm.ts";
 
 /** n f32 from src (or `value` splat/scalar when src is null) to dst; dst and src advance. */
 function stream(f: FunctionBuilder, dst: Local, src: Local | null, n: Local, v: [Local, Local]) {
@@ -120,7 +120,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (n === 0) return;
     const mod = ctx.module("causal_fill", buildCausal);
     const args = [x.ptr + 4 * x.offset, y.ptr + 4 * y.offset, n / S, T, S, offset, value];
-    ctx.run(mod, "causal", args, n >= PARALLEL_WORK ? ctx.threads : 1);
+    ctx.run(mod, "causal", args, threadsFor(ctx, n));
   },
   // Whole [T, S] score matrices (any leading index): each piece starts on a multiple of T·S.
   split: (inputs, outputs, p, limits) =>

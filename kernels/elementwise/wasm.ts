@@ -17,8 +17,9 @@
 // code, their lanes loaded from clamped addresses (lanes past the end repeat the last element)
 // and stored highest lane first, so each element ends up with its own lane's value and nothing
 // past the run is touched. Launches whose work (elements × the body's cost) is under
-// PARALLEL_WORK run on the calling thread alone (a fork/join costs 1-2 µs with spinning workers,
-// 30-50 µs from parked ones).
+// PARALLEL_WORK run on the calling thread alone: a fork/join costs 2-5 µs with spinning workers
+// but ~210 µs from a parked one on this 2-vCPU machine (measured: the woken worker shares the
+// caller's core and spins there for the pool's spinUs, 200 µs, after its share).
 //
 // Launch parameters go through a descriptor in kernel scratch (i32 words): N, L, the outer dims,
 // then per operand its base address, inner and outer byte strides, then the scalars (f32 values,
@@ -84,8 +85,28 @@ export function vexpr(
   return { ...opts, emit: (e) => [value(e, ...e.ins)] };
 }
 
-/** Element-cost units under which a launch stays on the calling thread (see the bench). */
-export const PARALLEL_WORK = 1 << 15;
+/**
+ * Element-cost units under which a launch stays on the calling thread. Memory-bound launches of
+ * baby GPT's sizes (10^5 elements) gain little from a second thread here (the two cores share
+ * the L3 bandwidth: add of 393,216: 55.8 µs on one, 54.0 on two), while waking a parked worker
+ * costs about the pool's spin time (~210 µs, see the header); so a launch needs 2^20 units: a
+ * copy of 10^6 elements, a GELU of 87,000.
+ */
+export const PARALLEL_WORK = 1 << 20;
+let parallelWork = PARALLEL_WORK;
+
+/** Threads for a launch of `work` element-cost units (all of ctx's, or the caller alone). */
+export function threadsFor(ctx: WasmContext, work: number): number {
+  return work >= parallelWork ? ctx.threads : 1;
+}
+
+/**
+ * Set the work under which launches stay on one thread (tests lower it to split small launches
+ * over the threads); null restores PARALLEL_WORK.
+ */
+export function forceParallelWork(units: number | null): void {
+  parallelWork = units ?? PARALLEL_WORK;
+}
 
 type Cls = "c" | "b" | "s";
 
@@ -395,8 +416,9 @@ export function runElementwise(
       w[k++] = F32_WORD[0];
     }
   }
-  const parallel = n * (body.cost ?? 1) >= PARALLEL_WORK ? ctx.threads : 1;
-  ctx.run(mod, "ew", [desc], parallel);
+  // A gathered (strided) operand costs four scalar loads a vector: ~4× a contiguous one.
+  const gathers = classes.includes("s") ? 4 : 1;
+  ctx.run(mod, "ew", [desc], threadsFor(ctx, n * (body.cost ?? 1) * gathers));
 }
 
 const F32 = new Float32Array(1);

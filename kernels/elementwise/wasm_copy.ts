@@ -12,7 +12,7 @@
 
 import type { WasmArg, WasmContext } from "../../engine/wasm/context.ts";
 import type { FunctionBuilder, Local, ModuleBuilder } from "../../engine/wasm/builder.ts";
-import { collapse, PARALLEL_WORK, runElementwise, vexpr } from "./wasm.ts";
+import { collapse, runElementwise, threadsFor, vexpr } from "./wasm.ts";
 
 /** Rows of P per work item (a 64-byte cache line of x along P). */
 const ROWS = 16;
@@ -53,7 +53,7 @@ export function runCopy(ctx: WasmContext, name: string, x: WasmArg, y: WasmArg):
     batch.reduce((a, d) => a * dims[d], 1),
   ]);
   batch.forEach((d, i) => w.set([dims[d], 4 * sx[d], 4 * sy[d]], 8 + 3 * i));
-  ctx.run(mod, "transpose", [desc], n >= PARALLEL_WORK ? ctx.threads : 1);
+  ctx.run(mod, "transpose", [desc], threadsFor(ctx, n));
 }
 
 /** Copy one element (4 bytes) from x + xo to y + yo. */

@@ -16,10 +16,18 @@ import { maskGradOp } from "../../kernels/elementwise/where.ts";
 import { copyIntoSlotKernel, padAxisOp } from "../../kernels/shape/concat.ts";
 import { reduceRowsOp } from "../../kernels/reduce.ts";
 import { adamwKernel } from "../../kernels/adamw.ts";
-import { collapse, runElementwise, vexpr } from "../../kernels/elementwise/wasm.ts";
+import {
+  collapse,
+  forceParallelWork,
+  PARALLEL_WORK,
+  runElementwise,
+  threadsFor,
+  vexpr,
+} from "../../kernels/elementwise/wasm.ts";
 import { type V, VecMath } from "../../kernels/elementwise/wasm_math.ts";
 import { erfc64 } from "../../kernels/elementwise/gelu.ts";
 import { randnArray, wasm } from "../util.ts";
+import { splitSmall } from "./wasm_split.ts";
 
 Deno.test("collapse merges contiguous neighbours, drops size-1 dims, keeps broadcasts", () => {
   // Row-major [2, 3, 4] with its output: one run of 24.
@@ -98,54 +106,55 @@ Deno.test("every kernel of the elementwise family runs its wasm implementation",
   run(adamwKernel, [x, scale], hp, state);
 });
 
-Deno.test("elementwise wasm writes only its output's elements (tails, strided slots)", async () => {
-  const be = await wasm();
-  const body = vexpr(({ m }, a) => m.op("add", a, m.k(1)));
-  for (const threads of [1, 2]) {
-    be.ctx.threadLimit = threads;
-    try {
-      // Runs of 1..37 elements into the middle of a canary buffer, then a [rows, 5] slot of a
-      // [rows, 9] buffer (strided rows: a tail of 1 in every run).
-      for (const n of [1, 2, 3, 4, 5, 7, 9, 16, 17, 37, 40000]) {
-        const src = be.heap.alloc(4 * n);
-        const dst = be.heap.alloc(4 * (n + 16));
-        be.heap.f32(src, n).set(Float32Array.from({ length: n }, (_, i) => i));
-        be.heap.f32(dst, n + 16).fill(-7);
+Deno.test("elementwise wasm writes only its output's elements (tails, strided slots)", () =>
+  splitSmall(async () => {
+    const be = await wasm();
+    const body = vexpr(({ m }, a) => m.op("add", a, m.k(1)));
+    for (const threads of [1, 2]) {
+      be.ctx.threadLimit = threads;
+      try {
+        // Runs of 1..37 elements into the middle of a canary buffer, then a [rows, 5] slot of a
+        // [rows, 9] buffer (strided rows: a tail of 1 in every run).
+        for (const n of [1, 2, 3, 4, 5, 7, 9, 16, 17, 37, 40000]) {
+          const src = be.heap.alloc(4 * n);
+          const dst = be.heap.alloc(4 * (n + 16));
+          be.heap.f32(src, n).set(Float32Array.from({ length: n }, (_, i) => i));
+          be.heap.f32(dst, n + 16).fill(-7);
+          be.ctx.scoped(() =>
+            runElementwise(be.ctx, "test-add1", [
+              { arg: wasmArg(src, [n]), role: "in" },
+              { arg: { ...wasmArg(dst, [n]), offset: 8 }, role: "out" },
+            ], body)
+          );
+          const got = Array.from(be.heap.f32(dst, n + 16));
+          const want = [...new Array(8).fill(-7), ...Array.from({ length: n }, (_, i) => i + 1)];
+          deepStrictEqual(got, [...want, ...new Array(8).fill(-7)], `n=${n}, ${threads} thread(s)`);
+          be.heap.free(src);
+          be.heap.free(dst);
+        }
+        const rows = 7000;
+        const src = be.heap.alloc(4 * rows * 5);
+        const dst = be.heap.alloc(4 * rows * 9);
+        be.heap.f32(src, rows * 5).fill(2);
+        be.heap.f32(dst, rows * 9).fill(-7);
         be.ctx.scoped(() =>
           runElementwise(be.ctx, "test-add1", [
-            { arg: wasmArg(src, [n]), role: "in" },
-            { arg: { ...wasmArg(dst, [n]), offset: 8 }, role: "out" },
+            { arg: wasmArg(src, [rows, 5]), role: "in" },
+            { arg: { ...wasmArg(dst, [rows, 5]), strides: [9, 1], offset: 2 }, role: "out" },
           ], body)
         );
-        const got = Array.from(be.heap.f32(dst, n + 16));
-        const want = [...new Array(8).fill(-7), ...Array.from({ length: n }, (_, i) => i + 1)];
-        deepStrictEqual(got, [...want, ...new Array(8).fill(-7)], `n=${n}, ${threads} thread(s)`);
+        const d = be.heap.f32(dst, rows * 9);
+        for (let i = 0; i < rows * 9; i++) {
+          const inSlot = i % 9 >= 2 && i % 9 < 7;
+          if (d[i] !== (inSlot ? 3 : -7)) throw new Error(`slot element ${i}: ${d[i]}`);
+        }
         be.heap.free(src);
         be.heap.free(dst);
+      } finally {
+        be.ctx.threadLimit = Infinity;
       }
-      const rows = 7000;
-      const src = be.heap.alloc(4 * rows * 5);
-      const dst = be.heap.alloc(4 * rows * 9);
-      be.heap.f32(src, rows * 5).fill(2);
-      be.heap.f32(dst, rows * 9).fill(-7);
-      be.ctx.scoped(() =>
-        runElementwise(be.ctx, "test-add1", [
-          { arg: wasmArg(src, [rows, 5]), role: "in" },
-          { arg: { ...wasmArg(dst, [rows, 5]), strides: [9, 1], offset: 2 }, role: "out" },
-        ], body)
-      );
-      const d = be.heap.f32(dst, rows * 9);
-      for (let i = 0; i < rows * 9; i++) {
-        const inSlot = i % 9 >= 2 && i % 9 < 7;
-        if (d[i] !== (inSlot ? 3 : -7)) throw new Error(`slot element ${i}: ${d[i]}`);
-      }
-      be.heap.free(src);
-      be.heap.free(dst);
-    } finally {
-      be.ctx.threadLimit = Infinity;
     }
-  }
-});
+  }));
 
 /** f over `xs` through a standalone module (fused or not), one vector at a time. */
 function vectorMath(xs: Float32Array, fused: boolean, f: (m: VecMath, x: V) => V): Float32Array {
@@ -232,4 +241,17 @@ Deno.test("wasm GELU forms and their backwards: absolute error against float64",
     for (let i = 0; i < n; i++) worst = Math.max(worst, Math.abs(got[i] - ref(xs[i])));
     ok(worst <= bound, `${name}: max abs error ${worst}, over ${bound}`);
   }
+});
+
+Deno.test("launches under PARALLEL_WORK units stay on the calling thread", async () => {
+  const be = await wasm();
+  const ctx = be.ctx;
+  deepStrictEqual([threadsFor(ctx, PARALLEL_WORK - 1), threadsFor(ctx, PARALLEL_WORK)], [1, 2]);
+  forceParallelWork(10);
+  try {
+    deepStrictEqual([threadsFor(ctx, 9), threadsFor(ctx, 10)], [1, 2]);
+  } finally {
+    forceParallelWork(null);
+  }
+  deepStrictEqual(threadsFor(ctx, 10), 1);
 });

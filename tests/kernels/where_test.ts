@@ -7,6 +7,7 @@ import { Generator } from "../../engine/random.ts";
 import { maskedFill, transpose, where } from "../../kernels/mod.ts";
 import { cpu, freshSeed, gpu, gradCheck, hasWebGPU, t64, values, wasm } from "../util.ts";
 import { gpuParity, poisonPool, wasmParity } from "./gpu_helpers.ts";
+import { splitSmall } from "./wasm_split.ts";
 
 const bits = (n: number, seed: number) =>
   Array.from(new Generator(seed).uniform(n), (u) => (u < 0.5 ? 0 : 1));
@@ -101,28 +102,29 @@ Deno.test({
   },
 });
 
-Deno.test("where / maskedFill wasm match cpu (odd sizes, broadcasting, views, both threads)", async () => {
-  for (const n of [1, 3, 7, 33, 1000, 40001]) {
-    const c = { shape: [n], values: bits(n, freshSeed()), grad: false };
-    await wasmParity(`where n=${n}`, (m, a, b) => where(m, a, b), [c, { shape: [n] }, {
-      shape: [n],
+Deno.test("where / maskedFill wasm match cpu (odd sizes, broadcasting, views, both threads)", () =>
+  splitSmall(async () => {
+    for (const n of [1, 3, 7, 33, 1000, 40001]) {
+      const c = { shape: [n], values: bits(n, freshSeed()), grad: false };
+      await wasmParity(`where n=${n}`, (m, a, b) => where(m, a, b), [c, { shape: [n] }, {
+        shape: [n],
+      }]);
+      await wasmParity(`maskedFill n=${n}`, (x, m) => maskedFill(x, m, -2.5), [{ shape: [n] }, c]);
+    }
+    const cond = { shape: [5, 1, 7], values: bits(35, freshSeed()), grad: false };
+    await wasmParity("where broadcast", (m, a, b) => where(m, a, b), [cond, { shape: [3, 1] }, {
+      shape: [7],
     }]);
-    await wasmParity(`maskedFill n=${n}`, (x, m) => maskedFill(x, m, -2.5), [{ shape: [n] }, c]);
-  }
-  const cond = { shape: [5, 1, 7], values: bits(35, freshSeed()), grad: false };
-  await wasmParity("where broadcast", (m, a, b) => where(m, a, b), [cond, { shape: [3, 1] }, {
-    shape: [7],
-  }]);
-  await wasmParity("maskedFill transposed", (x, m) => maskedFill(transpose(x), m, 0), [
-    { shape: [7, 6] },
-    { shape: [7], values: bits(7, freshSeed()), grad: false },
-  ]);
-  // Attention-style: scores [12, 4, 33, 33] with a [33, 33] mask (stride-0 over the batch).
-  await wasmParity("maskedFill scores", (x, m) => maskedFill(x, m, -1e9), [
-    { shape: [12, 4, 33, 33] },
-    { shape: [33, 33], values: bits(33 * 33, freshSeed()), grad: false },
-  ]);
-});
+    await wasmParity("maskedFill transposed", (x, m) => maskedFill(transpose(x), m, 0), [
+      { shape: [7, 6] },
+      { shape: [7], values: bits(7, freshSeed()), grad: false },
+    ]);
+    // Attention-style: scores [12, 4, 33, 33] with a [33, 33] mask (stride-0 over the batch).
+    await wasmParity("maskedFill scores", (x, m) => maskedFill(x, m, -1e9), [
+      { shape: [12, 4, 33, 33] },
+      { shape: [33, 33], values: bits(33 * 33, freshSeed()), grad: false },
+    ]);
+  }));
 
 Deno.test("maskedFill wasm writes -Infinity; i32 and NaN conditions; i32 where", async () => {
   const be = await wasm();
