@@ -1,12 +1,11 @@
 // Vectorised float32 math for the wasm kernels, emitted inline (no Math.* round-trips, no calls):
 // exp, log, tanh, sigmoid, and erfc on z ≥ 0 for the exact GELU. Values are `V`s: one v128 local
 // per interleaved vector. A VecMath of width k emits every operation k times in a row, for k
-// independent vectors, so a long dependency chain (erfc: a division, a degree-9 polynomial, an
+// independent vectors, so a long dependency chain (erfc: a division, a degree-10 polynomial, an
 // exp) of one vector overlaps with the others': the scheduler window, not the FP pipes, limited
-// the one-vector code (GELU: 1.37 ms for 768×512 alone, 0.71 ms interleaved eight ways, the best
-// of 1-16 on this Zen 5; tests/bench/wasm_elementwise_bench.ts).
-// Algorithms (single-precision Cephes, http://www.netlib.org/cephes/, and Numerical Recipes'
-// erfcc, the WGSL kernels' erfc):
+// the one-vector code (GELU, 768×512 on one thread: 1.37 ms one vector at a time, 0.71 ms eight
+// interleaved, the best of 1-16 on this Zen 5; tests/bench/wasm_elementwise_bench.ts).
+// Algorithms (single-precision Cephes, http://www.netlib.org/cephes/; erfc our own fit):
 //   exp:  n = round(x·log2 e) by adding 1.5·2^23, r = x − n·ln 2 (two-part ln 2), e^r by a
 //         degree-7 polynomial, times 2^n built in the exponent bits as 2^⌊n/2⌋·2^⌈n/2⌉ (so
 //         denormal results and overflow to ∞ come out right); x is clamped to [−104, 89] first.
@@ -16,11 +15,12 @@
 //   sigmoid: e/(1 + e) below 0, 1/(1 + e) above, e = e^−|x| (no overflow, tail keeps accuracy).
 //   erfc: t = 1/(1 + z/2), erfc(z) = t·e^(−z²)·Q(2t − 1), Q a degree-10 fit (1.2e-8 relative;
 //         the WGSL's erfcc, t·exp(−z² + P(t)), has 1.2e-7 and needs a second exp for φ).
-// Max errors against float64, measured over 2^20 points per range (results in the normal f32
-// range; tests/bench/wasm_elementwise_bench.ts --accuracy prints them): exp on [−87, 88]
-// 0.97 ulp (relative 8.0e-8); log on [1e−30, 1e30] and [0.5, 2] 0.82 ulp (7.8e-8); tanh on
-// [−10, 10] 1.3 ulp (1.4e-7); sigmoid on [−20, 20] 2.4 ulp (1.8e-7); erfc relative 4.2e-7 on
-// [0, 1], 7.8e-6 on [0, 10] (from −z², exact to 2^-24·z²). GELU and its backward: see gelu.ts.
+// Max errors against float64 over 2^20 points per range, normal f32 results (the bench's
+// --accuracy for exp, log, tanh, sigmoid): exp on [−87, 88] 0.98 ulp (relative 8.2e-8); log on
+// [1e−30, 1e30] 0.75 ulp, on [0.5, 2] 0.82 ulp (7.8e-8); tanh on [−10, 10] 1.2 ulp (1.3e-7);
+// sigmoid on [−20, 20] 2.4 ulp (1.8e-7); erfc relative 2.7e-7 on [0, 1], 4.0e-6 on [0, 10]
+// (−z² rounded to f32, 2^-24·z² relative, dominates far out). GELU: see gelu.ts.
+// tests/kernels/wasm_elementwise_test.ts asserts ulp bounds with and without fused madd.
 // Multiply-adds use f32x4.relaxed_madd where the runtime has relaxed SIMD (fused on FMA
 // hardware), else mul + add; a kernel's key says which, and results stay deterministic.
 
