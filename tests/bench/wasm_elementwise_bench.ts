@@ -87,6 +87,10 @@ const CASES: Case[] = [
   binary("add [12,64,128] + [12,64,128]", [12, 64, 128], [12, 64, 128], add),
   binary("add [12,64,512] + bias [512]", [12, 64, 512], [512], add),
   binary("mul [768,128] · [768,128]", [768, 128], [768, 128], mul),
+  unary("mul gᵀ · gᵀ, g [128,512] (grad clipping)", [128, 512], (g) => {
+    const t = transpose(g);
+    return mul(t, t);
+  }),
   unary("affine [12,4,64,64]", [12, 4, 64, 64], (x) => scale(x, 0.17)),
   {
     name: "copy q heads [12,64,4,32]→[12,4,64,32]",

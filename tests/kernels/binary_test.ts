@@ -190,7 +190,22 @@ Deno.test("binary wasm parity: odd sizes, broadcasts of every rank, views, both 
         { shape: [2, 3, 5, 40] },
         { shape: [5, 1], values: awayFromZero(5, 2) },
       ]);
+      // Over 1024 elements, transposed inputs are first copied row-major through the transpose
+      // tiles (a gradient read as wᵀ); a strided input with no contiguous dim is read lane by
+      // lane.
+      await wasmParity(`${name} transposed inputs`, (a, b) => f(transpose(a), transpose(b)), [
+        { shape: [33, 40] },
+        { shape: [33, 40], values: awayFromZero(1320, 3) },
+      ]);
+      await wasmParity(`${name} strided column`, (a, b) => f(transpose(narrow(a, 1, 1, 1)), b), [
+        { shape: [1200, 3] },
+        { shape: [1, 1200], values: awayFromZero(1200, 5) },
+      ]);
     }
+    // One transposed view as both operands: copied once (a·a: its gradient doesn't cancel).
+    await wasmParity("mul one view twice", (a) => mul(transpose(a), transpose(a)), [{
+      shape: [33, 40],
+    }]);
     const be = await wasm();
     const ints = (n: number, s: number) => Array.from(randnArray(n, s), (v) => Math.round(v));
     for (const [name, f] of [["ge", ge], ["eq", eq], ["maximum", maximum]] as const) {
