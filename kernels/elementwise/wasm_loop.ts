@@ -93,142 +93,193 @@ export function buildEw(b: ModuleBuilder, plan: EwPlan): void {
 
 /** The body of `ew` (see the header). */
 function emitEw(f: FunctionBuilder, plan: EwPlan, consts: ConstPool): void {
-  const { roles, classes, outer: R, body } = plan;
-  const W = body.width ?? 1;
-  const [tid, nth, desc] = f.params;
-  const i32 = () => f.local("i32");
-  const [N, L, s, e, r, col, seg, t, flat, tmp] = Array.from({ length: 10 }, i32);
-  const D = Array.from({ length: R }, i32);
-  const idx = Array.from({ length: R }, i32);
-  const ops: OpLocals[] = roles.map((_, o) => ({
-    p: i32(),
-    inner: i32(),
-    step: i32(),
-    lanes: [i32(), i32(), i32(), i32()],
-    tails: [i32(), i32(), i32(), i32()],
-    splat: classes[o] === "b" && roles[o] !== "out" ? f.local("v128") : null,
-  }));
-  const base = roles.map(i32);
-  const row = roles.map(i32);
-  const st = roles.map(() => Array.from({ length: R }, i32));
-  let w = 0;
-  const word = () => (f.get(desc), f.i32.load(4 * w++));
-  f.set(N, word);
-  f.set(L, word);
-  D.forEach((d) => f.set(d, word));
-  ops.forEach((o, k) => {
-    f.set(base[k], word);
-    f.set(o.inner, word);
-    st[k].forEach((x) => f.set(x, word));
-    f.set(o.step, () => f.mul(o.inner, 4));
-    for (let l = 1; l < 4; l++) f.set(o.lanes[l], () => f.mul(o.inner, l));
-  });
-  const scalars = Array.from({ length: plan.scalars }, (_, k) => {
-    const l = f.local("v128");
-    (f.get(desc), f.v128.load32Splat(4 * (w + k)), f.set(l));
-    return l;
-  });
+  const e = new EwEmitter(f, plan, consts);
+  e.readDescriptor();
   consts.hoist(f);
-  // This thread's range [s, e), on 16-element boundaries.
-  const blocks = () => (f.add(N, 15), f.i32.const(4), f.i32.shrU());
-  f.set(s, () => f.mul(() => f.mulDiv(blocks, tid, nth), 16));
-  f.set(e, () => f.min(N, () => f.mul(() => f.mulDiv(blocks, () => f.add(tid, 1), nth), 16)));
-  (f.get(s), f.get(e), f.i32.geS(), f.if(), f.return(), f.end());
-  // Row r = s / L and its outer index; each operand's row start.
-  f.set(r, () => (f.get(s), f.get(L), f.i32.divU()));
-  f.set(col, () => f.sub(s, () => f.mul(r, L)));
-  for (let d = R - 1; d >= 0; d--) {
-    f.set(idx[d], () => (f.get(r), f.get(D[d]), f.i32.remU()));
-    f.set(r, () => (f.get(r), f.get(D[d]), f.i32.divU()));
+  e.startRange();
+  e.runs();
+}
+
+/** The locals and code of one `ew` function. */
+class EwEmitter {
+  readonly #i32 = () => this.f.local("i32");
+  /** Elements, inner length, this thread's range [s, e), the run's start column and length. */
+  readonly N = this.#i32();
+  readonly L = this.#i32();
+  readonly s = this.#i32();
+  readonly e = this.#i32();
+  readonly col = this.#i32();
+  readonly seg = this.#i32();
+  /** Flat index of the current vector (bodies that ask for `index`), the tail's length, and a
+   * scratch register (the first row; an address in loads and stores). */
+  readonly flat = this.#i32();
+  readonly t = this.#i32();
+  readonly tmp = this.#i32();
+  /** Outer dims and the current outer index. */
+  readonly D: Local[];
+  readonly idx: Local[];
+  /** Per operand: its locals, base address, current row start and outer byte strides. */
+  readonly ops: OpLocals[];
+  readonly base: Local[];
+  readonly row: Local[];
+  readonly st: Local[][];
+  readonly scalars: Local[];
+  readonly iota: Local;
+
+  constructor(readonly f: FunctionBuilder, readonly plan: EwPlan, readonly consts: ConstPool) {
+    const { roles, classes, outer: R } = plan;
+    const i32 = this.#i32;
+    this.D = Array.from({ length: R }, i32);
+    this.idx = Array.from({ length: R }, i32);
+    this.ops = roles.map((role, o) => ({
+      p: i32(),
+      inner: i32(),
+      step: i32(),
+      lanes: [i32(), i32(), i32(), i32()],
+      tails: [i32(), i32(), i32(), i32()],
+      splat: classes[o] === "b" && role !== "out" ? f.local("v128") : null,
+    }));
+    this.base = roles.map(i32);
+    this.row = roles.map(i32);
+    this.st = roles.map(() => Array.from({ length: R }, i32));
+    this.scalars = Array.from({ length: plan.scalars }, () => f.local("v128"));
+    this.iota = f.local("v128");
   }
-  row.forEach((x, k) => {
-    f.set(x, base[k]);
-    for (let d = 0; d < R; d++) f.inc(x, () => f.mul(idx[d], st[k][d]));
-  });
-  const iota = f.local("v128");
-  (f.i32x4.const([0, 1, 2, 3]), f.set(iota));
-  // One step of `width` vectors (tail: one vector of 1-3 elements).
-  const vectors = (width: number, tail: boolean) => {
-    const m = new VecMath(f, plan.fused, width, consts);
-    const all = (l: Local) => m.all(l);
+
+  /** Load the launch's descriptor (wasm.ts) into locals. */
+  readDescriptor(): void {
+    const f = this.f;
+    const desc = f.params[2];
+    let w = 0;
+    const word = () => (f.get(desc), f.i32.load(4 * w++));
+    f.set(this.N, word);
+    f.set(this.L, word);
+    this.D.forEach((d) => f.set(d, word));
+    this.ops.forEach((o, k) => {
+      f.set(this.base[k], word);
+      f.set(o.inner, word);
+      this.st[k].forEach((x) => f.set(x, word));
+      f.set(o.step, () => f.mul(o.inner, 4));
+      for (let l = 1; l < 4; l++) f.set(o.lanes[l], () => f.mul(o.inner, l));
+    });
+    this.scalars.forEach((l, k) => (f.get(desc), f.v128.load32Splat(4 * (w + k)), f.set(l)));
+    (f.i32x4.const([0, 1, 2, 3]), f.set(this.iota));
+  }
+
+  /** This thread's range [s, e) on 16-element boundaries; its first row and column. */
+  startRange(): void {
+    const { f, N, s, e, L, col, D, idx } = this;
+    const [tid, nth] = f.params;
+    const blocks = () => (f.add(N, 15), f.i32.const(4), f.i32.shrU());
+    f.set(s, () => f.mul(() => f.mulDiv(blocks, tid, nth), 16));
+    f.set(e, () => f.min(N, () => f.mul(() => f.mulDiv(blocks, () => f.add(tid, 1), nth), 16)));
+    (f.get(s), f.get(e), f.i32.geS(), f.if(), f.return(), f.end());
+    // Row r = s / L and its outer index; each operand's row start.
+    const r = this.tmp;
+    f.set(r, () => (f.get(s), f.get(L), f.i32.divU()));
+    f.set(col, () => f.sub(s, () => f.mul(r, L)));
+    for (let d = D.length - 1; d >= 0; d--) {
+      f.set(idx[d], () => (f.get(r), f.get(D[d]), f.i32.remU()));
+      f.set(r, () => (f.get(r), f.get(D[d]), f.i32.divU()));
+    }
+    this.row.forEach((x, k) => {
+      f.set(x, this.base[k]);
+      for (let d = 0; d < D.length; d++) f.inc(x, () => f.mul(idx[d], this.st[k][d]));
+    });
+  }
+
+  /** Every run of the range: whole groups, single vectors, then the tail. */
+  runs(): void {
+    const { f, plan, ops, seg, L, col, s, e } = this;
+    const W = plan.body.width ?? 1;
+    const outer = f.block();
+    const next = f.loop();
+    f.set(seg, () => f.min(() => f.sub(L, col), () => f.sub(e, s)));
+    ops.forEach((o, k) => {
+      f.set(o.p, () => f.add(this.row[k], () => f.mul(col, o.inner)));
+      if (o.splat) (f.get(o.p), f.v128.load32Splat(0, 0), f.set(o.splat));
+    });
+    if (plan.body.index) f.set(this.flat, s);
+    f.repeat(() => (f.get(seg), f.i32.const(2 + Math.log2(W)), f.i32.shrU()), () => {
+      this.step(W, false);
+      this.advance(W);
+    });
+    if (W > 1) {
+      const singles = () => (f.get(seg), f.i32.const(2), f.i32.shrU(), f.i32.const(W - 1));
+      f.repeat(() => (singles(), f.i32.and()), () => {
+        this.step(1, false);
+        this.advance(1);
+      });
+    }
+    this.tail();
+    f.inc(s, seg);
+    (f.get(s), f.get(e), f.i32.geS(), f.brIf(outer));
+    f.set(col, 0);
+    this.odometer();
+    f.br(next);
+    f.end();
+    f.end();
+  }
+
+  /** The last 1-3 elements of a run: lane j at min(j, t − 1) · stride. */
+  tail(): void {
+    const { f, ops, plan, t } = this;
+    f.set(t, () => (f.get(this.seg), f.i32.const(3), f.i32.and()));
+    f.get(t);
+    f.if();
+    ops.forEach((o, k) => {
+      if (plan.classes[k] === "b") return;
+      for (let l = 1; l < 4; l++) {
+        f.set(o.tails[l], () => f.mul(() => f.min(l, () => f.sub(t, 1)), o.inner));
+      }
+    });
+    this.step(1, true);
+    f.end();
+  }
+
+  /** Load, compute and store `width` vectors (tail: one vector of 1-3 elements). */
+  step(width: number, tail: boolean): void {
+    const { f, plan, ops } = this;
+    const { roles, classes, body } = plan;
+    const m = new VecMath(f, plan.fused, width, this.consts);
     const index = body.index
-      ? m.map((
-        j,
-      ) => (f.get(flat),
-        f.i32.const(4 * j),
-        f.i32.add(),
-        f.i32x4.splat(),
-        f.get(iota),
-        f.i32x4.add())
-      )
+      ? m.map((j) => {
+        (f.get(this.flat), f.i32.const(4 * j), f.i32.add(), f.i32x4.splat());
+        (f.get(this.iota), f.i32x4.add());
+      })
       : null;
     const ins = ops.flatMap((o, k) =>
-      roles[k] === "out" ? [] : [m.map((j) => load(f, classes[k], o, j, tail, tmp))]
+      roles[k] === "out" ? [] : [m.map((j) => load(f, classes[k], o, j, tail, this.tmp))]
     );
-    const outs = body.emit({ f, m, ins, scalars: scalars.map(all), index, dtypes: plan.dtypes });
+    const scalars = this.scalars.map((l) => m.all(l));
+    const outs = body.emit({ f, m, ins, scalars, index, dtypes: plan.dtypes });
     let n = 0;
     ops.forEach((o, k) => {
       if (roles[k] === "in") return;
       const v = outs[n++];
-      for (let j = 0; j < width; j++) store(f, classes[k], o, j, tail, v[j], tmp);
+      for (let j = 0; j < width; j++) store(f, classes[k], o, j, tail, v[j], this.tmp);
     });
-  };
-  const advance = (vecs: number) => {
-    ops.forEach((o, k) => classes[k] !== "b" && f.inc(o.p, () => f.mul(o.step, vecs)));
-    if (body.index) f.inc(flat, 4 * vecs);
-  };
-  const runs = f.block();
-  const next = f.loop();
-  f.set(seg, () => f.min(() => f.sub(L, col), () => f.sub(e, s)));
-  ops.forEach((o, k) => {
-    f.set(o.p, () => f.add(row[k], () => f.mul(col, o.inner)));
-    if (o.splat) (f.get(o.p), f.v128.load32Splat(0, 0), f.set(o.splat));
-  });
-  if (body.index) f.set(flat, s);
-  f.repeat(() => (f.get(seg), f.i32.const(2 + Math.log2(W)), f.i32.shrU()), () => {
-    vectors(W, false);
-    advance(W);
-  });
-  if (W > 1) {
-    f.repeat(
-      () => (f.get(seg), f.i32.const(2), f.i32.shrU(), f.i32.const(W - 1), f.i32.and()),
-      () => {
-        vectors(1, false);
-        advance(1);
-      },
-    );
   }
-  // Tail of 1-3 elements: lane j at min(j, t − 1) · stride.
-  f.set(t, () => (f.get(seg), f.i32.const(3), f.i32.and()));
-  f.get(t);
-  f.if();
-  ops.forEach((o, k) => {
-    if (classes[k] === "b") return;
-    for (let l = 1; l < 4; l++) {
-      f.set(o.tails[l], () => f.mul(() => f.min(l, () => f.sub(t, 1)), o.inner));
-    }
-  });
-  vectors(1, true);
-  f.end();
-  f.inc(s, seg);
-  (f.get(s), f.get(e), f.i32.geS(), f.brIf(runs));
-  f.set(col, 0);
-  odometer(f, idx, D, row, st);
-  f.br(next);
-  f.end();
-  f.end();
-}
 
-/** Advance the outer index by one row, carrying into outer dims, and each operand's row start. */
-function odometer(f: FunctionBuilder, idx: Local[], D: Local[], row: Local[], st: Local[][]) {
-  if (idx.length === 0) return;
-  const done = f.block();
-  for (let d = idx.length - 1; d >= 0; d--) {
-    f.inc(idx[d]);
-    row.forEach((x, o) => f.inc(x, st[o][d]));
-    (f.get(idx[d]), f.get(D[d]), f.i32.ltS(), f.brIf(done));
-    f.set(idx[d], 0);
-    row.forEach((x, o) => f.set(x, () => f.sub(x, () => f.mul(D[d], st[o][d]))));
+  /** Move every non-broadcast operand (and the flat index) past `vecs` vectors. */
+  advance(vecs: number): void {
+    const { f, ops, plan } = this;
+    ops.forEach((o, k) => plan.classes[k] !== "b" && f.inc(o.p, () => f.mul(o.step, vecs)));
+    if (plan.body.index) f.inc(this.flat, 4 * vecs);
   }
-  f.end();
+
+  /** Advance the outer index by one row, carrying into outer dims, and each row start. */
+  odometer(): void {
+    const { f, idx, D, row, st } = this;
+    if (idx.length === 0) return;
+    const done = f.block();
+    for (let d = idx.length - 1; d >= 0; d--) {
+      f.inc(idx[d]);
+      row.forEach((x, o) => f.inc(x, st[o][d]));
+      (f.get(idx[d]), f.get(D[d]), f.i32.ltS(), f.brIf(done));
+      f.set(idx[d], 0);
+      row.forEach((x, o) => f.set(x, () => f.sub(x, () => f.mul(D[d], st[o][d]))));
+    }
+    f.end();
+  }
 }
