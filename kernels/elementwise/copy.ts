@@ -4,7 +4,7 @@
 // per element, workgroup 256, the input read through the uniform block of codegen.ts; larger
 // than one binding, it runs over rows of the output (splitRows). Backward: the identity.
 // wasm: wasm_copy.ts (the strided loop of wasm.ts moving bits, any dtype; transposes in 4×4
-// register tiles); memory-bound.
+// register tiles); memory-bound, one thread under 2^20 elements.
 
 import type { WgslLaunch } from "../../engine/backend.ts";
 import { wgslType } from "../../engine/dtype.ts";

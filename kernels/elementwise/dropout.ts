@@ -8,7 +8,8 @@
 // wasm: Threefry-2x32-20 on i32x4 lanes (four counters per vector: the lanes' flat indices from
 // the elementwise loop of wasm.ts, with the carry into the high word), so the mask is the CPU's
 // bit for bit; kept values are x·f32(scale) in f32, as on WebGPU. Compute-bound (~100 integer
-// vector ops per 4 elements), split over the threads by ranges of elements.
+// vector ops per 4 elements, 8 vectors interleaved), ranges of elements split over the threads
+// from ~100,000 elements.
 
 import type { Tensor } from "../../engine/tensor.ts";
 import { isFloat, wgslType } from "../../engine/dtype.ts";

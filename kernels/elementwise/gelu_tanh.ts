@@ -7,8 +7,8 @@
 // the same function, but the negative tail keeps its relative accuracy instead of cancelling in
 // 1 + tanh(u), and no exp overflows (every backend: CPU float64, WGSL and wasm float32).
 // wasm: the same formulas on f32x4 vectors (exp of wasm_math.ts) in the strided loop of wasm.ts;
-// compute-bound (one exp and one division per vector), so a few thousand elements use both
-// threads.
+// compute-bound (one exp and one division per vector, 8 vectors interleaved: 768×512 in ~0.55 ms
+// forward on one thread), so from ~100,000 elements a launch uses both threads.
 
 import type { Tensor } from "../../engine/tensor.ts";
 import { apply, type KernelOp } from "../../engine/op.ts";

@@ -6,7 +6,7 @@
 // mask get none. maskedFill needs a float x (value goes through an f32 uniform on WebGPU).
 // wasm: the condition becomes a lane mask (f32x4.ne or i32x4.ne against 0, by its dtype) and
 // v128.bitselect picks the lanes, so a and b may be of any dtype (bits are moved, not converted);
-// in the strided loop of wasm.ts, memory-bound.
+// in the strided loop of wasm.ts, memory-bound (one thread under 2^20 elements).
 
 import type { Tensor } from "../../engine/tensor.ts";
 import { full } from "../../engine/creation.ts";

@@ -5,7 +5,8 @@
 // over the input's elements, workgroup 256). Backward: narrow views of dy.
 // wasm: the slot copy is the strided copy of elementwise/wasm_copy.ts writing through the slot's
 // strides; pad_axis is two zero fills (the blocks before and after x, as strided views of y) and
-// one such copy, three launches of the elementwise loop, each split over the threads; memory-bound.
+// one such copy, three launches of the elementwise loop (each on one thread under 2^20 elements,
+// else split over the threads); memory-bound ([12, 64, 128] into 384: ~38 µs).
 
 import type { ArgInfo, Kernel, LaunchPiece, WgslLaunch } from "../../engine/backend.ts";
 import type { Tensor } from "../../engine/tensor.ts";
