@@ -15,7 +15,7 @@
 
 import type { WasmArg, WasmContext } from "../engine/wasm/context.ts";
 import type { FunctionBuilder, Local, ModuleBuilder } from "../engine/wasm/builder.ts";
-import { threadsFor } from "./elementwise/wasm.ts";
+import { requireSimd, threadsFor } from "./elementwise/wasm.ts";
 
 /** The reductions of reduce_rows. */
 export type WasmReduceKind = "sum" | "max" | "argmax";
@@ -194,6 +194,7 @@ export function reduceRowsWasm(
 ): void {
   const R = y.shape[0];
   if (R === 0) return;
+  requireSimd(ctx, "reduce_rows");
   const mod = ctx.module(`reduce_rows|${kind}`, (b) => buildReduce(b, kind));
   const [xp, yp] = [x.ptr + 4 * x.offset, y.ptr + 4 * y.offset];
   const threads = threadsFor(ctx, R * L);

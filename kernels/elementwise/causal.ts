@@ -20,7 +20,7 @@ import { sizeOf } from "../../engine/shape.ts";
 import { splitRows } from "../../engine/split.ts";
 import { grid1d, linearIndex, WORKGROUP_SIZE } from "../../engine/webgpu/codegen.ts";
 import type { FunctionBuilder, Local, ModuleBuilder } from "../../engine/wasm/builder.ts";
-import { threadsFor } from "./wasm.ts";
+import { requireSimd, threadsFor } from "./wasm.ts";
 
 /** n f32 from src (or `value` splat/scalar when src is null) to dst; dst and src advance. */
 function stream(f: FunctionBuilder, dst: Local, src: Local | null, n: Local, v: [Local, Local]) {
@@ -119,6 +119,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   wasm([x], [y], { T, S, offset, value }, ctx) {
     const n = sizeOf(x.shape);
     if (n === 0) return;
+    requireSimd(ctx, "causal_fill");
     const mod = ctx.module("causal_fill", buildCausal);
     const args = [x.ptr + 4 * x.offset, y.ptr + 4 * y.offset, n / S, T, S, offset, value];
     ctx.run(mod, "causal", args, threadsFor(ctx, n));

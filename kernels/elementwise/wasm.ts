@@ -26,10 +26,16 @@ import type { WasmArg, WasmContext } from "../../engine/wasm/context.ts";
 import type { FunctionBuilder } from "../../engine/wasm/builder.ts";
 import type { V, VecMath } from "./wasm_math.ts";
 import { buildEw, type Cls } from "./wasm_loop.ts";
-import { collapse, threadsFor } from "./wasm_layout.ts";
+import { collapse, requireSimd, threadsFor } from "./wasm_layout.ts";
 import { isTranspose, runTranspose } from "./wasm_transpose.ts";
 
-export { collapse, forceParallelWork, PARALLEL_WORK, threadsFor } from "./wasm_layout.ts";
+export {
+  collapse,
+  forceParallelWork,
+  PARALLEL_WORK,
+  requireSimd,
+  threadsFor,
+} from "./wasm_layout.ts";
 export type { Collapsed } from "./wasm_layout.ts";
 
 /** How the per-vector code uses an operand. */
@@ -99,6 +105,7 @@ export function runElementwise(
   let n = 1;
   for (const d of shape) n *= d;
   if (n === 0) return;
+  requireSimd(ctx, name);
   if (n >= TRANSPOSE_FIRST) operands = transposeInputs(ctx, operands);
   const { dims, strides } = collapse(shape, operands.map((o) => o.arg.strides));
   const R = dims.length - 1;

@@ -59,3 +59,8 @@ export function collapse(
   if (dims.length === 0) return { dims: [1], strides: strides.map(() => [1]) };
   return { dims, strides: st };
 }
+
+/** Throw, naming the kernel, where the runtime's WebAssembly lacks SIMD128 (as matmul does). */
+export function requireSimd(ctx: WasmContext, name: string): void {
+  if (!ctx.features.simd) throw new Error(`${name} (wasm): this runtime lacks WebAssembly SIMD`);
+}

@@ -11,7 +11,7 @@
 
 import type { WasmArg, WasmContext } from "../../engine/wasm/context.ts";
 import type { FunctionBuilder, Local, ModuleBuilder } from "../../engine/wasm/builder.ts";
-import { collapse, threadsFor } from "./wasm_layout.ts";
+import { collapse, requireSimd, threadsFor } from "./wasm_layout.ts";
 
 /** Rows of P per work item (a 64-byte cache line of x along P). */
 const ROWS = 16;
@@ -32,6 +32,7 @@ export function runTranspose(ctx: WasmContext, x: WasmArg, y: WasmArg): boolean 
   const R = dims.length - 1;
   const p = transposeDim(dims, sx, sy);
   if (n === 0 || p < 0) return false;
+  requireSimd(ctx, "transpose");
   // Batch dims: every outer dim but p, outer to inner.
   const batch = dims.map((_, d) => d).filter((d) => d < R && d !== p);
   const mod = ctx.module(`copy-transpose|b${batch.length}`, (b) => buildTranspose(b, batch.length));
