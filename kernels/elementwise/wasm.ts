@@ -106,7 +106,7 @@ export function runElementwise(
   for (const d of shape) n *= d;
   if (n === 0) return;
   requireSimd(ctx, name);
-  if (n >= TRANSPOSE_FIRST) operands = transposeInputs(ctx, operands);
+  if (n >= TRANSPOSE_FIRST && n <= TRANSPOSE_MAX) operands = transposeInputs(ctx, operands);
   const { dims, strides } = collapse(shape, operands.map((o) => o.arg.strides));
   const R = dims.length - 1;
   const fused = ctx.features.relaxedSimd;
@@ -157,8 +157,13 @@ export function runElementwise(
   ctx.run(mod, "ew", [desc], threadsFor(ctx, n * (body.cost ?? 1) * gathers));
 }
 
-/** Launches of at least this many elements copy transposed inputs first (see below). */
+/**
+ * Launches of TRANSPOSE_FIRST to TRANSPOSE_MAX elements copy transposed inputs first (see
+ * below); larger ones read them lane by lane rather than hold a copy (16 MiB each) in scratch,
+ * which the kernel context keeps at its largest size.
+ */
 const TRANSPOSE_FIRST = 1024;
+const TRANSPOSE_MAX = 1 << 22;
 
 /**
  * Inputs that are transposes of the launch's layout (a weight's gradient read as wᵀ) would be
