@@ -7,6 +7,11 @@
 // Inputs [grad (any strides), s], outputs (read and written) [p, m, v], row-major, same shape.
 // WGSL: one invocation per element, workgroup 256, scalars in a uniform block (lr changes every
 // step, so it must not be baked into the source).
+// wasm: one pass of the elementwise loop (elementwise/wasm.ts) over five operands: grad (read
+// through its strides), the scale (a stride-0 splat), and p, m, v read and written in place;
+// f32 arithmetic in the reference's order, scalars in the launch's descriptor. Memory-bound
+// (five streams); a launch of under PARALLEL_WORK units (elements × 3, × 4 more when the
+// gradient is a strided view read lane by lane) stays on one thread.
 
 import type { Kernel } from "../engine/backend.ts";
 import { wgslType } from "../engine/dtype.ts";
@@ -25,6 +30,21 @@ import {
   stridedUniforms,
   WORKGROUP_SIZE,
 } from "../engine/webgpu/codegen.ts";
+import { type EwBody, runElementwise } from "./elementwise/wasm.ts";
+
+/** The update on f32x4 lanes; scalars: β1, 1 − β1, β2, 1 − β2, 1 − lr·wd, lr/bc1, √bc2, eps. */
+const ADAMW_WASM: EwBody = {
+  cost: 3,
+  emit({ m, ins: [g, s, p, mo, vo], scalars }) {
+    const [b1, c1, b2, c2, decay, stepSize, sbc2, eps] = scalars;
+    const gi = m.op("mul", g, s);
+    const mn = m.madd(b1, mo, m.op("mul", c1, gi));
+    const vn = m.madd(b2, vo, m.op("mul", m.op("mul", c2, gi), gi));
+    const denom = m.op("add", m.op("div", m.un("sqrt", vn), sbc2), eps);
+    const pn = m.op("sub", m.op("mul", p, decay), m.op("div", m.op("mul", stepSize, mn), denom));
+    return [pn, mn, vn];
+  },
+};
 
 /** Hyperparameters of one AdamW update; `step` counts from 1. */
 export interface AdamWParams {
@@ -102,6 +122,18 @@ export const adamwKernel: Kernel<AdamWParams> = {
     const plain = isPlain(g, g.shape);
     const source = wgsl(wgslType(g.dtype), plain, stridedRank(g.shape, [g]));
     return { source, grid: grid1d(sizeOf(g.shape)), uniforms: u };
+  },
+  wasm([g, s], [p, m, v], { lr, beta1, beta2, eps, weightDecay, step }, ctx) {
+    const scale = { ...s, shape: g.shape, strides: g.shape.map(() => 0) };
+    const operands = [
+      { arg: g, role: "in" as const },
+      { arg: scale, role: "in" as const },
+      ...[p, m, v].map((arg) => ({ arg, role: "inout" as const })),
+    ];
+    runElementwise(ctx, "adamw", operands, ADAMW_WASM, [
+      ...[beta1, 1 - beta1, beta2, 1 - beta2],
+      ...[1 - lr * weightDecay, lr / (1 - beta1 ** step), Math.sqrt(1 - beta2 ** step), eps],
+    ]);
   },
   // Rows of the gradient, parameter and moments; the scale whole.
   split: (inputs, outputs, p, limits) =>

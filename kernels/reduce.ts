@@ -4,6 +4,9 @@
 // summing a strided part of the row, then a tree reduction in workgroup memory; or, for short
 // rows and on software adapters, one invocation per row (64 per workgroup, `grid1d`), reducing
 // it in order (see reduceInvocationWgsl). Sums accumulate in f32.
+// wasm (reduce_wasm.ts): rows split over threads, long rows in fixed chunks whose partials are
+// combined in order (results independent of the thread count); f32 inputs (others run the CPU
+// loop on heap views: no model reduces integers on this backend).
 
 import type { Tensor } from "../engine/tensor.ts";
 import { apply, defineOp, type KernelOp } from "../engine/op.ts";
@@ -16,6 +19,8 @@ import { wgslType } from "../engine/dtype.ts";
 import { grid1d, linearIndex } from "../engine/webgpu/codegen.ts";
 import { add, div, eq, maximum, mul } from "./elementwise/binary.ts";
 import { expand, narrow, permute, reshape } from "./shape/view.ts";
+import { cpuOnHeap } from "./elementwise/wasm.ts";
+import { reduceRowsWasm } from "./reduce_wasm.ts";
 
 /** Which row reduction. */
 export type ReduceKind = "sum" | "max" | "argmax";
@@ -178,6 +183,10 @@ export const reduceRowsOp: KernelOp<ReduceRowsParams> = defineOp<ReduceRowsParam
       };
     }
     return { source: reduceWgsl(kind, ...types, rows, rowLen), grid: grid1d(rows, 1) };
+  },
+  wasm([x], [y], params, ctx) {
+    if (x.dtype !== "f32") return cpuOnHeap(reduceRowsOp, [x], [y], params, ctx);
+    reduceRowsWasm(x, y, params.kind, params.rowLen, ctx);
   },
   // Whole rows of x with their outputs (rows too long for one binding: see `reduce`).
   split: (inputs, outputs, p, limits) =>

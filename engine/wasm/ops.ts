@@ -195,6 +195,7 @@ export const I32X4_OPS = {
   gtS: [0x3b, "vv:v"],
   gtU: [0x3c, "vv:v"],
   leS: [0x3d, "vv:v"],
+  leU: [0x3e, "vv:v"],
   geS: [0x3f, "vv:v"],
   geU: [0x40, "vv:v"],
   extaddPairwiseI16x8S: [0x7e, "v:v"],

@@ -3,6 +3,8 @@
 // uses (through the engine's registry) to hand rows to kernels that read rows. One invocation
 // per element, workgroup 256, the input read through the uniform block of codegen.ts; larger
 // than one binding, it runs over rows of the output (splitRows). Backward: the identity.
+// wasm: wasm_copy.ts (the strided loop of wasm.ts moving bits, any dtype; transposes in 4×4
+// register tiles); memory-bound, one thread under 2^20 elements.
 
 import type { WgslLaunch } from "../../engine/backend.ts";
 import { wgslType } from "../../engine/dtype.ts";
@@ -18,6 +20,7 @@ import {
   stridedUniforms,
   WORKGROUP_SIZE,
 } from "../../engine/webgpu/codegen.ts";
+import { runCopy } from "./wasm_copy.ts";
 
 /** y = x, row-major. */
 export const copyOp: KernelOp<void> = defineOp<void>({
@@ -44,6 +47,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
       uniforms: stridedUniforms(y.shape, [x], [], y.offset),
     };
   },
+  wasm: ([x], [y], _p, ctx) => runCopy(ctx, "copy", x, y),
   split: (inputs, outputs, params, limits) =>
     splitRows(inputs, outputs, params, limits, { anyStart: true }),
   backward: (dy) => [dy], // d copy(x) / dx = 1

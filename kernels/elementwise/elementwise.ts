@@ -3,6 +3,9 @@
 // with the output. Layout: output row-major; one invocation per output element, workgroup 256,
 // grid from `grid1d`. Plain inputs (row-major, offset 0, output's shape) are read directly.
 // Launches over tensors larger than one binding are cut into rows of the output (splitRows).
+// wasm: the op's per-vector code (EwBody) runs in the strided SIMD loop of wasm.ts (collapsed
+// dims, contiguous/broadcast/strided classes, ranges of the output split over the threads);
+// dtypes the body does not cover run the CPU loop on heap views (cpuOnHeap).
 
 import type { ArgInfo, WgslLaunch } from "../../engine/backend.ts";
 import type { DType, TypedArray } from "../../engine/dtype.ts";
@@ -11,6 +14,7 @@ import { type BackwardContext, defineOp, type KernelOp } from "../../engine/op.t
 import { splitRows } from "../../engine/split.ts";
 import { cpuContiguous, type Tensor } from "../../engine/tensor.ts";
 import { sizeOf } from "../../engine/shape.ts";
+import { cpuOnHeap, type EwBody, runElementwise } from "./wasm.ts";
 import {
   grid1d,
   isPlain,
@@ -67,6 +71,13 @@ export interface ElementwiseSpec<P> {
   wgsl: string;
   /** Extra WGSL functions the expression calls. */
   helpers?: string;
+  /**
+   * wasm: the per-vector code (or, per params, a body whose variant names what it bakes in);
+   * without it the wasm backend runs `cpu` on heap views (KERNEL_FALLBACK).
+   */
+  wasm?: EwBody | ((params: P) => EwBody);
+  /** Dtypes (inputs, then the output) the wasm body covers; default all f32. */
+  wasmDtypes?(dtypes: DType[]): boolean;
   /** CPU loop: y[i] = f(ins[0][i], ...) over row-major inputs of the output's size. */
   cpu(ins: TypedArray[], y: TypedArray, params: P): void;
   /** Scalars for the uniform block (u.f.x, u.f.y, ...). */
@@ -77,9 +88,11 @@ export interface ElementwiseSpec<P> {
   backward?(dy: Tensor, ctx: BackwardContext<P>): (Tensor | null)[];
 }
 
+const allF32 = (dtypes: DType[]) => dtypes.every((d) => d === "f32");
+
 /** An elementwise op from its expression and CPU loop. */
 export function elementwiseOp<P>(spec: ElementwiseSpec<P>): KernelOp<P> {
-  return defineOp<P>({
+  const op: KernelOp<P> = defineOp<P>({
     name: spec.name,
     strided: true,
     shape: (inputs) => [...inputs[0].shape],
@@ -90,8 +103,19 @@ export function elementwiseOp<P>(spec: ElementwiseSpec<P>): KernelOp<P> {
     webgpu(inputs, [y], params) {
       return elementwiseWgsl(inputs, y, spec.wgsl, spec.scalars?.(params) ?? [], spec.helpers);
     },
+    wasm: spec.wasm && ((inputs, [y], params, ctx) => {
+      const dtypes = [...inputs, y].map((a) => a.dtype);
+      if (!(spec.wasmDtypes ?? allF32)(dtypes)) return cpuOnHeap(op, inputs, [y], params, ctx);
+      const body = typeof spec.wasm === "function" ? spec.wasm(params) : spec.wasm!;
+      const operands = [
+        ...inputs.map((arg) => ({ arg, role: "in" as const })),
+        { arg: y, role: "out" as const },
+      ];
+      runElementwise(ctx, spec.name, operands, body, spec.scalars?.(params) ?? []);
+    }),
     split: (inputs, outputs, params, limits) =>
       splitRows(inputs, outputs, params, limits, { anyStart: true }),
     backward: spec.backward,
   });
+  return op;
 }

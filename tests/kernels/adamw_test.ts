@@ -1,11 +1,14 @@
 // The fused AdamW kernel: a hand-computed update on the CPU backend, strided (transposed)
-// gradients, and WebGPU against the CPU reference on random inputs of odd sizes.
+// gradients, and WebGPU and wasm (one and two threads, the same bytes) against the CPU reference
+// on random inputs of odd sizes.
 
 import { fromArray, full } from "../../engine/creation.ts";
 import type { Backend } from "../../engine/backend.ts";
 import { transpose } from "../../kernels/mod.ts";
 import { adamwUpdate } from "../../kernels/adamw.ts";
-import { assertClose, cpu, freshSeed, gpu, hasWebGPU, randnArray, values } from "../util.ts";
+import { deepStrictEqual } from "node:assert/strict";
+import { assertClose, cpu, freshSeed, gpu, hasWebGPU, randnArray, values, wasm } from "../util.ts";
+import { splitSmall } from "./wasm_split.ts";
 
 const HP = { lr: 0.1, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1 };
 
@@ -100,3 +103,41 @@ Deno.test({
     }
   },
 });
+
+Deno.test("adamw: wasm matches cpu on odd sizes and strided grads, the same on 1 and 2 threads", () =>
+  splitSmall(async () => {
+    const be = await wasm();
+    for (const [rows, cols] of [[1, 1], [3, 1], [7, 13], [33, 65], [300, 131]]) {
+      const seed = freshSeed();
+      const n = rows * cols;
+      const p0 = Array.from(randnArray(n, seed));
+      const grads = [1, 2, 3].map((k) => Array.from(randnArray(n, seed + k)));
+      const run = async (b: Backend) => {
+        const p = f64(p0, [rows, cols], b);
+        const m = f64(new Array(n).fill(0), [rows, cols], b);
+        const v = f64(new Array(n).fill(0), [rows, cols], b);
+        const s = full([1], 0.5, { backend: b, dtype: p.dtype });
+        grads.forEach((gv, k) => {
+          // Odd steps read a transposed view, even ones a plain gradient.
+          const grad = k % 2 ? f64(gv, [rows, cols], b) : transpose(f64(gv, [cols, rows], b));
+          adamwUpdate(p, grad, m, v, s, { ...HP, step: k + 1 });
+        });
+        return [await values(p), await values(m), await values(v)];
+      };
+      const want = await run(cpu);
+      const got: Float64Array[][] = [];
+      for (const threads of [2, 1]) {
+        be.ctx.threadLimit = threads;
+        try {
+          got.push(await run(be));
+        } finally {
+          be.ctx.threadLimit = Infinity;
+        }
+      }
+      for (let k = 0; k < 3; k++) {
+        const msg = `[${rows}, ${cols}] seed ${seed} out ${k}:`;
+        assertClose(got[0][k], want[k], { atol: 1e-6, rtol: 1e-4, msg });
+        deepStrictEqual(got[1][k], got[0][k], `${msg} 1 vs 2 threads`);
+      }
+    }
+  }));

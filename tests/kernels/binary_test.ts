@@ -1,6 +1,6 @@
 // Binary ops with broadcasting: hand-computed values (size-1 dims, rank differences, scalars),
 // shape and dtype errors, finite-difference gradients reduced back to each input's shape, and
-// WebGPU-vs-CPU parity of values and gradients.
+// WebGPU-vs-CPU and wasm-vs-CPU parity of values and gradients (integer dtypes on wasm too).
 
 import { deepStrictEqual, throws } from "node:assert/strict";
 import type { Tensor } from "../../engine/tensor.ts";
@@ -17,8 +17,10 @@ import {
   randnArray,
   t64,
   values,
+  wasm,
 } from "../util.ts";
-import { gpuParity } from "./gpu_helpers.ts";
+import { gpuParity, wasmParity } from "./gpu_helpers.ts";
+import { splitSmall } from "./wasm_split.ts";
 
 async function expectValues(f: () => [Tensor, number[], number[]]): Promise<void> {
   const [y, shape, want] = f();
@@ -158,6 +160,68 @@ Deno.test({
     }
   },
 });
+
+Deno.test("binary wasm parity: odd sizes, broadcasts of every rank, views, both threads", () =>
+  splitSmall(async () => {
+    const shapes: [number[], number[]][] = [
+      [[1], [1]],
+      [[3], [1]],
+      [[7], [7]],
+      [[33, 3], [3]],
+      [[1001], [1001]],
+      [[3, 1], [1, 129]],
+      [[2, 1, 17], [3, 1]],
+      [[12, 64, 48], [48]], // a bias: broadcast rows, 36864 elements over both threads
+      [[5, 1, 3, 1, 7], [4, 1, 2, 7]],
+    ];
+    for (const [name, f] of OPS) {
+      for (const [sa, sb] of shapes) {
+        const nb = sb.reduce((x, y) => x * y, 1);
+        await wasmParity(`${name} ${sa} ${sb}`, f, [
+          { shape: sa },
+          { shape: sb, values: awayFromZero(nb, freshSeed()) },
+        ]);
+      }
+      await wasmParity(`${name} views`, (a, b) => f(transpose(a), narrow(b, 0, 1, 17)), [
+        { shape: [3, 17] },
+        { shape: [19, 3], values: awayFromZero(57, 1) },
+      ]);
+      await wasmParity(`${name} offset rank 4`, (a, b) => f(narrow(a, 3, 2, 33), b), [
+        { shape: [2, 3, 5, 40] },
+        { shape: [5, 1], values: awayFromZero(5, 2) },
+      ]);
+      // Over 1024 elements, transposed inputs are first copied row-major through the transpose
+      // tiles (a gradient read as wᵀ); a strided input with no contiguous dim is read lane by
+      // lane.
+      await wasmParity(`${name} transposed inputs`, (a, b) => f(transpose(a), transpose(b)), [
+        { shape: [33, 40] },
+        { shape: [33, 40], values: awayFromZero(1320, 3) },
+      ]);
+      await wasmParity(`${name} strided column`, (a, b) => f(transpose(narrow(a, 1, 1, 1)), b), [
+        { shape: [1200, 3] },
+        { shape: [1, 1200], values: awayFromZero(1200, 5) },
+      ]);
+    }
+    // One transposed view as both operands: copied once (a·a: its gradient doesn't cancel).
+    await wasmParity("mul one view twice", (a) => mul(transpose(a), transpose(a)), [{
+      shape: [33, 40],
+    }]);
+    const be = await wasm();
+    const ints = (n: number, s: number) => Array.from(randnArray(n, s), (v) => Math.round(v));
+    for (const [name, f] of [["ge", ge], ["eq", eq], ["maximum", maximum]] as const) {
+      const seed = freshSeed();
+      const [a, b] = [ints(65 * 3, seed), ints(3, seed + 1)];
+      const want = await values(f(t64(a, [65, 3]), t64(b, [3])));
+      const got = await values(f(t64(a, [65, 3], be), t64(b, [3], be)));
+      deepStrictEqual(got, want, `${name} (seed ${seed})`);
+    }
+    // Integer tensors: the CPU loop on the heap, the CPU's values exactly.
+    const i32 = (v: number[]) => tensor(v, [v.length], { dtype: "i32", backend: be });
+    const [p, q] = [[7, -3, 2147483647, 0, 5], [2, 4, 1, -9, 5]];
+    deepStrictEqual([...await add(i32(p), i32(q)).data()], [9, 1, -2147483648, -9, 10]);
+    deepStrictEqual([...await mul(i32(p), i32(q)).data()], [14, -12, 2147483647, 0, 25]);
+    deepStrictEqual([...await eq(i32(p), i32(q)).data()], [0, 0, 0, 0, 1]);
+  }));
 
 /** A random broadcasting pair from `seed`: a shape, and one with dims set to 1 or dropped. */
 function randomPair(seed: number): [number[], number[]] {

@@ -3,8 +3,19 @@
 
 import { deepStrictEqual, throws } from "node:assert/strict";
 import { causalFill, causalMask, maskedFill, softmax, sub, transpose } from "../../kernels/mod.ts";
-import { assertClose, cpu, gpu, gradCheck, hasWebGPU, randnArray, t64, values } from "../util.ts";
-import { gpuParity, poisonPool } from "./gpu_helpers.ts";
+import {
+  assertClose,
+  cpu,
+  gpu,
+  gradCheck,
+  hasWebGPU,
+  randnArray,
+  t64,
+  values,
+  wasm,
+} from "../util.ts";
+import { gpuParity, poisonPool, wasmParity } from "./gpu_helpers.ts";
+import { splitSmall } from "./wasm_split.ts";
 
 Deno.test("causalMask is lower-triangular", async () => {
   deepStrictEqual(await causalMask(3).toArray(), [[1, 0, 0], [1, 1, 0], [1, 1, 1]]);
@@ -66,3 +77,30 @@ Deno.test({
     ]);
   },
 });
+
+Deno.test("causalFill wasm matches cpu (T, S odd, KV-cache offsets, negative offsets, threads)", () =>
+  splitSmall(async () => {
+    // [48, 64, 64]: the scores of 12 sequences × 4 heads, split over both threads.
+    const shapes = [[1, 1, 1], [2, 3, 3], [1, 7, 7], [2, 1, 65], [1, 5, 129], [3, 33, 33]];
+    for (const [b, t, s] of [...shapes, [48, 64, 64]]) {
+      await wasmParity(`causalFill [${b}, ${t}, ${s}]`, (x) => causalFill(x, -3), [{
+        shape: [b, t, s],
+      }]);
+    }
+    for (const offset of [0, 2, -2, 40]) {
+      await wasmParity(`causalFill offset ${offset}`, (x) => causalFill(x, 0.5, offset), [{
+        shape: [2, 7, 9],
+      }]);
+    }
+    await wasmParity("causalFill transposed", (x) => causalFill(transpose(x), 0, 2), [{
+      shape: [9, 7],
+    }]);
+    const be = await wasm();
+    const x = t64(new Array(12).fill(1), [3, 4], be);
+    poisonPool(be, 48);
+    deepStrictEqual(Array.from(await values(causalFill(x, -Infinity, 0))), [
+      ...[1, -Infinity, -Infinity, -Infinity],
+      ...[1, 1, -Infinity, -Infinity],
+      ...[1, 1, 1, -Infinity],
+    ]);
+  }));

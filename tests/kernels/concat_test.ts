@@ -1,14 +1,25 @@
 // cat, split and padAxis: hand values along every axis (strided and empty inputs, i32), views
 // sharing storage, errors naming op and shapes, finite-difference gradients (narrow's backward
-// is padAxis), and WebGPU-vs-CPU parity with a poisoned pool.
+// is padAxis), and WebGPU-vs-CPU and wasm-vs-CPU parity with a poisoned pool.
 
 import { deepStrictEqual, ok, strictEqual, throws } from "node:assert/strict";
 import type { Tensor } from "../../engine/tensor.ts";
 import { fromArray, tensor } from "../../engine/creation.ts";
 import { profile } from "../../engine/profile.ts";
-import { cat, exp, mul, narrow, padAxis, split, sum, transpose } from "../../kernels/mod.ts";
-import { cpu, gpu, gradCheck, hasWebGPU, t64, values } from "../util.ts";
-import { gpuParity, poisonPool } from "./gpu_helpers.ts";
+import {
+  cat,
+  exp,
+  mul,
+  narrow,
+  padAxis,
+  permute,
+  split,
+  sum,
+  transpose,
+} from "../../kernels/mod.ts";
+import { cpu, gpu, gradCheck, hasWebGPU, t64, values, wasm } from "../util.ts";
+import { gpuParity, poisonPool, wasmParity } from "./gpu_helpers.ts";
+import { splitSmall } from "./wasm_split.ts";
 
 /** start, start + 1, ... as an f64 CPU tensor. */
 function iota(shape: number[], start = 0): Tensor {
@@ -170,3 +181,51 @@ Deno.test("split's backward is one cat of the pieces' gradients (no zero-padded 
   ok(!backward.includes("pad_axis") && !backward.includes("padAxis"), backward.join(", "));
   deepStrictEqual([...await x.grad!.data()], new Array(72).fill(1));
 });
+
+Deno.test("cat, split and padAxis wasm parity at odd sizes, views and both threads", () =>
+  splitSmall(async () => {
+    for (const [name, shapes, f] of CASES) {
+      await wasmParity(name, f, shapes.map((shape) => ({ shape })));
+    }
+    for (const n of [1, 3, 7, 33, 1000, 12000]) {
+      await wasmParity(`cat [${n}, 3] + [2, 3]ᵀ along 0`, (a, b) => cat([a, transpose(b)]), [
+        { shape: [n, 3] },
+        { shape: [3, 2] },
+      ]);
+      await wasmParity(`cat along 1 of [3, ${n}] x3`, (a) => cat([a, exp(a), a], 1), [{
+        shape: [3, n],
+      }]);
+      await wasmParity(`padAxis [${n}, 2] into 2n + 1`, (a) => padAxis(a, 0, n, 2 * n + 1), [
+        { shape: [n, 2] },
+      ]);
+    }
+    // narrow's backward of q, k, v out of [12, 64, 384] (attention's split), rank 4 slots.
+    for (const start of [0, 128, 256]) {
+      await wasmParity(`padAxis q/k/v at ${start}`, (a) => padAxis(a, 2, start, 384), [
+        { shape: [12, 64, 128] },
+      ]);
+    }
+    await wasmParity(
+      "cat rank 4 along 2, permuted input",
+      (a, b) => cat([permute(a, [0, 2, 1, 3]), b], 2),
+      [
+        { shape: [2, 5, 3, 7] },
+        { shape: [2, 3, 4, 7] },
+      ],
+    );
+    // Every slot is written and nothing past it: a poisoned output leaves no NaN behind.
+    const be = await wasm();
+    const parts = [iota([3, 5]), iota([3, 1], 100), iota([3, 7], 200)];
+    const want = await values(cat(parts, 1));
+    const there = await Promise.all(parts.map(async (p) => t64(await values(p), [...p.shape], be)));
+    poisonPool(be, 3 * 13 * 4);
+    deepStrictEqual(await values(cat(there, 1)), want);
+    const ints = cat([
+      tensor([1, -2], [2], { dtype: "i32", backend: be }),
+      tensor([2147483647], [1], {
+        dtype: "i32",
+        backend: be,
+      }),
+    ]);
+    deepStrictEqual(Array.from(await ints.data()), [1, -2, 2147483647]);
+  }));

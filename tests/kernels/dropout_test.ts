@@ -1,13 +1,25 @@
 // dropout: identity when off, the mask defined by the generator's uniforms, keep fraction,
-// exact scaling, the same mask on CPU and WebGPU, and the backward reusing the mask.
+// exact scaling, the same mask on CPU, WebGPU and wasm (one and two threads), and the backward
+// reusing the mask.
 
 import { deepStrictEqual, ok, strictEqual, throws } from "node:assert/strict";
 import { ones } from "../../engine/creation.ts";
 import { Generator } from "../../engine/random.ts";
 import type { Backend } from "../../engine/backend.ts";
 import { dropout, sum, transpose } from "../../kernels/mod.ts";
-import { cpu, freshSeed, gpu, gradCheck, hasWebGPU, randnArray, t64, values } from "../util.ts";
+import {
+  cpu,
+  freshSeed,
+  gpu,
+  gradCheck,
+  hasWebGPU,
+  randnArray,
+  t64,
+  values,
+  wasm,
+} from "../util.ts";
 import { poisonPool } from "./gpu_helpers.ts";
+import { splitSmall } from "./wasm_split.ts";
 
 Deno.test("dropout is the identity when not training or p = 0", () => {
   const x = t64([1, 2, 3], [3]);
@@ -95,3 +107,37 @@ Deno.test({
     deepStrictEqual(Array.from(yg), Array.from(yc));
   },
 });
+
+Deno.test("dropout wasm: the cpu's mask bit for bit on 1 and 2 threads, forward and backward", () =>
+  splitSmall(async () => {
+    const be = await wasm();
+    const cases = [[1, 0.5], [3, 0.5], [7, 0.1], [33, 0.9], [1000, 0.25], [50001, 0.3]];
+    for (const [n, p] of cases) {
+      const seed = freshSeed();
+      const c = await masks(cpu, n, seed, p);
+      const scale = Math.fround(1 / (1 - p));
+      const want = Array.from(c.y, (v) => (v === 0 ? 0 : scale));
+      for (const threads of [2, 1]) {
+        be.ctx.threadLimit = threads;
+        try {
+          const w = await masks(be, n, seed, p);
+          const at = `n=${n} p=${p} seed ${seed}, ${threads} thread(s)`;
+          deepStrictEqual(Array.from(w.y), want, `forward ${at}`);
+          deepStrictEqual(Array.from(w.dx), want, `backward ${at}`);
+        } finally {
+          be.ctx.threadLimit = Infinity;
+        }
+      }
+    }
+    // Counters crossing 2^32 (the high word's carry inside a vector) and far past it.
+    for (const offset of [2 ** 32 - 5, 2 ** 40 + 3]) {
+      const [a, b] = [new Generator(9), new Generator(9)];
+      a.offset = b.offset = offset;
+      const xc = t64(randnArray(37, 4), [37]);
+      const xw = t64(randnArray(37, 4), [37], be);
+      const yc = await values(dropout(xc, 0.5, { training: true, generator: a }));
+      const yw = await values(dropout(xw, 0.5, { training: true, generator: b }));
+      deepStrictEqual(yw.map((v) => (v === 0 ? 0 : 1)), yc.map((v) => (v === 0 ? 0 : 1)));
+      yc.forEach((v, i) => ok(Math.abs(yw[i] - v) <= 1e-6 * Math.abs(v), `offset ${offset}: ${i}`));
+    }
+  }));

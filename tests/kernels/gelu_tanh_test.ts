@@ -1,12 +1,13 @@
 // gelu_tanh: values at known points (mpmath at 40 digits), against Hugging Face's gelu_new
-// formula in float32, gradient checks in float64, WebGPU-vs-CPU parity of forward and backward,
-// and launches cut into pieces when a tensor is larger than one binding.
+// formula in float32, gradient checks in float64, WebGPU-vs-CPU and wasm-vs-CPU parity of forward
+// and backward, and launches cut into pieces when a tensor is larger than one binding.
 
-import { gelu, geluTanh, mul, transpose } from "../../kernels/mod.ts";
+import { gelu, geluTanh, mul, narrow, transpose } from "../../kernels/mod.ts";
 import { tensor } from "../../engine/creation.ts";
 import type { WebGpuBackend } from "../../engine/webgpu/backend.ts";
-import { assertClose, cpu, gpu, gradCheck, hasWebGPU, t64, values } from "../util.ts";
-import { gpuParity, poisonPool } from "./gpu_helpers.ts";
+import { assertClose, cpu, gpu, gradCheck, hasWebGPU, t64, values, wasm } from "../util.ts";
+import { gpuParity, poisonPool, wasmParity } from "./gpu_helpers.ts";
+import { splitSmall } from "./wasm_split.ts";
 
 // x, gelu_tanh(x), gelu_tanh'(x), computed with mpmath at 40 digits from
 // 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))).
@@ -104,4 +105,42 @@ Deno.test({
       }
     }
   },
+});
+
+Deno.test("gelu_tanh wasm matches cpu (odd sizes to 40000, views, tails, both threads)", () =>
+  splitSmall(async () => {
+    for (const n of [1, 3, 7, 33, 1000, 40001]) {
+      await wasmParity(`gelu_tanh n=${n}`, (x) => geluTanh(x), [{ shape: [n] }]);
+    }
+    await wasmParity("gelu_tanh transposed", (x) => geluTanh(transpose(x)), [{ shape: [9, 7] }]);
+    await wasmParity("gelu_tanh narrowed", (x) => geluTanh(narrow(x, 0, 2, 5)), [{
+      shape: [9, 4],
+    }]);
+    const spread = Array.from({ length: 65 }, (_, i) => -9 + i * 0.28);
+    await wasmParity("gelu_tanh tails", (x) => geluTanh(x), [{ shape: [65], values: spread }]);
+  }));
+
+Deno.test("gelu_tanh wasm keeps relative accuracy in the tails (backward past x = 4 too)", async () => {
+  // Past x ≈ 4, 1 − σ(2u) is below f32's resolution next to 1: the backward computes it as
+  // e/(1 + e) rather than 1 − σ, else x·σ·(1 − σ) vanishes (the error was 2e-6 at x = 4.96).
+  const xs = Array.from({ length: 193 }, (_, i) => -12 + i / 8);
+  const be = await wasm();
+  const want = await values(geluTanh(t64(xs, [xs.length])));
+  const xc = t64(xs, [xs.length], cpu, true);
+  geluTanh(xc).backward(t64(new Array(xs.length).fill(1), [xs.length]));
+  const wantGrad = await values(xc.grad!);
+  const x = t64(xs, [xs.length], be, true);
+  poisonPool(be, xs.length * 4);
+  const y = geluTanh(x);
+  assertClose(await values(y), want, { atol: 1e-37, rtol: 3e-5, msg: "wasm gelu_tanh tail" });
+  y.backward(t64(new Array(xs.length).fill(1), [xs.length], be));
+  const got = await values(x.grad!);
+  // x < −4: values below 1e-4, relative error from the exponent's rounding; above: absolute.
+  const cut = xs.indexOf(-4);
+  assertClose(got.slice(0, cut), wantGrad.slice(0, cut), {
+    atol: 1e-37,
+    rtol: 3e-5,
+    msg: "x < -4",
+  });
+  assertClose(got.slice(cut), wantGrad.slice(cut), { atol: 4e-7, rtol: 0, msg: "wasm x ≥ -4" });
 });

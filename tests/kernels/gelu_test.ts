@@ -1,10 +1,12 @@
 // gelu: values at known points (PyTorch's nn.GELU() / mpmath at 30 digits), the float64 erf,
-// gradient checks in float64, and WebGPU-vs-CPU parity of forward and backward.
+// gradient checks in float64, and WebGPU-vs-CPU and wasm-vs-CPU parity of forward and backward.
 
-import { erf64, erfc64, gelu, mul, transpose } from "../../kernels/mod.ts";
+import { erf64, erfc64, gelu, mul, narrow, transpose } from "../../kernels/mod.ts";
 import { tensor } from "../../engine/creation.ts";
-import { assertClose, cpu, gpu, gradCheck, hasWebGPU, t64, values } from "../util.ts";
-import { gpuParity, poisonPool } from "./gpu_helpers.ts";
+import type { Backend } from "../../engine/backend.ts";
+import { assertClose, cpu, gpu, gradCheck, hasWebGPU, t64, values, wasm } from "../util.ts";
+import { gpuParity, poisonPool, wasmParity } from "./gpu_helpers.ts";
+import { splitSmall } from "./wasm_split.ts";
 
 // x, gelu(x) = x·Φ(x), gelu'(x) = Φ(x) + x·φ(x), computed with mpmath at 30 digits.
 const POINTS: [number, number, number][] = [
@@ -72,23 +74,45 @@ Deno.test({
   },
 });
 
+Deno.test("gelu wasm matches cpu (odd sizes to 40000, views, tails, both threads)", () =>
+  splitSmall(async () => {
+    for (const n of [1, 3, 7, 33, 1000, 40001]) {
+      await wasmParity(`gelu n=${n}`, (x) => gelu(x), [{ shape: [n] }]);
+    }
+    await wasmParity("gelu transposed", (x) => gelu(transpose(x)), [{ shape: [9, 7] }]);
+    await wasmParity("gelu rank 4 narrowed", (x) => gelu(narrow(x, 2, 1, 5)), [{
+      shape: [2, 3, 7, 5],
+    }]);
+    const spread = Array.from({ length: 65 }, (_, i) => -9 + i * 0.28);
+    await wasmParity("gelu tails", (x) => gelu(x), [{ shape: [65], values: spread }]);
+    await wasmParity("gelu at the points", (x) => gelu(x), [{
+      shape: [POINTS.length],
+      values: POINTS.map((p) => p[0]),
+    }]);
+  }));
+
+/** The negative tail on `g`: forward and backward within 3e-5 of the float64 reference. */
+async function tail(g: Backend): Promise<void> {
+  // Multiples of 1/8 are exact in f32; the erfc form keeps the relative error ~1e-5 down to
+  // x = -12 (f32 rounding of the exponent -x²/2 ≈ -72 dominates there).
+  const xs = Array.from({ length: 193 }, (_, i) => -12 + i / 8);
+  const x = t64(xs, [xs.length], g, true);
+  poisonPool(g, xs.length * 4);
+  const y = gelu(x);
+  const want = await values(gelu(t64(xs, [xs.length])));
+  assertClose(await values(y), want, { atol: 0, rtol: 3e-5, msg: `${g.name} gelu tail` });
+  y.backward(t64(new Array(xs.length).fill(1), [xs.length], g));
+  const xc = t64(xs, [xs.length], cpu, true);
+  gelu(xc).backward(t64(new Array(xs.length).fill(1), [xs.length]));
+  const wantGrad = await values(xc.grad!);
+  const msg = `${g.name} gelu' tail`;
+  assertClose(await values(x.grad!), wantGrad, { atol: 2e-7, rtol: 3e-5, msg });
+}
+
 Deno.test({
   name: "gelu webgpu keeps relative accuracy in the negative tail",
   ignore: !hasWebGPU,
-  fn: async () => {
-    // Multiples of 1/8 are exact in f32; the erfc form keeps the relative error ~1e-5 down to
-    // x = -12 (f32 rounding of the exponent -x²/2 ≈ -72 dominates there).
-    const xs = Array.from({ length: 193 }, (_, i) => -12 + i / 8);
-    const g = await gpu();
-    const x = t64(xs, [xs.length], g, true);
-    poisonPool(g, xs.length * 4);
-    const y = gelu(x);
-    const want = await values(gelu(t64(xs, [xs.length])));
-    assertClose(await values(y), want, { atol: 0, rtol: 3e-5, msg: "gelu tail" });
-    y.backward(t64(new Array(xs.length).fill(1), [xs.length], g));
-    const xc = t64(xs, [xs.length], cpu, true);
-    gelu(xc).backward(t64(new Array(xs.length).fill(1), [xs.length]));
-    const wantGrad = await values(xc.grad!);
-    assertClose(await values(x.grad!), wantGrad, { atol: 2e-7, rtol: 3e-5, msg: "gelu' tail" });
-  },
+  fn: async () => tail(await gpu()),
 });
+
+Deno.test("gelu wasm keeps relative accuracy in the negative tail", async () => tail(await wasm()));

@@ -1,5 +1,6 @@
 // Reductions: sum, mean, max and argmax over single, multiple and negative axes with keepdim,
-// hand-computed values, finite-difference gradients (max shares ties), and WebGPU parity.
+// hand-computed values, finite-difference gradients (max shares ties), WebGPU parity, and wasm
+// parity (rows split over threads, long rows in chunks: the same bytes on one and two threads).
 
 import { deepStrictEqual, strictEqual, throws } from "node:assert/strict";
 import type { Tensor } from "../../engine/tensor.ts";
@@ -19,8 +20,11 @@ import {
   randnArray,
   t64,
   values,
+  wasm,
 } from "../util.ts";
-import { gpuParity } from "./gpu_helpers.ts";
+import { gpuParity, wasmParity } from "./gpu_helpers.ts";
+import { CHUNK } from "../../kernels/reduce_wasm.ts";
+import { splitSmall } from "./wasm_split.ts";
 
 /** 0, 1, 2, ... as an f64 CPU tensor. */
 function iota(shape: number[]): Tensor {
@@ -196,3 +200,76 @@ Deno.test({
     assertClose([total], [want], { atol: 1e-2, rtol: 1e-4 });
   },
 });
+
+Deno.test("reduction wasm parity: odd sizes, axes, keepdim, views, long rows, both threads", () =>
+  splitSmall(async () => {
+    for (const [name, shape, f] of CASES) await wasmParity(name, f, [{ shape }]);
+    for (const n of [1, 3, 7, 33, 1000, CHUNK + 1, 3 * CHUNK + 5]) {
+      const tol = n >= 129 ? 1e-3 : 1e-4;
+      await wasmParity(`sum [3, ${n}] axis 1`, (x) => sum(x, 1), [{ shape: [3, n] }], { tol });
+      await wasmParity(`mean [${n}, 3] axis 0`, (x) => mean(x, 0), [{ shape: [n, 3] }], { tol });
+      await wasmParity(`max [${n}, 5] axis -2`, (x) => max(x, -2), [{ shape: [n, 5] }], { tol });
+    }
+    // One long row in chunks over both threads; many short rows over both threads.
+    await wasmParity("sum [100003] all", (x) => sum(x), [{ shape: [100003] }], { tol: 1e-3 });
+    await wasmParity("sum [8192, 12] axis 1", (x) => sum(x, 1), [{ shape: [8192, 12] }]);
+    await wasmParity("sum [12, 64, 128] over rows", (x) => sum(x, [0, 1]), [{
+      shape: [12, 64, 128],
+    }], { tol: 1e-3 });
+    for (const shape of [[1, 1], [3, 17], [65, 3], [2, 129], [2, 3 * CHUNK + 7]]) {
+      const seed = freshSeed();
+      const v = Array.from(randnArray(shape[0] * shape[1], seed), (x) => Math.round(2 * x));
+      for (const axis of [0, 1]) {
+        await wasmParity(`argmax ${shape} axis ${axis}`, (x) => argmax(x, axis), [
+          { shape, values: v, grad: false },
+        ], { seed });
+      }
+    }
+  }));
+
+Deno.test("reduce_rows on wasm: sum close, max and argmax exact (ties, -inf, NaN, chunks)", () =>
+  splitSmall(async () => {
+    const be = await wasm();
+    const seed = freshSeed();
+    const run = async (b: typeof cpu, src: Float32Array, rows: number, len: number, kind: Kind) =>
+      await apply(reduceRowsOp, [fromArray(src, [rows, len], { backend: b })], {
+        kind,
+        rowLen: len,
+      }).data();
+    type Kind = "sum" | "max" | "argmax";
+    for (const [rows, len] of [[700, 12], [5, 1000], [1, 3000], [64, 1], [3, 4097], [2, 10001]]) {
+      const data = randnArray(rows * len, seed + rows);
+      const ties = Float32Array.from(data, (v) => Math.round(2 * v));
+      for (const kind of ["sum", "max", "argmax"] as const) {
+        const src = kind === "sum" ? Float32Array.from(data) : ties;
+        const [want, got] = [
+          await run(cpu, src, rows, len, kind),
+          await run(be, src, rows, len, kind),
+        ];
+        const msg = `${kind} [${rows}, ${len}] (seed ${seed}):`;
+        if (kind === "sum") {
+          assertClose(got, want, { atol: 1e-5 * Math.sqrt(len), rtol: 1e-5, msg });
+        } else deepStrictEqual(Array.from(got), Array.from(want), msg);
+      }
+    }
+    // Rows where nothing beats -inf (argmax 0, max -inf), NaNs skipped, -0 before +0 kept, and
+    // the maximum in a later chunk of a long row.
+    const len = 2 * CHUNK + 3;
+    const rowsOf = (fill: (j: number, r: number) => number) =>
+      Float32Array.from({ length: 4 * len }, (_, i) => fill(i % len, Math.floor(i / len)));
+    const special = rowsOf((j, r) =>
+      r === 0
+        ? -Infinity
+        : r === 1
+        ? (j % 2 ? NaN : -Infinity)
+        : r === 2
+        ? (j === 5 ? -0 : j === 9 ? 0 : -1)
+        : (j === len - 2 || j === CHUNK + 1 ? 7 : j % 3)
+    );
+    for (const kind of ["max", "argmax"] as const) {
+      const want = await run(cpu, special, 4, len, kind);
+      const got = await run(be, special, 4, len, kind);
+      deepStrictEqual(Array.from(got), Array.from(want), `${kind} of the special rows`);
+      deepStrictEqual(Object.is(got[2], -0), Object.is(want[2], -0), `${kind}: -0 kept`);
+    }
+  }));

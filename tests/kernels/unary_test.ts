@@ -1,5 +1,6 @@
-// Unary ops: closed-form values on both backends, finite-difference gradients (float64, CPU,
-// contiguous and strided inputs), and WebGPU-vs-CPU parity of values and gradients.
+// Unary ops: closed-form values on every backend, finite-difference gradients (float64, CPU,
+// contiguous and strided inputs), WebGPU-vs-CPU and wasm-vs-CPU parity of values and gradients,
+// and the wasm transcendentals on special values (0, ±∞, NaN, denormals, overflow).
 
 import type { Backend } from "../../engine/backend.ts";
 import type { Tensor } from "../../engine/tensor.ts";
@@ -32,15 +33,17 @@ import {
   randnArray,
   t64,
   values,
+  wasm,
 } from "../util.ts";
-import { gpuParity } from "./gpu_helpers.ts";
+import { gpuParity, wasmParity } from "./gpu_helpers.ts";
+import { splitSmall } from "./wasm_split.ts";
 
 /** The backends to check closed forms on. */
 async function backends(): Promise<Backend[]> {
-  return hasWebGPU ? [cpu, await gpu()] : [cpu];
+  return hasWebGPU ? [cpu, await gpu(), await wasm()] : [cpu, await wasm()];
 }
 
-/** f(values) on each backend equals `want` (f32 precision on webgpu). */
+/** f(values) on each backend equals `want` (f32 precision on webgpu and wasm). */
 async function expectOn(
   f: (x: Tensor) => Tensor,
   xs: number[],
@@ -55,7 +58,7 @@ async function expectOn(
 
 const E = Math.E;
 
-Deno.test("unary closed forms on cpu and webgpu", async () => {
+Deno.test("unary closed forms on cpu, webgpu and wasm", async () => {
   await expectOn(exp, [0, 1, -1, 2], [1, E, 1 / E, E * E]);
   await expectOn(log, [1, E, 0.5, 1e-3], [0, 1, -Math.LN2, Math.log(1e-3)]);
   await expectOn(sqrt, [0, 4, 2, 0.25], [0, 2, Math.SQRT2, 0.5]);
@@ -150,4 +153,61 @@ Deno.test({
       await gpuParity(name, f, [{ shape: [65], values: vals, grad: false }]);
     }
   },
+});
+
+Deno.test("unary wasm parity: odd sizes, views of several ranks, both threads", () =>
+  splitSmall(async () => {
+    for (const [name, f, pos] of DIFFERENTIABLE) {
+      for (const n of [1, 3, 7, 33, 1000, 40001]) {
+        const seed = freshSeed();
+        const vals = pos ? positive(n, seed) : undefined;
+        await wasmParity(`${name} [${n}]`, f, [{ shape: [n], values: vals }], { seed });
+      }
+      const seed = freshSeed();
+      const vals = pos ? positive(2 * 17 * 3, seed) : undefined;
+      await wasmParity(`${name} transposed`, (x) => f(transpose(x, 0, 2)), [
+        { shape: [2, 17, 3], values: vals },
+      ], { seed });
+      await wasmParity(`${name} narrowed`, (x) => f(narrow(x, 1, 2, 13)), [
+        { shape: [2, 17, 3], values: vals },
+      ], { seed });
+    }
+    for (const p of [0, 1, 2, 3, 5, -1, -2, 0.5, 1.5, -0.75]) {
+      const vals = positive(1001, freshSeed());
+      await wasmParity(`pow ${p}`, (x) => pow(x, p), [{ shape: [1001], values: vals }]);
+    }
+    for (const [name, f] of [["sign", sign], ["round", round]] as const) {
+      const vals = Array.from(randnArray(65, freshSeed()), (v) => v * 3);
+      vals.push(0.5, 1.5, 2.5, -0.5, -2.5, 0, -0);
+      await wasmParity(name, f, [{ shape: [72], values: vals, grad: false }], { exact: true });
+    }
+  }));
+
+Deno.test("unary wasm transcendentals on special values match the CPU's f32 results", async () => {
+  const specials = [
+    ...[0, -0, Infinity, -Infinity, NaN, 1e-45, -1e-45, 1e-40, 1.17549435e-38, -1],
+    ...[88.5, 88.8, 89, 100, -87.5, -100, -103.5, -110, 0.625, -0.625, 1e-8, 20, -20],
+  ];
+  const be = await wasm();
+  const x32 = Float32Array.from(specials);
+  const sweeps: [string, (x: Tensor) => Tensor, number?][] = [
+    ["exp", exp],
+    ["log", log],
+    ["tanh", tanh],
+    ["sigmoid", sigmoid],
+    ["sqrt", sqrt],
+    ["rsqrt", rsqrt],
+    ["pow -1", (x) => pow(x, -1)],
+    // exp(p·log x): log's error grows by |p·log x| (6.7 at 88.5: 4.4e-7 relative)
+    ["pow 1.5", (x) => pow(x, 1.5), 1e-6],
+    ["relu", relu],
+    ["abs", abs],
+    ["clamp", (x) => clamp(x, -1, 1)],
+  ];
+  for (const [name, f, rtol = 2.5e-7] of sweeps) {
+    const want = Float32Array.from(await values(f(t64(x32, [x32.length]))));
+    const got = await values(f(t64(x32, [x32.length], be)));
+    // Denormal results may differ by a few of their steps (2^-149); the rest to 2 ulp.
+    assertClose(got, want, { atol: 1e-44, rtol, msg: `wasm ${name} on specials:` });
+  }
 });

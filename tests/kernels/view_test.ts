@@ -1,5 +1,6 @@
 // View ops: values and layouts (a view shares storage, a reshape that cannot be a view copies),
-// errors, finite-difference gradients through every view, and WebGPU-vs-CPU parity.
+// errors, finite-difference gradients through every view, and WebGPU-vs-CPU and wasm-vs-CPU
+// parity (the strided copy: permutes, transposes in register tiles, broadcasts, offsets).
 
 import { deepStrictEqual, notStrictEqual, ok, strictEqual, throws } from "node:assert/strict";
 import type { Tensor } from "../../engine/tensor.ts";
@@ -20,8 +21,10 @@ import {
   unsqueeze,
   view,
 } from "../../kernels/mod.ts";
-import { assertClose, cpu, freshSeed, gradCheck, hasWebGPU, t64, values } from "../util.ts";
-import { gpuParity } from "./gpu_helpers.ts";
+import { assertClose, cpu, freshSeed, gradCheck, hasWebGPU, t64, values, wasm } from "../util.ts";
+import { gpuParity, wasmParity } from "./gpu_helpers.ts";
+import { tensor } from "../../engine/creation.ts";
+import { splitSmall } from "./wasm_split.ts";
 
 /** 0, 1, 2, ... as an f64 CPU tensor. */
 function iota(shape: number[]): Tensor {
@@ -216,3 +219,59 @@ Deno.test({
     }
   },
 });
+
+Deno.test("view wasm parity: materialized views, permutes, transposes, both threads", () =>
+  splitSmall(async () => {
+    for (const [name, shape, f] of VIEWS) {
+      await wasmParity(name, f, [{ shape }], { seed: freshSeed() });
+    }
+    const copy2 = (x: Tensor) => mul(contiguous(x), 2);
+    // Transposes (4×4 register tiles, with rows and columns past multiples of 4 and 16).
+    for (const [r, c] of [[1, 1], [3, 5], [4, 4], [17, 33], [16, 8], [37, 129], [256, 130]]) {
+      await wasmParity(`transpose [${r}, ${c}]`, (x) => copy2(transpose(x)), [{ shape: [r, c] }]);
+      await wasmParity(`batched transpose [3, ${r}, ${c}]`, (x) => copy2(transpose(x, 0, 2)), [{
+        shape: [3, r, c],
+      }]);
+    }
+    // Attention's head permutes, with the q/k/v offsets into [B, T, 3C].
+    for (const at of [0, 32, 64]) {
+      await wasmParity(
+        `heads at ${at}`,
+        (x) => copy2(permute(reshape(narrow(x, 2, at, 32), [3, 9, 4, 8]), [0, 2, 1, 3])),
+        [{ shape: [3, 9, 96] }],
+      );
+    }
+    await wasmParity(
+      "k transposed",
+      (x) => copy2(permute(reshape(x, [2, 9, 4, 8]), [0, 2, 3, 1])),
+      [
+        { shape: [2, 9, 32] },
+      ],
+    );
+    await wasmParity("broadcast copy", (x) => copy2(expand(x, [4, 3, 5])), [{ shape: [3, 1] }]);
+    await wasmParity("large permute", (x) => copy2(permute(x, [2, 0, 1])), [{
+      shape: [40, 30, 33],
+    }]);
+    for (const n of [1, 3, 7, 33, 1000]) {
+      await wasmParity(
+        `narrow [3, ${n}]`,
+        (x) => copy2(narrow(x, 1, n > 2 ? 1 : 0, n > 2 ? n - 2 : 1)),
+        [
+          { shape: [3, n] },
+        ],
+      );
+    }
+    // Integer tensors are copied bit for bit.
+    const be = await wasm();
+    const ints = tensor(Int32Array.from([1, -2, 3, 2147483647, -2147483648, 6]), [2, 3], {
+      backend: be,
+    });
+    deepStrictEqual(Array.from(await contiguous(transpose(ints)).data()), [
+      1,
+      2147483647,
+      -2,
+      -2147483648,
+      3,
+      6,
+    ]);
+  }));

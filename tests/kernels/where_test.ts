@@ -5,8 +5,9 @@ import { deepStrictEqual, throws } from "node:assert/strict";
 import { tensor } from "../../engine/creation.ts";
 import { Generator } from "../../engine/random.ts";
 import { maskedFill, transpose, where } from "../../kernels/mod.ts";
-import { cpu, freshSeed, gpu, gradCheck, hasWebGPU, t64, values } from "../util.ts";
-import { gpuParity, poisonPool } from "./gpu_helpers.ts";
+import { cpu, freshSeed, gpu, gradCheck, hasWebGPU, t64, values, wasm } from "../util.ts";
+import { gpuParity, poisonPool, wasmParity } from "./gpu_helpers.ts";
+import { splitSmall } from "./wasm_split.ts";
 
 const bits = (n: number, seed: number) =>
   Array.from(new Generator(seed).uniform(n), (u) => (u < 0.5 ? 0 : 1));
@@ -99,4 +100,49 @@ Deno.test({
     ]);
     deepStrictEqual(Array.from(await values(where(m, x, 0))), [0, 2, 0, 4]);
   },
+});
+
+Deno.test("where / maskedFill wasm match cpu (odd sizes, broadcasting, views, both threads)", () =>
+  splitSmall(async () => {
+    for (const n of [1, 3, 7, 33, 1000, 40001]) {
+      const c = { shape: [n], values: bits(n, freshSeed()), grad: false };
+      await wasmParity(`where n=${n}`, (m, a, b) => where(m, a, b), [c, { shape: [n] }, {
+        shape: [n],
+      }]);
+      await wasmParity(`maskedFill n=${n}`, (x, m) => maskedFill(x, m, -2.5), [{ shape: [n] }, c]);
+    }
+    const cond = { shape: [5, 1, 7], values: bits(35, freshSeed()), grad: false };
+    await wasmParity("where broadcast", (m, a, b) => where(m, a, b), [cond, { shape: [3, 1] }, {
+      shape: [7],
+    }]);
+    await wasmParity("maskedFill transposed", (x, m) => maskedFill(transpose(x), m, 0), [
+      { shape: [7, 6] },
+      { shape: [7], values: bits(7, freshSeed()), grad: false },
+    ]);
+    // Attention-style: scores [12, 4, 33, 33] with a [33, 33] mask (stride-0 over the batch).
+    await wasmParity("maskedFill scores", (x, m) => maskedFill(x, m, -1e9), [
+      { shape: [12, 4, 33, 33] },
+      { shape: [33, 33], values: bits(33 * 33, freshSeed()), grad: false },
+    ]);
+  }));
+
+Deno.test("maskedFill wasm writes -Infinity; i32 and NaN conditions; i32 where", async () => {
+  const be = await wasm();
+  const x = t64([1, 2, 3, 4], [4], be);
+  const m = tensor(Int32Array.from([0, 3, 0, -1]), [4], { backend: be });
+  poisonPool(be, 16);
+  deepStrictEqual(Array.from(await values(maskedFill(x, m, -Infinity))), [
+    1,
+    -Infinity,
+    3,
+    -Infinity,
+  ]);
+  deepStrictEqual(Array.from(await values(where(m, x, 0))), [0, 2, 0, 4]);
+  // NaN counts as nonzero, −0 as zero (as the CPU's !== 0).
+  const f = t64([NaN, -0, 0, 2], [4], be);
+  deepStrictEqual(Array.from(await values(where(f, x, 9))), [1, 9, 9, 4]);
+  // Integer operands are moved bit for bit.
+  const big = tensor(Int32Array.from([2147483647, -5, 7, -2147483648]), [4], { backend: be });
+  const other = tensor(Int32Array.from([1, 2, 3, 4]), [4], { backend: be });
+  deepStrictEqual([...await where(m, big, other).data()], [1, -5, 3, -2147483648]);
 });
