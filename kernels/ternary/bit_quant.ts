@@ -30,6 +30,7 @@ import { mean } from "../reduce.ts";
 import { mul } from "../elementwise/binary.ts";
 import { expand, reshape } from "../shape/view.ts";
 import { dequantizeWasm, reciprocalWasm, ternaryLevelsWasm } from "./bit_quant_wasm.ts";
+import { vexpr } from "../elementwise/wasm.ts";
 
 const F32_MAX = 3.4e38;
 
@@ -135,23 +136,34 @@ export function ternaryLevels(w: Tensor): Levels {
   return { q, scale };
 }
 
-/** The kernel of `dequantize`: y = acc · (1 / (s_w · s_x)), all three broadcast. */
+/**
+ * `dequantize` on any layout: y = acc · (1 / (s_w · s_x)), all three broadcast (in f32 on wasm
+ * as on the CPU: each step rounds to f32 there too, and the f64 division rounded to f32 is the
+ * f32 division).
+ */
+const dequantizeAny: KernelOp<void> = elementwiseOp<void>({
+  name: "dequantize",
+  wgsl: "a * (1.0 / (c * b))",
+  cpu: ([acc, sx, sw], y) => {
+    const f = y instanceof Float32Array ? Math.fround : (v: number) => v;
+    for (let i = 0; i < y.length; i++) y[i] = acc[i] * f(1 / f(sw[i] * sx[i]));
+  },
+  wasm: vexpr(({ m }, acc, sx, sw) => m.op("mul", acc, m.op("div", m.k(1), m.op("mul", sw, sx)))),
+  // The scales are constants of the straight-through estimator: only acc gets a gradient.
+  backward: (dy, { inputs: [_acc, sx, sw] }) => [
+    apply(dequantizeOp, [dy, sx, sw], undefined),
+    null,
+    null,
+  ],
+});
+
+/**
+ * The kernel of `dequantize`: on wasm, a row kernel where acc is row-major with a scale per row
+ * (the forward's layout), the strided elementwise loop for other layouts (a backward's dy).
+ */
 export const dequantizeOp: KernelOp<void> = {
-  ...elementwiseOp<void>({
-    name: "dequantize",
-    wgsl: "a * (1.0 / (c * b))",
-    cpu: ([acc, sx, sw], y) => {
-      const f = y instanceof Float32Array ? Math.fround : (v: number) => v;
-      for (let i = 0; i < y.length; i++) y[i] = acc[i] * f(1 / f(sw[i] * sx[i]));
-    },
-    // The scales are constants of the straight-through estimator: only acc gets a gradient.
-    backward: (dy, { inputs: [_acc, sx, sw] }) => [
-      apply(dequantizeOp, [dy, sx, sw], undefined),
-      null,
-      null,
-    ],
-  }),
-  wasm: dequantizeWasm(() => dequantizeOp),
+  ...dequantizeAny,
+  wasm: dequantizeWasm(() => dequantizeAny),
 };
 
 /**

@@ -237,7 +237,8 @@ export function dequantizeWasm(kernel: () => Kernel<void>) {
     const [acc, sx, sw] = ins;
     const rs = rowStride(sx);
     if (!flat(acc, y.shape) || rs === null || !scalar(sw)) {
-      return onHeap(kernel(), ins, [y], p, ctx);
+      const k = kernel();
+      return k.wasm ? k.wasm(ins, [y], p, ctx) : onHeap(k, ins, [y], p, ctx);
     }
     const count = sizeOf(y);
     if (count === 0) return;

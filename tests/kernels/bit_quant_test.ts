@@ -7,6 +7,7 @@
 import { deepStrictEqual, ok, strictEqual, throws } from "node:assert/strict";
 import type { Backend } from "../../engine/backend.ts";
 import { fromArray } from "../../engine/creation.ts";
+import { Generator } from "../../engine/random.ts";
 import { apply, empty, launch } from "../../engine/op.ts";
 import { expand } from "../../kernels/shape/view.ts";
 import {
@@ -325,7 +326,7 @@ Deno.test("dequantize and reciprocal on wasm match cpu (odd shapes, leading dims
       { shape: [2, 3, 1], grad: false },
       { shape: [1], grad: false },
     ]);
-    // A transposed acc and a scale view that does not fold: the CPU reference on the heap.
+    // A transposed acc and a scale view that does not fold: the strided elementwise loop.
     await wasmParity(
       "dequantize transposed",
       (acc, sx, sw) => dequantize(transpose(acc), transpose(sx), sw),
@@ -338,4 +339,19 @@ Deno.test("dequantize and reciprocal on wasm match cpu (odd shapes, leading dims
     }
   });
   ok(counts[0] >= 2 * 7 && counts[1] >= 2 * 5, `wasm kernels ran ${counts} times`);
+});
+
+Deno.test("dequantize on wasm, any layout, equals the f32 CPU reference bit for bit", async () => {
+  const be = await wasm();
+  const g = new Generator(11);
+  const acc = Float32Array.from(g.integers(37 * 29, 41), (v) => v - 20);
+  const sx = Float32Array.from(g.uniform(37), (v) => 0.5 + v);
+  const on = async (backend: Backend) => {
+    const a = fromArray(acc, [29, 37], { backend });
+    const x = fromArray(sx, [1, 37], { backend });
+    const w = fromArray(Float32Array.of(0.731), [], { backend });
+    return Array.from(await dequantize(transpose(a), transpose(x), w).data());
+  };
+  const [got, want] = [await on(be), await on(cpu)];
+  ok(got.every((v, i) => Object.is(v, want[i])), "transposed acc and scales differ from the CPU");
 });
