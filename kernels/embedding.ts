@@ -160,8 +160,8 @@ export interface EmbeddingRowsParams {
 
 /**
  * dT [rows, C] from dy [N, C] and ids [N]: dT[v] = Σ_{k: ids[k] = start + v} dy[k], over the
- * pass's ids [k0, k1). The whole table is start 0, rows V; a row chunk (embedding_split.ts)
- * is its own range.
+ * pass's ids [k0, k1). The whole table is start 0, rows V; a piece of it cut by the split rule
+ * (engine/split.ts) is its own range.
  */
 export const embeddingBackwardOp: KernelOp<EmbeddingRowsParams & EmbeddingPass> = defineOp<
   EmbeddingRowsParams & EmbeddingPass

@@ -137,7 +137,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 }
 
 /** Longest row one invocation reduces on a software adapter (llvmpipe ends an invocation's
- * loops after 65,535 tests; kernels/row_kernel.ts uses the same bound). */
+ * loops after 65,535 tests; kernels/rows/rows.ts uses the same bound). */
 const INVOCATION_MAX_LEN = 16383;
 /** Longest row one invocation reduces on a GPU. */
 const GPU_INVOCATION_MAX_LEN = 32;

@@ -3,9 +3,9 @@
 // token (scale 127 / max(|x|, 1e-5), round half to even, clamp [-128, 127], divide back) and the
 // weight to {-1, 0, +1} per tensor (scale 1 / max(mean|w|, 1e-5), round, clamp [-1, 1], divide
 // back), both through the straight-through estimator x + detach(q(x) − x); y = x_q·w_qᵀ.
-// Computed as y = (q_x·q_wᵀ) · (1 / (s_w·s_x)) on the integer levels (kernels/bit_quant.ts):
-// the same value up to f32 rounding, with the same gradients, but bit-identical to the packed
-// inference kernels, so a model's logits do not move when it is packed.
+// Computed as y = (q_x·q_wᵀ) · (1 / (s_w·s_x)) on the integer levels
+// (kernels/ternary/bit_quant.ts): the same value up to f32 rounding, with the same gradients, but
+// bit-identical to the packed inference kernels, so a model's logits do not move when it is packed.
 // `activationQuant`, `weightQuant` and `ste` are the textbook formulation, kept as references.
 // Inference seam: `setInference(fn)` replaces the forward (the packed ternary × int8 path).
 

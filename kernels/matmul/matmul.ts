@@ -4,9 +4,9 @@
 // into one batch stride (contiguous, or broadcast with stride 0); otherwise it is copied once.
 // CPU: per batch, A is packed row-major and B column-major (both k-contiguous) in float64, then
 // 2×4 blocks of C are accumulated in registers over k, in cache blocks of columns and k.
-// WebGPU: kernels/matmul_wgsl.ts generates each variant for the operands' layout class (vec4
+// WebGPU: kernels/matmul/wgsl.ts generates each variant for the operands' layout class (vec4
 // loads where rows are aligned, scalar loads otherwise; dims and strides in a uniform block);
-// kernels/matmul_tex.ts the texture-staged ones, offered where the device has read-only storage
+// kernels/matmul/tex.ts the texture-staged ones, offered where the device has read-only storage
 // textures (the fastest on llvmpipe).
 // Shapes with at least TUNE_MIN multiply-adds carry their shape class and the candidate variants
 // (see candidatesOf), so the backend's autotuner (engine/webgpu/autotune.ts) times them once per
@@ -171,7 +171,7 @@ const MAX_GROUPS = 65535;
 
 const al4 = (...xs: number[]) => xs.every((x) => x % 4 === 0);
 
-/** Operand modes (see matmul_wgsl.ts): vec4 along the contiguous axis when it is aligned. */
+/** Operand modes (see wgsl.ts): vec4 along the contiguous axis when it is aligned. */
 function modesOf(
   la: MatLayout,
   lb: MatLayout,
@@ -293,7 +293,7 @@ function trialOf(
 /**
  * The autotuner's candidates, the default first, then MATMUL_VARIANTS order, leaving out those
  * that would run another candidate's kernel (see `effective`), those whose `after` is left out,
- * the texture-staged ones where they cannot run (`tex`: see matmul_tex.ts), and on software
+ * the texture-staged ones where they cannot run (`tex`: see tex.ts), and on software
  * adapters the workgroup-tiled ones: there invocations run on CPU cores, so workgroup memory is
  * plain memory behind costly barriers (5-10× slower than the register blocks on llvmpipe) and
  * each tiled kernel compiles for seconds.

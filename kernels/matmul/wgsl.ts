@@ -36,7 +36,7 @@ export interface MatmulVariant {
   name: string;
   /**
    * Register-blocked ("reg"), workgroup-tiled through shared memory ("tile"), or
-   * register-blocked over operands staged in textures ("tex", kernels/matmul_tex.ts).
+   * register-blocked over operands staged in textures ("tex", kernels/matmul/tex.ts).
    */
   kind: "reg" | "tile" | "tex";
   /** Rows of C per invocation (a multiple of 4). */
@@ -353,7 +353,7 @@ ${stores(cm, rows, cols, (i, jv) => `c${i}_${jv}`)}
 }
 
 /** WGSL of a "reg" or "tile" `variant` for operand modes (am, bm, cm) and element type `t`
- * ("tex" variants: kernels/matmul_tex.ts). */
+ * ("tex" variants: kernels/matmul/tex.ts). */
 export function matmulSource(
   t: string,
   variant: MatmulVariant,
@@ -361,7 +361,7 @@ export function matmulSource(
   bm: BMode,
   cm: CMode,
 ): string {
-  if (variant.kind === "tex") throw new Error(`matmul: ${variant.name} is built by matmul_tex.ts`);
+  if (variant.kind === "tex") throw new Error(`matmul: ${variant.name} is built by tex.ts`);
   return variant.kind === "reg"
     ? regKernel(t, variant, am, bm, cm)
     : tileKernel(t, variant, am, bm, cm);

@@ -2,14 +2,14 @@
 // as PyTorch's F.cross_entropy(logits, targets, ignore_index). Probabilities are never stored.
 // Shapes (dims legend N rows, V classes): logits [..., V] float, targets [...] i32 -> loss [].
 // Forward, two dispatches: (1) a row kernel writing stats[r] = (lse_r, loss_r) [N, 2], in the
-// mode row_kernel.ts's rowMode picks: one workgroup of 64 per row with max and Σexp reduced in
+// mode rows.ts's rowMode picks: one workgroup of 64 per row with max and Σexp reduced in
 // workgroup memory (GPUs, whose 50k-vocabulary rows are long), or one invocation per row with
 // no barriers (software adapters; many short rows); (2) one workgroup sums the row losses and
 // counts the non-ignored rows into sums [2] = (mean, count); the loss is a view of sums[0].
 // Backward, one dispatch, one invocation per logit: dlogits[r, j] = (exp(logits[r, j] − lse_r) −
 // [j = t_r])·dy/count, 0 on ignored rows. The three steps are also exported without autograd
 // (crossEntropyStats, crossEntropyMean, crossEntropyGrad) for losses over row blocks whose
-// logits never exist all at once (models/head_loss.ts).
+// logits never exist all at once (linear_cross_entropy.ts).
 // All rows ignored: loss 0 and zero gradient (PyTorch returns NaN; a fully padded batch should
 // not poison training). Targets outside [0, V) other than ignoreIndex: the CPU throws naming
 // the row and target; WebGPU cannot throw, so that row's loss and gradient are NaN, which makes
@@ -246,7 +246,7 @@ function check(logits: Tensor, targets: Tensor): void {
 /**
  * Cross-entropy's per-row statistics, no autograd: stats [N, 2] = (logsumexp of row r, its loss or
  * 0 when its target is `ignoreIndex`) for logits [..., V] (N rows) and targets [...] (i32). The
- * building block of a loss computed over row blocks (models/head_loss.ts): blocks' stats joined
+ * building block of a loss computed over row blocks (linear_cross_entropy.ts): blocks' stats joined
  * along rows give what one call over all rows gives.
  */
 export function crossEntropyStats(logits: Tensor, targets: Tensor, ignoreIndex = -1): Tensor {

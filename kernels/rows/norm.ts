@@ -4,7 +4,7 @@
 //   rms:   y = x·rstd·w,               rstd = 1/sqrt(mean(x²) + eps)
 // Shapes (N rows, C channels): x [..., C], weight/bias [C] -> y [..., C]; stats [N, 2] (mean,
 // rstd) or [N] (rstd) are saved for backward. Rows row-major (views are copied once).
-// Forward: one fused row kernel writing y and stats, in either mode of row_kernel.ts (one
+// Forward: one fused row kernel writing y and stats, in either mode of rows.ts (one
 // workgroup of 64 per row with reductions in workgroup memory, or one invocation per row without
 // barriers; rowMode picks per device and shape). Backward: dx in one row kernel (same modes),
 // with g = dy·w and x̂ = (x − mean)·rstd: dx = rstd·(g − mean(g) − x̂·mean(g·x̂)) (rms: without

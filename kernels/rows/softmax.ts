@@ -1,7 +1,7 @@
 // Softmax and log-softmax along one axis, max-subtracted (exp never overflows), with fused
 // backward kernels: softmax dx = y·(dy − Σ dy·y), log-softmax dx = dy − exp(y)·Σ dy.
 // Shapes: x [..., L] -> y [..., L]; another axis is permuted last (a view) and back.
-// Layout: rows of length L, row-major (apply copies views). WGSL in one of row_kernel.ts's two
+// Layout: rows of length L, row-major (apply copies views). WGSL in one of rows.ts's two
 // modes, chosen per device and shape: one workgroup of 64 per row for long rows on a GPU
 // (attention over T up to 1024 keys, vocabularies of 50k): each invocation strides over the row
 // (j = lid, lid + 64, ...), partial max/sums meet in a tree reduction in workgroup memory; or

@@ -2,7 +2,7 @@
 // runs on the very integers the packed inference path multiplies:
 //   activationLevels(x, g): RMSNorm(x)·g quantised per token to int8 levels q [..., K] (floats
 //     holding integers in [-128, 127]) and s_x [..., 1]; the ternary quantiser's own kernel
-//     (kernels/ternary_quant.ts, "levels" output), so the levels are the bytes inference packs.
+//     (quant.ts, "levels" output), so the levels are the bytes inference packs.
 //   ternaryLevels(w): q = clamp(round(w·s_w), -1, 1) with s_w = 1 / max(mean|w|, 1e-5) [].
 //   dequantize(acc, s_x, s_w): y = acc · (1 / (s_w · s_x)), the packed GEMM's last step verbatim.
 // BitLinear computes y = dequantize(q_x · q_wᵀ, s_x, s_w): the float matmul of integer levels
@@ -12,7 +12,7 @@
 // constants, d q_x = d x_q / s_x, so the backward multiplies by s_x (then through RMSNorm's
 // backward to x and g), and d w = d q_w · s_w.
 // Layouts: row-major; s_x one per row of x (its last axis is K); s_w 0-d. Launch shapes are the
-// underlying kernels': the quantiser's (ternary_quant.ts), elementwise 1-D grids for the rest.
+// underlying kernels': the quantiser's (quant.ts), elementwise 1-D grids for the rest.
 // wasm (bit_quant_wasm.ts): the three elementwise kernels over ranges of elements or rows split
 // by thread, bit-identical to the CPU (ternary levels from the float64 product).
 

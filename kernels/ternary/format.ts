@@ -1,5 +1,5 @@
 // Packed formats of the BitNet b1.58 inference path (arXiv 2402.17764) and their CPU source of
-// truth. Every ternary kernel (ternary_quant.ts, ternary_gemm.ts, ternary_linear.ts) reads and
+// truth. Every ternary kernel (quant.ts, gemm.ts, linear.ts) reads and
 // writes exactly these layouts; the functions below define them.
 //
 // Dims legend: N = out features, K = in features, T = tokens, K16 = ceil(K / 16) · 16 (K padded).

@@ -1,8 +1,8 @@
-// Ternary × int8 products (formats in kernels/ternary.ts): W u32 [N, K16/16] (2-bit codes) times
+// Ternary × int8 products (formats in format.ts): W u32 [N, K16/16] (2-bit codes) times
 // activations xq u32 [T, K16/4] (int8) -> y [T, N] = (Σ q·x_q) / (s_w·s_x[t]) (+ bias), or the
 // raw i32 sums. Integer accumulation is exact; the one float multiply comes last.
 // `ternaryGemv` (decode, T = 1) and `ternaryGemm` (prompts, batches) share one WGSL generator
-// (kernels/ternary_wgsl.ts): an invocation owns rows × tokens outputs and streams their packed
+// (wgsl.ts): an invocation owns rows × tokens outputs and streams their packed
 // rows, so GEMV's one activation row is reused across `gemvRows` rows and each GEMM weight word
 // across `gemmTokens` tokens. Grids: GEMV 1-D over row tiles; GEMM (row tiles / `gemmWg`, token
 // tiles). dot4I8Packed or the plain-integer fallback, the tiles and whether the GEMM reads W and
@@ -27,7 +27,7 @@ export type { TernaryShader } from "./wgsl.ts";
 
 /** Packed ternary weights on a device. */
 export interface TernaryWeights {
-  /** u32 [N, ceil(K / 16)]: 2-bit codes, layout in kernels/ternary.ts. */
+  /** u32 [N, ceil(K / 16)]: 2-bit codes, layout in format.ts. */
   packed: Tensor;
   /** s_w = 1 / max(mean|w|, 1e-5) as f32. */
   scale: number;
@@ -49,7 +49,7 @@ export interface TernaryOptions {
   config?: Partial<TernaryConfig>;
 }
 
-/** Which kernel, which output and the shader's specialisation (kernels/ternary_wgsl.ts). */
+/** Which kernel, which output and the shader's specialisation (wgsl.ts). */
 export interface GemmParams extends Omit<TernaryShader, "gemv"> {
   /** One token (gemv) or a tile of tokens per invocation (gemm). */
   kind: "gemv" | "gemm";
@@ -155,7 +155,7 @@ export function ternaryConfig(backend: Backend): TernaryConfig {
   return ternaryConfigFor(backend.traits.gpu ?? { isFallback: false, hasDot4I8: false });
 }
 
-// Bit offset of value e (0..15) of a word: 8·(e % 4) + 2·(e / 4), as in kernels/ternary.ts.
+// Bit offset of value e (0..15) of a word: 8·(e % 4) + 2·(e / 4), as in format.ts.
 const SHIFTS = Array.from({ length: 16 }, (_, e) => 8 * (e & 3) + 2 * (e >> 2));
 
 /** The CPU kernel: the same integer sums from the packed words, one token row at a time. */

@@ -1,5 +1,5 @@
 // The BitLinear inference path on packed weights: `packBitLinear` quantises a trained layer once
-// (absmean ternary, 2 bits per weight, formats in kernels/ternary.ts) and `PackedBitLinear`
+// (absmean ternary, 2 bits per weight, formats in format.ts) and `PackedBitLinear`
 // runs x [..., K] -> [..., N] as the fused activation quantiser then the ternary GEMV (one
 // token) or GEMM. Plus flat {dtype, shape, data} records for safetensors files (the writer and
 // reader are nn/safetensors.ts; this file stays below nn/ and only shapes the records).
@@ -138,7 +138,7 @@ export async function packBitLinear(
   }
   const [N, K] = weight.shape;
   // The training forward's own quantiser on the weight's backend, so s_w and the levels are
-  // exactly what BitLinear trained with (see kernels/bit_quant.ts).
+  // exactly what BitLinear trained with (see bit_quant.ts).
   const levels = noGrad(() => ternaryLevels(weight));
   const q = Int8Array.from(await levels.q.data());
   const scale = Math.fround((await levels.scale.data())[0]);

@@ -1,6 +1,6 @@
 // The fused activation quantiser of the ternary path: RMSNorm (learnable weight), per-token
 // absmax int8 quantisation, and either packing 4 bytes per u32 with the per-token scale and sum
-// (formats in kernels/ternary.ts; x [T, K] f32 -> xq u32 [T, K16/4], scale f32 [T], sum i32 [T])
+// (formats in format.ts; x [T, K] f32 -> xq u32 [T, K16/4], scale f32 [T], sum i32 [T])
 // or, for BitLinear's training forward, the int8 levels as floats with the scale and the RMSNorm
 // factor (x [T, K] -> q [T, K], scale [T], rstd [T]). Both outputs come from one generator, so
 // the levels training sees are exactly the bytes inference packs.

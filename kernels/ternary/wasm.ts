@@ -1,5 +1,5 @@
 // Ternary × int8 products on the wasm backend, on exactly the packed formats of
-// kernels/ternary.ts: W u32 [N, KW] (KW = ceil(K/16); 2-bit codes c = q + 1, value 16j + 4g + b
+// format.ts: W u32 [N, KW] (KW = ceil(K/16); 2-bit codes c = q + 1, value 16j + 4g + b
 // of a row at bits 8b + 2g of word j) times activations x u32 [T, 4·KW] (int8, value k in byte
 // k % 4 of word k / 4), with per-token scale s_x [T] and sum Σx [T]:
 //   acc[t, n] = Σ_k c[n, k]·x[t, k] − Σx[t]   (= Σ q·x exactly, in i32)

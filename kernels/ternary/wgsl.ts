@@ -1,4 +1,4 @@
-// WGSL of the ternary × int8 GEMV/GEMM (kernels/ternary_gemm.ts; formats in kernels/ternary.ts).
+// WGSL of the ternary × int8 GEMV/GEMM (gemm.ts; formats in format.ts).
 // Register-blocked, no workgroup memory: one invocation owns a tile of `tokens` × `rows` outputs
 // and streams its rows' packed words, `words` (1, 2 or 4: a u32, vec2 or vec4 load) per step, so
 // every unpacked weight word feeds `tokens` products and every activation word `rows`. The GEMM
@@ -7,7 +7,7 @@
 // uniform or not, runs a per-lane loop of ≈ 15 + 7 instructions per 32-bit component, against
 // one instruction per 8 products, so there loads per product (1/(16·tokens) + 1/(4·rows) words,
 // fewer per-load overheads with wider steps) and the loop body's size (spills, code past the
-// instruction cache) decide the tile: kernels/ternary_gemm.ts, `ternaryConfigFor`. With `tex`
+// instruction cache) decide the tile: gemm.ts, `ternaryConfigFor`. With `tex`
 // the same kernel reads W (r32uint or rgba32uint texels of 1 or 4 words, one row per weight row)
 // and x (rgba32uint, one row per token) from staged textures instead.
 // Two integer paths, both exact:
@@ -46,7 +46,7 @@ export interface TernaryShader {
   wg: number;
   /**
    * Read W and x from staged textures (r32uint or rgba32uint by `words`, which must be 1 or 4;
-   * kernels/ternary_gemm.ts stages them) instead of storage buffers: a texel load is far cheaper
+   * gemm.ts stages them) instead of storage buffers: a texel load is far cheaper
    * than a buffer load on llvmpipe.
    */
   tex?: boolean;

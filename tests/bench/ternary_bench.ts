@@ -1,14 +1,13 @@
-// Ternary × int8 GEMV/GEMM against our f32 matmul (kernels/matmul.ts) on the same adapter and
-// shapes, in one run: decode 1×2048·2048×2048 and 1×4096·4096×11008, prefill 128×2048·2048×2048.
-// A table is printed first from our own timing: ms per product, effective GB/s of weight bytes
-// (packed u32 for ternary, f32 for the baseline) and the speed-up over f32. The candidates of a
-// shape are timed interleaved (f32, ternary, quantiser + ternary, the other integer path, then
-// again, ROUNDS times; each turn queues a batch of products back to back with one sync, whose
-// fixed wait is measured once and subtracted) and each gets its median, so load from other
-// processes on a shared machine hits all of them alike. Warm-up first: compiles and autotuning
-// stay out. The f32 weight [K, N] of the 11008-wide shape is 180 MB, over llvmpipe's 128 MiB
-// binding limit, so it runs as column blocks (the packed ternary weight is 11 MB and needs no
-// split).
+// Ternary × int8 GEMV/GEMM against our f32 matmul (kernels/matmul/matmul.ts) on the same adapter
+// and shapes, in one run: decode 1×2048·2048×2048 and 1×4096·4096×11008, prefill
+// 128×2048·2048×2048. A table is printed first from our own timing: ms per product, effective GB/s
+// of weight bytes (packed u32 for ternary, f32 for the baseline) and the speed-up over f32. The
+// candidates of a shape are timed interleaved (f32, ternary, quantiser + ternary, the other integer
+// path, then again, ROUNDS times; each turn queues a batch of products back to back with one sync,
+// whose fixed wait is measured once and subtracted) and each gets its median, so load from other
+// processes on a shared machine hits all of them alike. Warm-up first: compiles and autotuning stay
+// out. The f32 weight [K, N] of the 11008-wide shape is 180 MB, over llvmpipe's 128 MiB binding
+// limit, so it runs as column blocks (the packed ternary weight is 11 MB and needs no split).
 // Run: deno run -A tests/bench/ternary_bench.ts   (or deno task bench, which adds Deno.bench cases)
 
 import type { Tensor } from "../../engine/tensor.ts";

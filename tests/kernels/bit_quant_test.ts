@@ -1,8 +1,8 @@
-// BitLinear's exact quantiser ops (kernels/bit_quant.ts): the activation levels equal the packed
-// quantiser's bytes in both WGSL modes and on the CPU, bit for bit; ternary levels and the
-// dequantising multiply equal the packed GEMM's output exactly; gradients are the straight-
-// through estimator's and agree between backends; on wasm the quantisers' codes, scales and
-// rstd equal the CPU reference's to the bit on 1 and 2 threads (special values included).
+// BitLinear's exact quantiser ops (kernels/ternary/bit_quant.ts): the activation levels equal the
+// packed quantiser's bytes in both WGSL modes and on the CPU, bit for bit; ternary levels and the
+// dequantising multiply equal the packed GEMM's output exactly; gradients are the straight-through
+// estimator's and agree between backends; on wasm the quantisers' codes, scales and rstd equal the
+// CPU reference's to the bit on 1 and 2 threads (special values included).
 
 import { deepStrictEqual, ok, strictEqual, throws } from "node:assert/strict";
 import type { Backend } from "../../engine/backend.ts";

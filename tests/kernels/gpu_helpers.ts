@@ -155,7 +155,7 @@ async function parity(
 }
 
 /**
- * Run `fn` once in each execution mode of the fused row kernels (kernels/row_kernel.ts), forced,
+ * Run `fn` once in each execution mode of the fused row kernels (kernels/rows/rows.ts), forced,
  * restoring the automatic choice afterwards.
  */
 export async function inEachRowMode(fn: (mode: RowMode) => Promise<void>): Promise<void> {

@@ -1,4 +1,4 @@
-// Texture-staged matmul (kernels/matmul_tex.ts): how each operand layout is stored and staged
+// Texture-staged matmul (kernels/matmul/tex.ts): how each operand layout is stored and staged
 // (a copy where WebGPU's copy rules allow, a vec4 or scalar fill otherwise), then parity with the
 // CPU reference on every storage mode and staging path, batched and broadcast, through offsets
 // and strided views; scratch textures pooled under a byte cap; oversized sides refused.

@@ -1,4 +1,4 @@
-// Packed ternary/int8 formats and the CPU references of kernels/ternary.ts: round trips, the
+// Packed ternary/int8 formats and the CPU references of kernels/ternary/format.ts: round trips, the
 // documented bit layout, absmean and absmax quantisers against independent float64 definitions,
 // and the activation quantiser kernel on WebGPU and wasm against the CPU (bytes and sums exact;
 // on wasm the scales too, on 1 and 2 threads).

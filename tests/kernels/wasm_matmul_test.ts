@@ -1,7 +1,7 @@
-// The wasm matmul against the CPU reference (kernels/matmul.ts, float64 accumulation): odd sizes
-// around the register block and tile edges, every transpose combination, batched, broadcast
-// (batch stride 0) and offset operands, poisoned outputs; tolerance K·2^-23·Σ|a||b| per
-// element. Thread counts 1 and 2 give identical bytes, with and without relaxed SIMD.
+// The wasm matmul against the CPU reference (kernels/matmul/matmul.ts, float64 accumulation): odd
+// sizes around the register block and tile edges, every transpose combination, batched, broadcast
+// (batch stride 0) and offset operands, poisoned outputs; tolerance K·2^-23·Σ|a||b| per element.
+// Thread counts 1 and 2 give identical bytes, with and without relaxed SIMD.
 
 import { deepStrictEqual, ok } from "node:assert/strict";
 import type { CpuArg } from "../../engine/backend.ts";

@@ -1,8 +1,8 @@
-// The wasm ternary × int8 product against the CPU reference (kernels/ternary_gemm.ts) on the
-// packed formats of kernels/ternary.ts: raw i32 accumulators equal bit for bit, and so do the
-// dequantised f32 outputs (with and without bias), at odd N, K not a multiple of 16 (every tail
-// of 1-3 words), several T (GEMV and the GEMM's token blocks), extreme activations (-128, 127),
-// both integer paths (relaxed dot, extmul fallback) and 1 or 2 threads.
+// The wasm ternary × int8 product against the CPU reference (kernels/ternary/gemm.ts) on the packed
+// formats of kernels/ternary/format.ts: raw i32 accumulators equal bit for bit, and so do the
+// dequantised f32 outputs (with and without bias), at odd N, K not a multiple of 16 (every tail of
+// 1-3 words), several T (GEMV and the GEMM's token blocks), extreme activations (-128, 127), both
+// integer paths (relaxed dot, extmul fallback) and 1 or 2 threads.
 
 import { deepStrictEqual } from "node:assert/strict";
 import type { CpuArg } from "../../engine/backend.ts";

@@ -1,10 +1,10 @@
 // BitGPT's packed inference path: after quantize(), logits from the ternary × int8 kernels match
 // the fake-quantised float forward of the same weights, greedy generation gives the same tokens,
-// and dequantize() restores the float path. The bound is f32 rounding (≤ 1e-4 relative
-// per row); on one backend the two are in fact bit-identical, because BitLinear's training
-// forward runs on the same integer levels and the same dequantising multiply as the packed
-// kernels (kernels/bit_quant.ts). (With the textbook float formulation they differed by up to
-// 7e-3: activations landing exactly on k + 0.5 rounded to neighbouring integers.)
+// and dequantize() restores the float path. The bound is f32 rounding (≤ 1e-4 relative per
+// row); on one backend the two are in fact bit-identical, because BitLinear's training forward runs
+// on the same integer levels and the same dequantising multiply as the packed kernels
+// (kernels/ternary/bit_quant.ts). (With the textbook float formulation they differed by up to 7e-3:
+// activations landing exactly on k + 0.5 rounded to neighbouring integers.)
 
 import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
 import type { Backend } from "../../engine/backend.ts";
