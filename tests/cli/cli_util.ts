@@ -42,6 +42,19 @@ export function cliCommand(
   });
 }
 
+/**
+ * Stderr without lines that native libraries print on their own: on Linux without
+ * XDG_RUNTIME_DIR, Mesa's Vulkan device-select layer tries a Wayland connection when WebGPU
+ * starts and libwayland-client writes "error: XDG_RUNTIME_DIR is invalid or not set in the
+ * environment." (twice; `NODEVICE_SELECT=1` silences it). Tests of our own lines drop them.
+ */
+export function withoutDriverNoise(stderr: string): string {
+  return stderr.replace(
+    /^error: XDG_RUNTIME_DIR is invalid or not set in the environment\.\n/gm,
+    "",
+  );
+}
+
 /** Run the CLI to completion, optionally feeding `input` on stdin, with extra `env`. */
 export async function runCli(
   args: string[],
@@ -56,7 +69,11 @@ export async function runCli(
   }
   const out = await child.output();
   const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+  return {
+    code: out.code,
+    stdout: dec.decode(out.stdout),
+    stderr: withoutDriverNoise(dec.decode(out.stderr)),
+  };
 }
 
 /** Where tiny Shakespeare lives: $BITGPT_DATA_DIR (CI), else the shared folder beside the repo. */

@@ -4,7 +4,7 @@
 // code 2 (a flag) or 1 (a file or resource), no stack trace, quickly, in bounded memory.
 // Run: deno run -A tests/reliability/bad_cli.ts   (prints one line per failure and the totals)
 
-import { shakespearePath } from "../cli/cli_util.ts";
+import { shakespearePath, withoutDriverNoise } from "../cli/cli_util.ts";
 
 const MAIN = new URL("../../cli/main.ts", import.meta.url).pathname;
 const MAXRSS = new URL("./maxrss.py", import.meta.url).pathname;
@@ -185,7 +185,7 @@ async function check(line: BadLine, dir: string): Promise<string | null> {
   }).output();
   const stderr = new TextDecoder().decode(out.stderr);
   const m = stderr.match(/MAXRSS (\d+) EXIT (-?\d+) TIMEOUT (\d)\n$/)!;
-  const text = stderr.slice(0, m.index).trimEnd();
+  const text = withoutDriverNoise(stderr.slice(0, m.index)).trimEnd();
   const lines = text.split("\n").filter((l) => !l.startsWith("notice: ") && l.trim() !== "");
   const [rss, code, timeout] = [Number(m[1]), Number(m[2]), m[3] === "1"];
   if (timeout) return "hang";

@@ -8,6 +8,7 @@
 import { CheckpointError, loadCheckpoint } from "../../models/checkpoint.ts";
 import { cpuBackend } from "../../engine/device.ts";
 import { readSafetensors } from "../../nn/safetensors.ts";
+import { withoutDriverNoise } from "../cli/cli_util.ts";
 import { type Base, CHARS, type FuzzCase, makeBases, makeCases } from "./fuzz_cases.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
@@ -159,7 +160,7 @@ export async function fuzzCli(cases: FuzzCase[], dir: string, rep: FuzzReport = 
     const stderr = new TextDecoder().decode(out.stderr);
     const m = stderr.match(/MAXRSS (\d+) EXIT (-?\d+) TIMEOUT (\d)\n$/)!;
     const [rssKb, code, timedOut] = [Number(m[1]), Number(m[2]), m[3] === "1"];
-    const text = stderr.slice(0, m.index);
+    const text = withoutDriverNoise(stderr.slice(0, m.index));
     const errorLines = text.split("\n").filter((l) => l.startsWith("error: "));
     let outcome: Outcome;
     if (timedOut) outcome = "hang";
