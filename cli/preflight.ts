@@ -2,7 +2,8 @@
 // estimate of models/memory.ts against what the machine can hold. On the CPU backend and on a
 // software WebGPU adapter (llvmpipe) the whole run lives in host memory; on a hardware GPU only
 // the batch and a checkpoint's host copies do (WebGPU does not tell how much memory a GPU has;
-// the model's largest tensors are checked against the device's limits when it is built).
+// the model's largest tensors are checked against the device's limits when it is built). A
+// backend whose tensors share one bounded memory (wasm's heap) is checked against that too.
 
 import type { Backend } from "../engine/backend.ts";
 import type { GPTConfig, ModelKind } from "../models/config.ts";
@@ -45,6 +46,14 @@ export function checkTrainingMemory(
   const e = estimateTrainingMemory(kind, config, batchSize, {
     maxLogitsBytes: backend.traits.maxBindingBytes,
   });
+  const heap = backend.traits.maxTotalBytes;
+  if (heap !== undefined && e.total - e.batch > heap) {
+    throw new FlagError(
+      `the run needs about ${describeEstimate(e)}, more than the ${backend.name} backend's ` +
+        `${formatBytes(heap)} (one memory holds every tensor); use a smaller --batch-size, ` +
+        `--block-size, --n-embd or --n-layer, or another --backend`,
+    );
+  }
   if (memory === null) return null;
   const host = onHost(backend);
   const need = host ? Math.max(e.total, e.checkpoint + e.batch) : e.batch + e.checkpoint;

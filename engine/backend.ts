@@ -202,6 +202,11 @@ export interface BackendTraits {
   /** The most bytes one tensor may take. */
   readonly maxTensorBytes: number;
   /**
+   * The most bytes all tensors together may take, where one memory holds them all (wasm: its
+   * heap, 4 GiB in wasm32); absent where only the machine's memory bounds them.
+   */
+  readonly maxTotalBytes?: number;
+  /**
    * Loop iterations an invocation may run in all before the device silently stops it (llvmpipe
    * ends an invocation after 65,535); Infinity where there is no such cap.
    */

@@ -60,6 +60,7 @@ export class WasmBackend implements Backend {
       maxBindingBytes: Infinity,
       bindingAlign: 4,
       maxTensorBytes: heap.maxBytes,
+      maxTotalBytes: heap.maxBytes,
       maxLoopIterations: Infinity,
     };
   }
