@@ -13,7 +13,7 @@ import type { ChatTemplate } from "../data/chat_template.ts";
 import { DataError } from "../data/errors.ts";
 import type { Tokenizer } from "../data/tokenizer.ts";
 import type { KVCache } from "../nn/attention.ts";
-import { fitContext, generateStream } from "../models/generate.ts";
+import { fitContext, generateStream, type Turns } from "../models/generate.ts";
 import type { LanguageModel } from "../models/model.ts";
 import type { GenerateConfig } from "./generate_flags.ts";
 import { type Output, samplingOptions, StreamDecoder } from "./generate.ts";
@@ -166,6 +166,8 @@ export async function runChat(
       ? []
       : Array.from(template ? template.turn("system", c.prompt) : tok.encode(c.prompt));
   let context = start();
+  // Turns start at each input line; the system message (--prompt) stays while it can.
+  let turns: Turns = { keep: context.length, starts: [] };
   console.error(
     template
       ? `chat: the model was tuned with the chat template ${template.name}: each line is a ` +
@@ -185,6 +187,7 @@ export async function runChat(
       if (line.trim() === "/exit") break;
       if (line.trim() === "/reset") {
         context = start();
+        turns = { keep: context.length, starts: [] };
         cache.reset();
         out.write("(conversation cleared)\n");
         continue;
@@ -199,8 +202,9 @@ export async function runChat(
         out.write(`(cannot encode that line: ${e.message})\n`);
         continue;
       }
+      turns.starts.push(context.length);
       for (const id of ids) context.push(id); // not push(...ids): a long line overflows the stack
-      fitContext(context, blockSize, reserve, cache);
+      fitContext(context, blockSize, reserve, cache, turns);
       await reply(model, tok, c, context, cache, gen, out, template);
     }
   } finally {

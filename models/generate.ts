@@ -200,18 +200,47 @@ export async function generate(
   return out ?? [];
 }
 
+/** Where a conversation's turns start, so that `fitContext` can drop whole turns. */
+export interface Turns {
+  /** Tokens at the start that stay while anything else can go (the system message); 0: none. */
+  keep: number;
+  /** Where each later turn starts in the context, ascending (each ≥ keep). */
+  starts: number[];
+}
+
 /**
  * Crop a conversation's `context` from the left, in place, so that a reply of `reserve` tokens
  * fits the model's block; the cache is emptied when that happens (positions shifted, so the
- * cached keys no longer line up) and kept otherwise.
+ * cached keys no longer line up) and kept otherwise. With `turns` (updated in place) it drops
+ * the oldest whole turns: first keeping the system message, else without it; only when not
+ * even the newest turn fits does it cut inside one, keeping that turn's end.
  */
 export function fitContext(
   context: number[],
   blockSize: number,
   reserve: number,
   cache: KVCache,
+  turns?: Turns,
 ): void {
   if (context.length + reserve <= blockSize) return;
-  context.splice(0, context.length - Math.max(1, blockSize - reserve));
   cache.reset();
+  const budget = Math.max(1, blockSize - reserve);
+  if (turns) {
+    for (const keep of turns.keep > 0 ? [turns.keep, 0] : [0]) {
+      // the oldest turn start from which the rest, after the kept head, fits
+      const i = turns.starts.findIndex((s) => keep + context.length - s <= budget);
+      if (i < 0) continue;
+      const cut = turns.starts[i] - keep;
+      context.splice(keep, cut);
+      turns.starts = turns.starts.slice(i).map((s) => s - cut);
+      turns.keep = keep;
+      return;
+    }
+  }
+  const cut = context.length - budget;
+  context.splice(0, cut);
+  if (turns) {
+    turns.keep = 0;
+    turns.starts = turns.starts.filter((s) => s >= cut).map((s) => s - cut);
+  }
 }

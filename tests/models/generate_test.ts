@@ -1,6 +1,7 @@
 // Generation: the KV-cached path gives the same greedy tokens as recomputing the whole window
 // every token (both models, learned and rotary positions, past the block size), seeded sampling
-// is reproducible, chunks stream, and WebGPU samples the same tokens as the CPU.
+// is reproducible, chunks stream, and WebGPU samples the same tokens as the CPU; a chat's
+// context is cropped by whole turns.
 
 import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
 import { fromArray } from "../../engine/creation.ts";
@@ -8,7 +9,7 @@ import { Generator } from "../../engine/random.ts";
 import { tidy } from "../../engine/scope.ts";
 import { AdamW } from "../../nn/optim.ts";
 import { makeConfig } from "../../models/config.ts";
-import { generate, generateStream } from "../../models/generate.ts";
+import { fitContext, generate, generateStream, type Turns } from "../../models/generate.ts";
 import { createModel } from "../../models/model.ts";
 import type { LanguageModel } from "../../models/model.ts";
 import { cpu, gpu, hasWebGPU } from "../util.ts";
@@ -108,4 +109,43 @@ Deno.test("the cache feeds one token per step until the window slides, then bloc
   await generate(m, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10], { maxNewTokens: 5, temperature: 0 });
   // Prompt of 10, then positions 11 and 12 cached (≤ blockSize 12); then the crop recomputes.
   deepStrictEqual(seen, [10, 1, 1, 12, 12]);
+});
+
+Deno.test("fitContext drops whole turns, keeps the system message while it can, else crops", () => {
+  const model = createModel(
+    "gpt",
+    makeConfig({ vocabSize: 8, blockSize: 16, nLayer: 1, nHead: 1, nEmbd: 4 }),
+    {
+      backend: cpu,
+    },
+  );
+  const cache = model.newCache();
+  let resets = 0;
+  const reset = cache.reset.bind(cache);
+  cache.reset = () => (resets++, reset());
+  // system message [9, 9, 9], then turns of 4, 3 and 5 tokens
+  const chat = (): [number[], Turns] => [
+    [9, 9, 9, 1, 1, 1, 1, 2, 2, 2, 3, 3, 3, 3, 3],
+    { keep: 3, starts: [3, 7, 10] },
+  ];
+  let [context, turns] = chat();
+  fitContext(context, 20, 5, cache, turns); // 15 + 5 fits: nothing changes
+  deepStrictEqual([context.length, turns, resets], [15, { keep: 3, starts: [3, 7, 10] }, 0]);
+  // budget 12: the oldest turn goes, the system message stays (no cut inside a turn's header)
+  fitContext(context, 16, 4, cache, turns);
+  deepStrictEqual(context, [9, 9, 9, 2, 2, 2, 3, 3, 3, 3, 3]);
+  deepStrictEqual([turns, resets], [{ keep: 3, starts: [3, 6] }, 1]);
+  // budget 6: the newest turn alone fits only without the system message
+  [context, turns] = chat();
+  fitContext(context, 10, 4, cache, turns);
+  deepStrictEqual([context, turns], [[3, 3, 3, 3, 3], { keep: 0, starts: [0] }]);
+  // budget 3: not even the newest turn fits: its end is kept
+  [context, turns] = chat();
+  fitContext(context, 7, 4, cache, turns);
+  deepStrictEqual([context, turns], [[3, 3, 3], { keep: 0, starts: [] }]);
+  // without turns: the plain crop from the left
+  [context] = chat();
+  fitContext(context, 16, 4, cache);
+  deepStrictEqual(context, [1, 1, 1, 1, 2, 2, 2, 3, 3, 3, 3, 3]);
+  strictEqual(resets, 4);
 });
