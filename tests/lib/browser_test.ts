@@ -93,6 +93,22 @@ async function stop(browser: Deno.ChildProcess): Promise<void> {
   await browser.status;
 }
 
+/**
+ * Remove the test's folder. Chromium's helper processes (crash handler, GPU process) may still
+ * write into a profile for a moment after the browser itself has ended, so a removal that meets
+ * a folder filling up again is retried for up to 5 s.
+ */
+async function removeDir(dir: string): Promise<void> {
+  for (let i = 0;; i++) {
+    try {
+      return await Deno.remove(dir, { recursive: true });
+    } catch (e) {
+      if (i >= 50 || !(e instanceof Error) || !/not empty|os error 39/i.test(e.message)) throw e;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+}
+
 /** Serves the page and the bundle; each visit opens headless Chromium and awaits the result. */
 class PageServer {
   #ac = new AbortController();
@@ -206,7 +222,7 @@ Deno.test({
       }
     } finally {
       await pages.close();
-      await Deno.remove(dir, { recursive: true });
+      await removeDir(dir);
     }
   },
 });

@@ -1,7 +1,7 @@
-// Bounded loss of work (issue 14): train, SIGKILL the process at a random moment, resume, again
-// and again. After each kill a loadable checkpoint must exist (once the first evaluation ran),
-// and the iterations lost (completed steps minus the checkpoint's iteration) must not exceed
-// one eval interval. Leftover temporary files must be gone after the next start.
+// Bounded loss of work (issue 14): train, SIGKILL the process at a random moment, resume, again and
+// again. After each kill a loadable checkpoint must exist (once the first evaluation saved one),
+// and the iterations lost (completed steps minus the checkpoint's iteration) must not exceed one
+// eval interval. Leftover temporary files must be gone after the next start.
 // Run: deno run -A tests/reliability/kill_loop.ts [--backend cpu] [--rounds 30] [--eval-interval 10]
 
 import { loadCheckpoint } from "../../models/checkpoint.ts";
@@ -96,7 +96,9 @@ export async function killLoop(o: {
       for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
         spoke();
         for (const m of chunk.matchAll(/^iter +(\d+)\//gm)) done = Math.max(done, Number(m[1]));
-        if (/^step \d+: train loss/m.test(chunk)) evalSeen = true;
+        // The first evaluation's checkpoints are on disk once it says so (the rolling one is
+        // written first): a kill between its loss line and that leaves nothing to resume.
+        if (/^saved .*ckpt\.safetensors/m.test(chunk)) evalSeen = true;
       }
     };
     const watching = Promise.all([watch(child.stdout), watch(child.stderr)]);
