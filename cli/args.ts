@@ -2,6 +2,7 @@
 // default and a help line; unknown flags, missing values and values of the wrong type are
 // one-line `FlagError`s, and `--help` is generated from the same table, so it cannot drift.
 
+import { BACKEND_CHOICES, type BackendChoice } from "../engine/device.ts";
 import { ConfigError } from "../engine/errors.ts";
 import type { Setting, SettingKind } from "../models/config.ts";
 
@@ -16,6 +17,30 @@ export type FlagKind = SettingKind;
 
 /** One flag: a setting (its config key, `--name`, aliases, type, help line, visibility). */
 export type FlagSpec<C> = Setting<C>;
+
+/** The device settings of every command. */
+export interface DeviceFlags {
+  /** Compute backend: auto (a hardware GPU, else wasm), webgpu, wasm or cpu. */
+  backend: BackendChoice;
+  /** Threads of the wasm backend, the calling thread included; 0 = the machine's cores. */
+  threads: number;
+}
+
+/** `--backend` and `--threads`, as `train` and `generate` both take them. */
+export const DEVICE_FLAGS: readonly FlagSpec<DeviceFlags>[] = [
+  {
+    key: "backend",
+    name: "backend",
+    kind: { type: "choice", choices: BACKEND_CHOICES },
+    help: "compute backend (auto: a hardware GPU, else wasm; webgpu takes a software adapter)",
+  },
+  {
+    key: "threads",
+    name: "threads",
+    kind: { type: "int", min: 0, max: 256 },
+    help: "threads of the wasm backend; 0 = the machine's cores",
+  },
+];
 
 /** The result of parsing a command line: a config, or a request for help. */
 export type Parsed<C> =

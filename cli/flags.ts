@@ -5,7 +5,6 @@
 // as aliases); integers are integers and booleans really parse `false`. Cross-flag rules (n-embd
 // divisible by n-head, min-lr <= lr, ...) are checked here, before any work starts.
 
-import { BACKEND_CHOICES, type BackendChoice } from "../engine/device.ts";
 import {
   DEFAULT_TRAIN,
   type GPTConfig,
@@ -18,6 +17,8 @@ import { MODEL_KINDS, type ModelKind } from "../models/model.ts";
 import { getPreset } from "../models/presets.ts";
 import {
   configLines,
+  DEVICE_FLAGS,
+  type DeviceFlags,
   FlagError,
   type FlagSpec,
   helpText,
@@ -32,7 +33,7 @@ export { FlagError, type Parsed };
 export type ModelFlags = ModelSettings;
 
 /** What `train` adds to the model's and the training loop's settings: data, files, device. */
-export interface RunFlags {
+export interface RunFlags extends DeviceFlags {
   /** Log metrics to Weights & Biases. */
   wandbLog: boolean;
   /** W&B project name. */
@@ -60,10 +61,6 @@ export interface RunFlags {
   initFrom: string;
   /** Replace an earlier run in --out-dir (only the files train wrote); refused otherwise. */
   overwrite: boolean;
-  /** Compute backend: auto (a hardware GPU, else wasm), webgpu, wasm or cpu. */
-  backend: BackendChoice;
-  /** Threads of the wasm backend, the calling thread included; 0 = the machine's cores. */
-  threads: number;
   /** Record where time goes: a table at the end and <out-dir>/trace.json (cli/profile.ts). */
   profile: boolean;
 }
@@ -174,18 +171,7 @@ const RUN_FLAGS: readonly FlagSpec<RunFlags>[] = [
     kind: { type: "bool" },
     help: "replace an earlier run in --out-dir (only files train wrote)",
   },
-  {
-    key: "backend",
-    name: "backend",
-    kind: { type: "choice", choices: BACKEND_CHOICES },
-    help: "compute backend (auto: a hardware GPU, else wasm; webgpu takes a software adapter)",
-  },
-  {
-    key: "threads",
-    name: "threads",
-    kind: { type: "int", min: 0, max: 256 },
-    help: "threads of the wasm backend; 0 = the machine's cores",
-  },
+  ...DEVICE_FLAGS,
   {
     key: "wandbLog",
     name: "wandb-log",

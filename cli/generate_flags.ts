@@ -2,9 +2,10 @@
 // --num-samples 2, --max-new-tokens 2000, --temperature 1.0, --top-k 200) plus ours. Temperature 0
 // means greedy decoding, and --help says so.
 
-import { BACKEND_CHOICES } from "../engine/device.ts";
 import {
   configLines,
+  DEVICE_FLAGS,
+  type DeviceFlags,
   FlagError,
   type FlagSpec,
   helpText,
@@ -16,7 +17,7 @@ const POS_INT = { type: "int", min: 1 } as const;
 const NON_NEG_INT = { type: "int", min: 0 } as const;
 
 /** Everything `generate` needs; defaults in `GENERATE_DEFAULTS`. */
-export interface GenerateConfig {
+export interface GenerateConfig extends DeviceFlags {
   /**
    * Text the samples continue; empty starts from token 0 as the original. With --chat on a model
    * tuned with the chat template, the system message.
@@ -36,10 +37,6 @@ export interface GenerateConfig {
   seed: number;
   /** Directory holding ckpt.safetensors. */
   outDir: string;
-  /** Compute backend. */
-  backend: "auto" | "webgpu" | "wasm" | "cpu";
-  /** Threads of the wasm backend, the calling thread included; 0 = the machine's cores. */
-  threads: number;
   /** Interactive chat on stdin (works piped). */
   chat: boolean;
   /** For BitGPT, run from the packed ternary file when train wrote one. */
@@ -126,18 +123,7 @@ export const GENERATE_FLAGS: readonly FlagSpec<GenerateConfig>[] = [
     kind: { type: "string" },
     help: "directory with the checkpoint",
   },
-  {
-    key: "backend",
-    name: "backend",
-    kind: { type: "choice", choices: BACKEND_CHOICES },
-    help: "compute backend (auto: a hardware GPU, else wasm; webgpu takes a software adapter)",
-  },
-  {
-    key: "threads",
-    name: "threads",
-    kind: { type: "int", min: 0, max: 256 },
-    help: "threads of the wasm backend; 0 = the machine's cores",
-  },
+  ...DEVICE_FLAGS,
   {
     key: "chat",
     name: "chat",
