@@ -43,18 +43,7 @@ function rowsFn(b: ModuleBuilder, relaxed: boolean): void {
     const lse = f.local("f32");
     g.eachRow(rows, chunk, claim, (r) => {
       g.rowBase(xr, x, r, V);
-      g.splat(-Infinity);
-      f.set(acc);
-      g.row(V, (o, tail) => {
-        f.get(acc);
-        g.load(xr, o, tail, -Infinity);
-        f.f32x4.pmax(); // a NaN is dropped here but carried by the sum
-        f.set(acc);
-      });
-      f.get(acc);
-      g.hmax();
-      f.f32x4.splat();
-      f.set(m);
+      g.rowMax(xr, V, acc, m);
       g.splat(0);
       f.set(acc);
       g.row(V, (o, tail) => {

@@ -32,18 +32,7 @@ function forward(b: ModuleBuilder, relaxed: boolean, kind: Kind): void {
     g.eachRow(rows, chunk, claim, (r) => {
       g.rowBase(xr, x, r, len);
       g.rowBase(yr, y, r, len);
-      g.splat(-Infinity);
-      f.set(acc);
-      g.row(len, (o, tail) => {
-        f.get(acc);
-        g.load(xr, o, tail, -Infinity);
-        f.f32x4.pmax(); // a NaN is dropped here but carried by the sum
-        f.set(acc);
-      });
-      f.get(acc);
-      g.hmax();
-      f.f32x4.splat();
-      f.set(m);
+      g.rowMax(xr, len, acc, m);
       g.splat(0);
       f.set(acc);
       g.row(len, (o, tail) => {

@@ -379,6 +379,27 @@ export class RowGen {
     f.end();
   }
 
+  /**
+   * One pass for a row's max: the row of `len` floats at `base` (tail lanes −inf) reduced by
+   * pmax into `acc`, its lanes' max splatted into `m` (a NaN may be dropped here; the row
+   * kernels' sums of exp(x − m) carry it on). Softmax's and cross-entropy's first pass.
+   */
+  rowMax(base: Local, len: Local, acc: Local, m: Local): void {
+    const f = this.f;
+    this.splat(-Infinity);
+    f.set(acc);
+    this.row(len, (o, tail) => {
+      f.get(acc);
+      this.load(base, o, tail, -Infinity);
+      f.f32x4.pmax();
+      f.set(acc);
+    });
+    f.get(acc);
+    this.hmax();
+    f.f32x4.splat();
+    f.set(m);
+  }
+
   /** Push the vector at base + o (or the partial one of a tail, other lanes `pad`). */
   load(base: Local, o: Local, tail: Local | null, pad: number | Local = 0): void {
     const at = () => this.f.add(base, o);
